@@ -1,0 +1,5 @@
+import sys
+
+from ragloom.cli import main
+
+sys.exit(main())

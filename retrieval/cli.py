@@ -1,0 +1,171 @@
+"""`ragloom index build | info | search`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from .build import INDEX_TYPES, IndexParams, build_index
+from .corpus import FORMATS, CorpusSpec
+from .encoder import DEFAULT_ENCODER, EncoderSpec
+from .index import Index, read_manifest
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, e.g. "812 passages/s"."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} {self.unit}/s" if speed else f"- {self.unit}/s", style="progress.data.speed")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    index = sub.add_parser("index", help="build, inspect and query a retrieval index")
+    isub = index.add_subparsers(dest="index_command", required=True, metavar="{build,info,search}")
+
+    b = isub.add_parser("build", help="corpus -> passage store + embeddings + faiss index")
+    b.add_argument("--corpus", required=True, help="corpus file or directory (or a hub dataset name with --format hf)")
+    b.add_argument("--format", choices=FORMATS, help="corpus format (default: from the file name)")
+    b.add_argument("--encoder", default=DEFAULT_ENCODER, help="sentence-transformers model name or local path")
+    b.add_argument("--out", required=True, help="index directory to create")
+    b.add_argument("--index-type", choices=INDEX_TYPES, default="flat")
+    b.add_argument("--limit", type=int, help="index only the first N passages")
+    b.add_argument(
+        "--embeddings", help="precomputed embeddings: a directory of pickled (ids, matrix) shards or a .npy file"
+    )
+    b.add_argument("--id-field", default="id")
+    b.add_argument("--title-field", default="title")
+    b.add_argument("--text-field", default="text")
+    b.add_argument("--split", default="train", help="split of a `datasets` corpus")
+    b.add_argument("--chunk-words", type=int, default=100, help="words per passage for text folders")
+    b.add_argument("--chunk-overlap", type=int, default=0, help="words shared by consecutive text passages")
+    b.add_argument("--query-prefix", default="", help="prepended to queries (e.g. 'query: ' for e5)")
+    b.add_argument("--passage-prefix", default="", help="prepended to passages (e.g. 'passage: ' for e5)")
+    b.add_argument("--no-normalize", action="store_true", help="keep raw embedding norms")
+    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    b.add_argument("--nlist", type=int, help="ivf-pq: inverted lists (default ~4*sqrt(N))")
+    b.add_argument("--pq-m", type=int, help="ivf-pq: sub-quantizers (must divide the dimension)")
+    b.add_argument("--nprobe", type=int, default=64, help="ivf-pq: lists visited per query")
+    b.add_argument("--hnsw-m", type=int, default=32, help="hnsw: links per node")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing index directory")
+    b.set_defaults(func=_build)
+
+    i = isub.add_parser("info", help="print an index's manifest")
+    i.add_argument("dir")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_info)
+
+    s = isub.add_parser("search", help="query an index")
+    s.add_argument("dir")
+    s.add_argument("query")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--json", action="store_true", help='print [{"id","title","text","score","rank"}, ...]')
+    s.set_defaults(func=_search)
+
+
+def _build(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    corpus = CorpusSpec(
+        args.corpus,
+        args.format,
+        args.id_field,
+        args.title_field,
+        args.text_field,
+        args.split,
+        args.chunk_words,
+        args.chunk_overlap,
+    )
+    encoder = EncoderSpec(
+        args.encoder, args.query_prefix, args.passage_prefix, not args.no_normalize, args.batch_size, args.device
+    )
+    params = IndexParams(hnsw_m=args.hnsw_m, nlist=args.nlist, pq_m=args.pq_m, nprobe=args.nprobe)
+    t0 = time.perf_counter()
+    with Progress(
+        TextColumn("embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn("passages"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("embed", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        m = build_index(
+            corpus,
+            args.out,
+            encoder=encoder,
+            index_type=args.index_type,
+            params=params,
+            limit=args.limit,
+            embeddings=args.embeddings,
+            overwrite=args.overwrite,
+            progress=progress,
+        )
+    secs = time.perf_counter() - t0
+    skipped = m["corpus"]["skipped_empty"]
+    console.print(
+        f"built {args.out}: {m['passages']:,} passages, dim {m['encoder']['dim']}, {m['index']['type']} index, "
+        f"{secs:.1f} s ({m['passages'] / max(secs, 1e-9):,.0f} passages/s)"
+        + (f"; {skipped} empty records skipped" if skipped else ""),
+        soft_wrap=True,
+    )
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    m = read_manifest(args.dir)
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    c, e = m["corpus"], m["encoder"]
+    print(f"index      {args.dir}")
+    print(f"passages   {m['passages']:,}")
+    print(f"encoder    {e['name']} (dim {e['dim']}, normalize={e['normalize']})")
+    if e.get("query_prefix") or e.get("passage_prefix"):
+        print(f"prefixes   query={e['query_prefix']!r} passage={e['passage_prefix']!r}")
+    print(f"type       {m['index']['type']} {json.dumps({k: v for k, v in m['index'].items() if k != 'type'})}")
+    print(f"corpus     {c['path']} ({c['format']}, fingerprint {c['fingerprint']})")
+    print(f"built      {m['created']} with ragloom {m['ragloom_version']} in {m['build_seconds']} s")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    if not 1 <= args.k <= 1000:
+        print(f"ragloom: -k {args.k} is out of range; use 1..1000", file=sys.stderr)
+        return 2
+    hits = Index(args.dir).search([args.query], k=args.k)[0]
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": h.passage.id,
+                        "title": h.passage.title,
+                        "text": h.passage.text,
+                        "score": h.score,
+                        "rank": h.rank,
+                    }
+                    for h in hits
+                ],
+                ensure_ascii=False,
+            )
+        )
+        return 0
+    for h in hits:
+        print(f"{h.rank:>4}  {h.score:.4f}  [{h.passage.id}] {h.passage.title}: {h.passage.text[:120]}")
+    return 0

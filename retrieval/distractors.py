@@ -1,0 +1,90 @@
+"""Distractor sampling: topically close passages that neither are, nor copy, nor answer the sources.
+
+RAG-Instruct pads each example with passages from retrieval ranks beyond the top 200:
+close enough to look relevant, far enough not to hold the answer. `sample_distractors`
+is pure: the same hits, sources, answer and RNG state give the same picks.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+
+from .types import Distractor, Hit, Passage
+
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case words separated by single spaces, for duplicate and containment checks."""
+    return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+def contains_answer(text: str, answer: str | None) -> bool:
+    """True when the normalised answer occurs in the normalised text as whole words."""
+    if not answer:
+        return False
+    a = normalize_text(answer)
+    return bool(a) and f" {a} " in f" {normalize_text(text)} "
+
+
+def sample_distractors(
+    hits: Sequence[Hit],
+    *,
+    sources: Sequence[Passage],
+    n: int,
+    rng: random.Random,
+    band: tuple[int, int] = (200, 250),
+    answer: str | None = None,
+    random_passage: Callable[[random.Random], Passage] | None = None,
+    max_random_tries: int = 50,
+) -> list[Distractor]:
+    """Pick `n` distractors for one query from its ranked `hits`.
+
+    Rules, in order: (1) "band": ranks in [band[0], band[1]); (2) "widened": when the
+    band runs short, windows of the same width below it, nearest first; (3) "random":
+    passages drawn with `random_passage(rng)`. A candidate is never a source, never has
+    a source's text, never contains `answer`, and is never picked twice. Fewer than `n`
+    are returned only when every rule runs dry.
+    """
+    lo, hi = band
+    if not 0 <= lo < hi:
+        raise ValueError(f"band {band} is invalid; need 0 <= start < end")
+    if n <= 0:
+        return []
+    source_ids = {p.id for p in sources}
+    source_texts = {normalize_text(p.text) for p in sources}
+    chosen: list[Distractor] = []
+    taken: set[str] = set()
+
+    def ok(p: Passage) -> bool:
+        return (
+            p.id not in source_ids
+            and p.id not in taken
+            and normalize_text(p.text) not in source_texts
+            and not contains_answer(p.text, answer)
+            and not contains_answer(p.title, answer)
+        )
+
+    def take_from(window: list[Hit], rule: str) -> None:
+        candidates = [h for h in window if ok(h.passage)]
+        for h in rng.sample(candidates, min(len(candidates), n - len(chosen))):
+            chosen.append(Distractor(h.passage, h.rank, rule))
+            taken.add(h.passage.id)
+
+    take_from([h for h in hits if lo <= h.rank < hi], "band")
+    width = hi - lo
+    top = lo
+    while len(chosen) < n and top > 0:
+        bottom = max(0, top - width)
+        take_from([h for h in hits if bottom <= h.rank < top], "widened")
+        top = bottom
+    tries = 0
+    while random_passage is not None and len(chosen) < n and tries < max_random_tries * n:
+        tries += 1
+        p = random_passage(rng)
+        if ok(p):
+            chosen.append(Distractor(p, None, "random"))
+            taken.add(p.id)
+    return chosen

