@@ -19,12 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ragloom {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     retrieval_cli.add_commands(sub)
-    try:
-        from ragloom.generator import cli as generator_cli
-    except ImportError:  # the generation layer is optional for index-only use
-        pass
-    else:
-        generator_cli.add_commands(sub)
+    from ragloom.generator import cli as generator_cli
+
+    generator_cli.add_commands(sub)
     return parser
 
 

@@ -36,7 +36,7 @@ def id_hash(ids: Iterable[str]) -> np.ndarray:
     )
 
 
-def _digest_update(digest: hashlib._Hash, p: Passage) -> None:
+def _digest_update(digest: Any, p: Passage) -> None:
     digest.update(f"{p.id}\x1f{p.title}\x1f{p.text}\x1e".encode("utf-8", "surrogatepass"))
 
 

@@ -1,0 +1,21 @@
+"""LLM backends, chosen by `backend.type` in the config."""
+
+from __future__ import annotations
+
+from ..config import OpenAIBackendConfig, VLLMBackendConfig
+from .base import Backend, ChatRequest, ChatResult
+
+
+def make_backend(cfg: OpenAIBackendConfig | VLLMBackendConfig) -> Backend:
+    if cfg.type == "openai":
+        from .openai_backend import OpenAIBackend
+
+        return OpenAIBackend(cfg)
+    if cfg.type == "vllm":
+        from .vllm_backend import VLLMBackend
+
+        return VLLMBackend(cfg)
+    raise ValueError(f"unknown backend type {cfg.type!r}")
+
+
+__all__ = ["Backend", "ChatRequest", "ChatResult", "make_backend"]

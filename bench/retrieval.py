@@ -1,0 +1,182 @@
+"""Retrieval benchmarks, each against the raw engine measured in the same run.
+
+    python bench/retrieval.py [--passages 2000] [--queries 500] [--ivf-n 1000000] [--json out.json]
+
+R1  index build passages/s: `build_index` vs raw SentenceTransformer.encode + IndexFlatIP.add
+R2  batch search queries/s at k=250: `Index.search_embeddings` vs raw faiss search on the same
+    index, and `Index.search` (embed + search + passages) vs raw encode + faiss
+R3  ivf-pq on N synthetic 768-d vectors: build time, resident memory, queries/s, recall@250
+    against exact search on a sample; memory extrapolated to 21M passages
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bench_build(tmp: Path, n: int) -> dict:
+    import faiss
+    from conftest import write_wiki_jsonl
+    from ragloom.retrieval import CorpusSpec, Encoder, build_index
+    from ragloom.retrieval.encoder import passage_text, resolve_encoder
+    from sentence_transformers import SentenceTransformer
+
+    rows = write_wiki_jsonl(tmp / "wiki.jsonl", n)
+    texts = [passage_text(r["title"], r["text"]) for r in rows]
+    model = SentenceTransformer(resolve_encoder("all-MiniLM-L6-v2")[1], device="cpu")
+    model.encode(texts[:64])  # warm up both paths alike
+    Encoder().encode_passages(texts[:64])
+    t = time.perf_counter()
+    vecs = model.encode(texts, batch_size=128, normalize_embeddings=True, convert_to_numpy=True)
+    raw_index = faiss.IndexFlatIP(vecs.shape[1])
+    raw_index.add(vecs)
+    raw = time.perf_counter() - t
+    t = time.perf_counter()
+    build_index(CorpusSpec(str(tmp / "wiki.jsonl")), tmp / "idx")
+    ours = time.perf_counter() - t
+    return {
+        "passages": len(texts),
+        "raw_passages_per_s": len(texts) / raw,
+        "ragloom_passages_per_s": len(texts) / ours,
+        "ratio": raw / ours,
+    }
+
+
+def bench_search(tmp: Path, nq: int, k: int = 250) -> dict:
+    import faiss
+    from ragloom.retrieval import Index
+
+    index = Index(tmp / "idx")
+    titles, _ = index.store.slice_texts(0, len(index.store))
+    queries = [f"What is known about {t}?" for t in (titles * (nq // len(titles) + 1))[:nq]]
+    vecs = index.embed_queries(queries)
+    raw_index = faiss.read_index(str(tmp / "idx" / "index.faiss"))
+    out: dict = {"queries": nq, "k": k}
+    for _ in range(2):  # second pass is the measured one
+        t = time.perf_counter()
+        raw_index.search(vecs, k)
+        raw = time.perf_counter() - t
+        t = time.perf_counter()
+        index.search_embeddings(vecs, k)
+        ours = time.perf_counter() - t
+    out.update(raw_qps=nq / raw, ragloom_qps=nq / ours, ratio=raw / ours)
+    t = time.perf_counter()
+    raw_index.search(index.encoder.model.encode(queries, batch_size=128, normalize_embeddings=True), k)
+    raw_full = time.perf_counter() - t
+    t = time.perf_counter()
+    index.search(queries, k)
+    ours_full = time.perf_counter() - t
+    out.update(raw_text_qps=nq / raw_full, ragloom_text_qps=nq / ours_full, text_ratio=raw_full / ours_full)
+    return out
+
+
+def bench_ivfpq(tmp: Path, n: int, dim: int = 768, sample: int = 200, k: int = 250) -> dict:
+    import faiss
+    from ragloom.retrieval import CorpusSpec, Index, IndexParams, build_index
+
+    rng = np.random.default_rng(0)
+    # Clustered vectors, so recall is meaningful (uniform noise has no neighbourhoods).
+    centers = rng.standard_normal((1000, dim), dtype=np.float32)
+    emb = np.lib.format.open_memmap(tmp / "emb.npy", mode="w+", dtype=np.float32, shape=(n, dim))
+    for s in range(0, n, 100_000):
+        m = min(100_000, n - s)
+        block = centers[rng.integers(0, 1000, m)] + 0.6 * rng.standard_normal((m, dim), dtype=np.float32)
+        emb[s : s + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    emb.flush()
+    with open(tmp / "syn.jsonl", "w") as fh, open(tmp / "emb.ids.txt", "w") as ids:
+        for i in range(n):
+            fh.write(f'{{"id": "s{i}", "title": "", "text": "synthetic passage {i}"}}\n')
+            ids.write(f"s{i}\n")
+    del emb
+    rss0 = rss_mb()
+    t = time.perf_counter()
+    m = build_index(
+        CorpusSpec(str(tmp / "syn.jsonl")),
+        tmp / "ivf",
+        index_type="ivf-pq",
+        embeddings=str(tmp / "emb.npy"),
+        params=IndexParams(nprobe=64),
+    )
+    build_s = time.perf_counter() - t
+    peak_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    index = Index(tmp / "ivf")
+    rss_loaded = rss_mb()
+    emb = np.load(tmp / "emb.npy", mmap_mode="r")
+    qrows = rng.choice(n, sample, replace=False)
+    q = np.ascontiguousarray(emb[qrows] + 0.05 * rng.standard_normal((sample, dim), dtype=np.float32))
+    t = time.perf_counter()
+    _, approx = index.search_embeddings(q, k)
+    qps = sample / (time.perf_counter() - t)
+    exact = faiss.IndexFlatIP(dim)
+    best = [np.empty((sample, 0))]
+    scores = np.full((sample, k), -np.inf, dtype=np.float32)
+    rows = np.zeros((sample, k), dtype=np.int64)
+    for s in range(0, n, 200_000):
+        exact.reset()
+        exact.add(np.ascontiguousarray(emb[s : s + 200_000]))
+        d, i = exact.search(q, k)
+        cat_s, cat_r = np.hstack([scores, d]), np.hstack([rows, i + s])
+        top = np.argsort(-cat_s, axis=1)[:, :k]
+        scores, rows = np.take_along_axis(cat_s, top, 1), np.take_along_axis(cat_r, top, 1)
+    del best
+    recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(approx, rows)]))
+    index_bytes = (tmp / "ivf" / "index.faiss").stat().st_size
+    return {
+        "n": n,
+        "dim": dim,
+        "params": m["index"],
+        "build_s": build_s,
+        "peak_rss_build_mb": peak_build,
+        "rss_before_mb": rss0,
+        "rss_after_open_mb": rss_loaded,
+        "index_file_mb": index_bytes / 2**20,
+        "qps_k250": qps,
+        "recall_at_250": recall,
+        "extrapolated_index_gb_21m": index_bytes / n * 21_000_000 / 2**30,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--passages", type=int, default=2000)
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--ivf-n", type=int, default=1_000_000, help="0 skips R3")
+    ap.add_argument("--json", default="bench/results/retrieval.json")
+    args = ap.parse_args()
+    report: dict = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        report["R1_build"] = bench_build(tmp, args.passages)
+        print("R1 build", json.dumps(report["R1_build"]), flush=True)
+        report["R2_search"] = bench_search(tmp, args.queries)
+        print("R2 search", json.dumps(report["R2_search"]), flush=True)
+        if args.ivf_n:
+            report["R3_ivfpq"] = bench_ivfpq(tmp, args.ivf_n)
+            print("R3 ivf-pq", json.dumps(report["R3_ivfpq"]), flush=True)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"report: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The backend interface: a batch of chat requests in, results out in the same order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    messages: list[dict[str, str]]
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 512
+    seed: int | None = None
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ChatResult:
+    """`error` is None on success, else a reason code such as rate_limited or timeout."""
+
+    text: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    error: str | None = None
+    retries: int = 0
+    retry_reasons: list[str] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    name: str
+    model: str
+    batch_size: int  # requests per `chat` call the pipeline should send
+    parallelism: int  # concurrent `chat` calls the pipeline should keep in flight
+
+    async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]: ...
+
+    async def aclose(self) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...

@@ -1,0 +1,191 @@
+"""`openai` backend: any OpenAI-compatible server through AsyncOpenAI.
+
+Retries (tenacity, exponential backoff with jitter, Retry-After honoured) cover 429, 5xx,
+timeouts and dropped connections only. 400/401/403/404 stop the run with a message that
+says what to fix. The API key is read from the environment and never written anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import openai
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from ragloom.errors import BackendError, ConfigError
+
+from ..config import OpenAIBackendConfig
+from .base import ChatRequest, ChatResult
+
+_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
+_MODES = ["json_schema", "json_object", "off"]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection_error"
+    if isinstance(exc, openai.APIStatusError):
+        return f"http_{exc.status_code}"
+    return type(exc).__name__
+
+
+class _WaitRetryAfter:
+    """Wait what the server's Retry-After says; otherwise exponential backoff with jitter."""
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+        self.fallback = wait_random_exponential(multiplier=0.5, max=cap)
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        response = getattr(exc, "response", None)
+        header = response.headers.get("retry-after") if response is not None else None
+        if header:
+            try:
+                return min(float(header), self.cap)
+            except ValueError:
+                pass
+        return float(self.fallback(state))
+
+
+class OpenAIBackend:
+    name = "openai"
+    batch_size = 1
+
+    def __init__(self, cfg: OpenAIBackendConfig) -> None:
+        self.cfg = cfg
+        self.model = cfg.model
+        self.parallelism = cfg.concurrency
+        key = None
+        if cfg.api_key_env:
+            key = os.environ.get(cfg.api_key_env)
+            if not key:
+                raise ConfigError(
+                    f"backend.api_key_env: environment variable {cfg.api_key_env} is not set; export it, or set "
+                    "backend.api_key_env to null for a local server that needs no key"
+                )
+        self._secret = key
+        self._client = openai.AsyncOpenAI(
+            api_key=key or "no-key", base_url=cfg.base_url, timeout=cfg.timeout, max_retries=0
+        )
+        self._semaphore = asyncio.Semaphore(cfg.concurrency)
+        self._mode: str = "json_schema" if cfg.structured_output == "auto" else cfg.structured_output
+        self.where = cfg.base_url or "https://api.openai.com/v1"
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "openai", "model": self.model, "base_url": self.where, "structured_output": self._mode}
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    def _kwargs(self, req: ChatRequest) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "model": self.model,
+            "messages": req.messages,
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+            "max_tokens": req.max_tokens,
+        }
+        if req.seed is not None:
+            kw["seed"] = req.seed
+        if req.json_schema is not None and self._mode == "json_schema":
+            kw["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "pair", "schema": req.json_schema, "strict": True},
+            }
+        elif req.json_schema is not None and self._mode == "json_object":
+            # llama.cpp, Ollama and others constrain json_object output to a schema given here.
+            kw["response_format"] = {"type": "json_object", "schema": req.json_schema}
+        if self.cfg.extra_body:
+            kw["extra_body"] = self.cfg.extra_body
+        return kw
+
+    async def _one(self, req: ChatRequest) -> ChatResult:
+        result = ChatResult()
+        async with self._semaphore:
+            while True:
+                mode = self._mode
+                try:
+                    resp = await self._with_retries(req, result)
+                except openai.APIStatusError as e:
+                    if self._rejects_structured_output(e, mode):
+                        continue
+                    if isinstance(e, _RETRYABLE):
+                        result.error = _reason(e)
+                        return result
+                    raise BackendError(self._fatal_message(e)) from None
+                except (openai.APITimeoutError, openai.APIConnectionError) as e:
+                    result.error = _reason(e)
+                    return result
+                break
+        choice = resp.choices[0] if resp.choices else None
+        result.text = (choice.message.content or "") if choice and choice.message else ""
+        result.finish_reason = choice.finish_reason if choice else None
+        if resp.usage:
+            result.prompt_tokens = resp.usage.prompt_tokens or 0
+            result.completion_tokens = resp.usage.completion_tokens or 0
+        if not result.text:
+            result.error = "empty_response"
+        return result
+
+    async def _with_retries(self, req: ChatRequest, result: ChatResult) -> Any:
+        def log_retry(state: RetryCallState) -> None:
+            result.retries += 1
+            if state.outcome and state.outcome.exception():
+                result.retry_reasons.append(_reason(state.outcome.exception()))  # type: ignore[arg-type]
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, _RETRYABLE) and not self._is_format_rejection(e)),
+            wait=_WaitRetryAfter(self.cfg.max_retry_wait),
+            stop=stop_after_attempt(self.cfg.max_retries + 1),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._client.chat.completions.create(**self._kwargs(req))
+        raise AssertionError("unreachable")
+
+    def _is_format_rejection(self, e: BaseException) -> bool:
+        if self.cfg.structured_output != "auto" or self._mode == "off" or not isinstance(e, openai.APIStatusError):
+            return False
+        text = str(getattr(e, "body", None) or e.message).lower()
+        return e.status_code in (400, 422, 500, 501) and ("response_format" in text or "json_schema" in text)
+
+    def _rejects_structured_output(self, e: openai.APIStatusError, mode: str) -> bool:
+        """In `auto` mode, step down json_schema -> json_object -> off once per rejection."""
+        if not self._is_format_rejection(e):
+            return False
+        if self._mode == mode:
+            self._mode = _MODES[_MODES.index(mode) + 1]
+        return True
+
+    def _fatal_message(self, e: openai.APIStatusError) -> str:
+        detail = self._scrub(str(e.message).splitlines()[0] if e.message else "")
+        where = self.where
+        if e.status_code == 401:
+            return (
+                f"{where} rejected the API key (401); check the key in ${self.cfg.api_key_env}"
+                if self.cfg.api_key_env
+                else f"{where} needs an API key (401); set backend.api_key_env"
+            )
+        if e.status_code == 403:
+            return f"{where} refused access to model {self.model!r} (403): {detail}"
+        if e.status_code == 404:
+            return (
+                f"{where} has no model {self.model!r} (404); check backend.model and backend.base_url (see GET /models)"
+            )
+        return f"{where} rejected the request ({e.status_code}): {detail}; check backend and sampling settings"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text

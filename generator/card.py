@@ -1,0 +1,116 @@
+"""The dataset card: Hub YAML metadata, how the data was made, statistics, the exact config."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import ragloom
+
+from .types import PARADIGM_DEFINITIONS
+
+
+def statistics(records: list[dict[str, Any]], failed: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(records)
+
+    def mean(xs: list[float]) -> float:
+        return round(sum(xs) / len(xs), 2) if xs else 0.0
+
+    reasons = Counter(f["reason"] for f in failed)
+    total = n + len(failed)
+    return {
+        "examples": n,
+        "per_paradigm": dict(sorted(Counter(r["paradigm"] for r in records).items())),
+        "mean_question_words": mean([len(r["instruction"].split()) for r in records]),
+        "mean_answer_words": mean([len(r["answer"].split()) for r in records]),
+        "mean_source_documents": mean([sum(d["role"] == "source" for d in r["documents"]) for r in records]),
+        "mean_documents": mean([len(r["documents"]) for r in records]),
+        "failed_jobs": len(failed),
+        "failure_reasons": {k: {"count": v, "rate": round(v / total, 4)} for k, v in reasons.most_common()},
+    }
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def write_card(
+    directory: Path,
+    records: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    run: dict[str, Any],
+    *,
+    view: str,
+    data_file: str,
+) -> Path:
+    stats = statistics(records, failed)
+    cfg = run.get("config", {})
+    backend = cfg.get("backend", {})
+    meta = {
+        "license": "cc-by-sa-4.0",
+        "task_categories": ["question-answering", "text-generation"],
+        "language": ["en"],
+        "size_categories": [_size_category(stats["examples"])],
+        "tags": ["rag", "synthetic", "ragloom", "rag-instruct"],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": data_file}]}],
+    }
+    sources = sorted({r["exemplar"]["source"] for r in records})
+    lines = [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False).strip(),
+        "---",
+        "",
+        "# RAG instruction data made with ragloom",
+        "",
+        f"{stats['examples']} retrieval-augmented instruction examples in the `{view}` view, generated with "
+        f"[ragloom](https://pypi.org/project/ragloom/) {ragloom.__version__} following RAG-Instruct "
+        "(arXiv 2501.00353): instruction simulation from exemplar instructions, source documents retrieved "
+        "for each exemplar, and distractors sampled from retrieval ranks beyond the top 200.",
+        "",
+        "## How it was made",
+        "",
+        f"- Model: `{backend.get('model')}` via the `{backend.get('type')}` backend",
+        f"- Sampling: `{json.dumps(cfg.get('sampling', {}))}`; seed {cfg.get('seed')}",
+        f"- Exemplar sources: {', '.join(sources) or 'none'}",
+        f"- Documents per example: {cfg.get('distractors', {}).get('total_docs')}, distractor rank band "
+        f"{cfg.get('distractors', {}).get('rank_band')}",
+        f"- Index: encoder `{run.get('index', {}).get('encoder', {}).get('name')}`, "
+        f"{run.get('index', {}).get('passages')} passages",
+        "",
+        "### Paradigms",
+        "",
+        *[f"- `{k}`: {v}" for k, v in PARADIGM_DEFINITIONS.items()],
+        "",
+        "## Statistics",
+        "",
+        "| paradigm | examples |",
+        "| --- | --- |",
+        *[f"| {k} | {v} |" for k, v in stats["per_paradigm"].items()],
+        "",
+        f"- mean question words: {stats['mean_question_words']}",
+        f"- mean answer words: {stats['mean_answer_words']}",
+        f"- mean source documents: {stats['mean_source_documents']}",
+        f"- jobs that failed validation on every attempt: {stats['failed_jobs']}",
+        *[f"  - {k}: {v['count']} ({v['rate']:.1%})" for k, v in stats["failure_reasons"].items()],
+        "",
+        "```json",
+        json.dumps({"statistics": stats}, indent=2),
+        "```",
+        "",
+        "## Config",
+        "",
+        "```yaml",
+        yaml.safe_dump(cfg, sort_keys=False).strip(),
+        "```",
+        "",
+    ]
+    path = directory / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

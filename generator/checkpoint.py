@@ -1,0 +1,138 @@
+"""Checkpoint: `OUT/examples.jsonl` (accepted records), `OUT/failed.jsonl` (jobs that failed
+validation on every attempt) and `OUT/run.json` (config, versions, plan hash).
+
+Lines are appended as records finish and fsynced in small batches. On resume a torn last
+line (a kill mid-write) is cut off; a bad line anywhere else is an error. A job id is
+written at most once: the writer refuses ids it has already seen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from ragloom.errors import InputFormatError, OutputError
+
+EXAMPLES = "examples.jsonl"
+FAILED = "failed.jsonl"
+RUN = "run.json"
+
+
+def read_jsonl(path: Path, *, repair: bool) -> list[dict[str, Any]]:
+    """All records of a checkpoint file. A last line without its newline was torn by a kill:
+    it is dropped (and, with `repair`, truncated away). Any other bad line is an error."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records: list[dict[str, Any]] = []
+    pos = 0
+    lineno = 0
+    while pos < len(data):
+        lineno += 1
+        nl = data.find(b"\n", pos)
+        if nl == -1:
+            if repair:
+                with open(path, "r+b") as fh:
+                    fh.truncate(pos)
+            break
+        raw = data[pos:nl]
+        if raw.strip():
+            try:
+                records.append(json.loads(raw))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise InputFormatError(f"{path}:{lineno}: corrupt checkpoint line; remove it to resume") from None
+        pos = nl + 1
+    return records
+
+
+class Checkpoint:
+    """Appends records and failures; remembers every job id already on disk."""
+
+    def __init__(self, out: Path, *, fsync_every: int = 16, fsync_seconds: float = 1.0) -> None:
+        self.out = out
+        self.fsync_every = fsync_every
+        self.fsync_seconds = fsync_seconds
+        self.examples = read_jsonl(out / EXAMPLES, repair=True)
+        self.failed = read_jsonl(out / FAILED, repair=True)
+        self.done: set[str] = {r["job_id"] for r in self.examples} | {r["job_id"] for r in self.failed}
+        self._files: dict[str, TextIO] = {}
+        self._pending = 0
+        self._last_sync = time.monotonic()
+
+    def _file(self, name: str) -> TextIO:
+        if name not in self._files:
+            self._files[name] = open(self.out / name, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        return self._files[name]
+
+    def write_example(self, record: dict[str, Any]) -> None:
+        self._append(EXAMPLES, record)
+
+    def write_failure(self, job_id: str, reason: str, attempts: int) -> None:
+        self._append(FAILED, {"job_id": job_id, "reason": reason, "attempts": attempts})
+
+    def _append(self, name: str, record: dict[str, Any]) -> None:
+        job_id = record["job_id"]
+        if job_id in self.done:
+            return
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        try:
+            fh = self._file(name)
+            fh.write(line)
+            fh.flush()
+        except OSError as e:
+            raise OutputError(
+                f"cannot write {self.out / name}: {e.strerror or e}; free space and rerun to resume"
+            ) from None
+        self.done.add(job_id)
+        self._pending += 1
+        if self._pending >= self.fsync_every or time.monotonic() - self._last_sync >= self.fsync_seconds:
+            self.sync()
+
+    def sync(self) -> None:
+        try:
+            for fh in self._files.values():
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as e:
+            raise OutputError(f"cannot write {self.out}: {e.strerror or e}; free space and rerun to resume") from None
+        self._pending = 0
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.sync()
+        finally:
+            for fh in self._files.values():
+                try:
+                    fh.close()
+                except OSError:
+                    pass
+            self._files.clear()
+
+
+def write_run_info(out: Path, info: dict[str, Any]) -> None:
+    tmp = out / (RUN + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, out / RUN)
+
+
+def check_same_run(out: Path, plan_hash: str, overwrite: bool) -> None:
+    """Refuse to mix two different runs in one output directory."""
+    path = out / RUN
+    if not path.exists():
+        if (out / EXAMPLES).exists() and not overwrite:
+            raise OutputError(f"{out} holds examples but no {RUN}; pass --overwrite to start over")
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    if old.get("plan_hash") == plan_hash:
+        return
+    if not overwrite:
+        raise OutputError(
+            f"{out} holds a run with a different config (plan {old.get('plan_hash')} vs {plan_hash}); "
+            "use another output directory or pass --overwrite"
+        )
+    for name in (EXAMPLES, FAILED, RUN):
+        (out / name).unlink(missing_ok=True)

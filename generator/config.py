@@ -1,0 +1,247 @@
+"""The run config: one Pydantic tree (`extra="forbid"`), loaded from YAML, overridable with --set."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ragloom.errors import ConfigError, MissingInputError
+
+from .types import PARADIGMS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExemplarSource(Strict):
+    source: str = Field("builtin", description="'builtin', a file, a `datasets` directory or a hub dataset name")
+    format: Literal["json", "jsonl", "alpaca", "sharegpt", "messages", "hf"] | None = None
+    text_field: str = "instruction"
+    options_field: str | None = None
+    task_type_field: str | None = None
+    split: str = "train"
+    weight: float = Field(1.0, gt=0)
+    limit: int | None = Field(None, gt=0)
+
+
+class ExemplarFilters(Strict):
+    min_words: int = Field(3, ge=0)
+    max_words: int = Field(200, gt=0)
+    dedupe: bool = True
+    knowledge_filter: bool = False
+
+
+class OpenAIBackendConfig(Strict):
+    type: Literal["openai"]
+    base_url: str | None = None
+    model: str
+    api_key_env: str | None = "OPENAI_API_KEY"
+    concurrency: int = Field(16, ge=1, le=4096)
+    timeout: float = Field(120.0, gt=0)
+    max_retries: int = Field(8, ge=0)
+    max_retry_wait: float = Field(60.0, gt=0)
+    structured_output: Literal["auto", "json_schema", "json_object", "off"] = "auto"
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+
+class VLLMBackendConfig(Strict):
+    type: Literal["vllm"]
+    model: str
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_model_len: int | None = Field(None, gt=0)
+    dtype: str = "auto"
+    batch_size: int = Field(256, ge=1)
+    structured_output: bool = True
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+BackendConfig = Annotated[OpenAIBackendConfig | VLLMBackendConfig, Field(discriminator="type")]
+
+
+class Sampling(Strict):
+    temperature: float = Field(0.7, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(512, ge=1)
+
+
+class Distractors(Strict):
+    total_docs: int = Field(10, ge=1, le=100)
+    rank_band: tuple[int, int] = (200, 250)
+
+    @field_validator("rank_band")
+    @classmethod
+    def _band(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= v[0] < v[1] <= 1000:
+            raise ValueError(f"rank_band {list(v)} must satisfy 0 <= start < end <= 1000 (search k is at most 1000)")
+        return v
+
+
+class Sources(Strict):
+    top_k: int = Field(5, ge=1, le=1000, description="single-doc paradigms pick from the top_k hits")
+    multi_k: int = Field(10, ge=2, le=1000, description="multi-doc paradigms pick from the top multi_k hits")
+    near_duplicate: float = Field(
+        0.8, gt=0, le=1, description="word-set overlap above which two passages are duplicates"
+    )
+
+
+class Validation(Strict):
+    attempts: int = Field(3, ge=1, le=20)
+    min_question_words: int = Field(4, ge=1)
+    min_answer_words: int = Field(1, ge=1)
+    copy_ngram: int = Field(12, ge=3)
+    echo_similarity: float = Field(0.9, gt=0, le=1)
+
+
+class Pricing(Strict):
+    prompt_per_million: float = Field(0.0, ge=0)
+    completion_per_million: float = Field(0.0, ge=0)
+
+
+class CorpusConfig(Strict):
+    path: str
+    format: Literal["jsonl", "tsv", "parquet", "csv", "hf", "text"] | None = None
+    id_field: str = "id"
+    title_field: str = "title"
+    text_field: str = "text"
+    limit: int | None = Field(None, gt=0)
+
+
+class RunConfig(Strict):
+    index: str = Field(description="index directory (built from `corpus` when missing)")
+    corpus: CorpusConfig | None = None
+    encoder: str | None = None
+    exemplars: list[ExemplarSource] = Field(default_factory=lambda: [ExemplarSource()])
+    exemplar_filters: ExemplarFilters = Field(default_factory=ExemplarFilters)
+    paradigms: dict[str, float] = Field(default_factory=lambda: dict.fromkeys(PARADIGMS, 1.0))
+    count: int = Field(gt=0)
+    seed: int = 0
+    backend: BackendConfig
+    sampling: Sampling = Field(default_factory=Sampling)
+    distractors: Distractors = Field(default_factory=Distractors)
+    sources: Sources = Field(default_factory=Sources)
+    validation: Validation = Field(default_factory=Validation)
+    pricing: Pricing = Field(default_factory=Pricing)
+    output: str = "out"
+    templates: str | None = None
+
+    @field_validator("paradigms")
+    @classmethod
+    def _mix(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, w in v.items():
+            if name not in PARADIGMS:
+                close = difflib.get_close_matches(name, list(PARADIGMS), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; use {', '.join(PARADIGMS)}"
+                raise ValueError(f"unknown paradigm {name!r}{hint}")
+            if w < 0:
+                raise ValueError(f"weight of {name} is {w}; weights must be >= 0")
+        if not v or sum(v.values()) <= 0:
+            raise ValueError("the paradigm weights sum to 0; give at least one paradigm a positive weight")
+        return v
+
+    @field_validator("exemplars")
+    @classmethod
+    def _some_exemplars(cls, v: list[ExemplarSource]) -> list[ExemplarSource]:
+        if not v:
+            raise ValueError("no exemplar sources; use [{source: builtin}] for the built-in set")
+        return v
+
+    @model_validator(mode="after")
+    def _docs_fit(self) -> RunConfig:
+        need = max(PARADIGMS[p][1] for p, w in self.paradigms.items() if w > 0)
+        if self.distractors.total_docs < need:
+            raise ValueError(
+                f"distractors.total_docs={self.distractors.total_docs} is below the {need} source documents "
+                "a multi-doc paradigm can take"
+            )
+        return self
+
+
+_BACKEND_TAGS: dict[str, type[BaseModel]] = {"openai": OpenAIBackendConfig, "vllm": VLLMBackendConfig}
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that owns the last key of an error location."""
+    current: type[BaseModel] | None = RunConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or current is None:
+            continue
+        if part in _BACKEND_TAGS:
+            current = _BACKEND_TAGS[part]
+            continue
+        field = current.model_fields.get(str(part))
+        current = _find_model(field.annotation) if field else None
+    return current
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _find_model(arg)
+        if found:
+            return found
+    return None
+
+
+def describe_error(e: ValidationError, source: str) -> str:
+    """One line for the first error: the key, the bad value, and what is allowed."""
+    err = e.errors()[0]
+    loc = tuple(p for p in err["loc"] if p not in ("openai", "vllm"))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(tuple(err["loc"]))
+        close = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields), n=1) if owner else []
+        hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
+        return f"{source}: unknown key {key!r}{hint}"
+    if err["type"] == "missing":
+        return f"{source}: missing required key {key!r}"
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{source}: {key}: {msg}{shown}"
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=c` overrides; the value is parsed as YAML (`count=5` is an int)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set sampling.temperature=0.2")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: {part!r} is not a section")
+            node = nxt
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    data: dict[str, Any] = {}
+    source = str(path) if path else "--set"
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise MissingInputError(f"config not found: {p}; write an example with `ragloom init {p}`")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark else ""
+            raise ConfigError(f"{p}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the config must be a mapping of keys, got {type(loaded).__name__}")
+        data = loaded or {}
+    apply_overrides(data, overrides or [])
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe_error(e, source)) from None

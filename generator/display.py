@@ -1,0 +1,94 @@
+"""Live display: a rich progress bar and counters on a terminal, periodic log lines otherwise."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .config import Pricing
+from .pipeline import Stats
+
+
+class Display:
+    def __init__(
+        self, stats: Stats, console: Console, pricing: Pricing, *, quiet: bool = False, log_every: float = 10.0
+    ) -> None:
+        self.stats, self.console, self.pricing, self.quiet = stats, console, pricing, quiet
+        self.live = console.is_terminal and not quiet
+        self.log_every = log_every
+        self._last_log = time.monotonic()
+        self._t0 = time.monotonic()
+        self.progress = Progress(
+            TextColumn("generating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[counts]}"),
+            console=console,
+            disable=not self.live,
+        )
+        self.task = self.progress.add_task("gen", total=stats.planned, completed=stats.skipped_done, rate="", counts="")
+
+    def __enter__(self) -> Display:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.__exit__(et, ev, tb)
+
+    def cost(self) -> float:
+        u = self.stats.usage
+        return (
+            u.prompt_tokens * self.pricing.prompt_per_million
+            + u.completion_tokens * self.pricing.completion_per_million
+        ) / 1e6
+
+    def line(self) -> str:
+        s = self.stats
+        rej = sum(s.rejected.values())
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        return (
+            f"accepted {s.accepted} | failed {sum(s.failed.values())} | rejected {rej} | "
+            f"retried {sum(s.retried.values())} | tokens {s.usage.prompt_tokens:,} in / "
+            f"{s.usage.completion_tokens:,} out | ${self.cost():.4f} | {s.finished / elapsed:.2f} jobs/s"
+        )
+
+    def update(self) -> None:
+        s = self.stats
+        if self.live:
+            self.progress.update(self.task, completed=s.skipped_done + s.finished, counts=self.line(), rate="")
+        elif not self.quiet and time.monotonic() - self._last_log >= self.log_every:
+            self._last_log = time.monotonic()
+            self.console.print(
+                f"[{s.skipped_done + s.finished}/{s.planned}] {self.line()}", soft_wrap=True, highlight=False
+            )
+
+    def summary(self, out: Path, *, interrupted: bool) -> None:
+        s = self.stats
+        c = Console(stderr=True, highlight=False)
+        head = "interrupted" if interrupted else "done"
+        c.print(
+            f"{head}: {s.skipped_done + s.finished}/{s.planned} jobs finished "
+            f"({s.skipped_done} from earlier runs); {self.line()}",
+            soft_wrap=True,
+        )
+        if s.rejected:
+            c.print(
+                "rejected (asked again): " + ", ".join(f"{k} {v}" for k, v in s.rejected.most_common()), soft_wrap=True
+            )
+        if s.failed:
+            c.print(
+                "failed after all attempts: " + ", ".join(f"{k} {v}" for k, v in s.failed.most_common()), soft_wrap=True
+            )
+        if s.backend_errors:
+            c.print(
+                "unfinished (server errors, rerun to resume): "
+                + ", ".join(f"{k} {v}" for k, v in s.backend_errors.most_common()),
+                soft_wrap=True,
+            )
+        c.print(f"records: {out / 'examples.jsonl'}", soft_wrap=True)

@@ -1,0 +1,136 @@
+"""Exemplar instructions: the built-in set and loaders for JSON/JSONL, Alpaca, ShareGPT, messages, `datasets`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ragloom.retrieval import normalize_text
+
+from ragloom.errors import InputFormatError, MissingInputError
+
+from .config import ExemplarFilters, ExemplarSource
+from .types import Exemplar
+
+
+def _records(path: Path) -> Iterator[tuple[Any, str]]:
+    """(record, "file:line") from a JSON array or JSON lines file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputFormatError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputFormatError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        for i, rec in enumerate(data, 1):
+            yield rec, f"{path}:item {i}"
+        return
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line), f"{path}:{lineno}"
+        except json.JSONDecodeError as e:
+            raise InputFormatError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+
+
+def _first_turn(turns: Any, roles: tuple[str, ...], role_key: str, text_key: str, loc: str) -> str:
+    if not isinstance(turns, list):
+        raise InputFormatError(f"{loc}: expected a list of turns, got {type(turns).__name__}")
+    for turn in turns:
+        if isinstance(turn, dict) and turn.get(role_key) in roles:
+            return str(turn.get(text_key) or "")
+    raise InputFormatError(f"{loc}: no turn with {role_key} in {list(roles)}")
+
+
+def record_text(rec: Any, fmt: str, src: ExemplarSource, loc: str) -> str:
+    """The instruction text of one record, read the way its format says."""
+    if not isinstance(rec, dict):
+        raise InputFormatError(f"{loc}: expected a JSON object, got {type(rec).__name__}")
+    if fmt == "alpaca":
+        if "instruction" not in rec:
+            raise InputFormatError(f"{loc}: Alpaca record has no 'instruction'")
+        extra = str(rec.get("input") or "").strip()
+        return f"{rec['instruction']}\n\n{extra}".strip() if extra else str(rec["instruction"])
+    if fmt == "sharegpt":
+        return _first_turn(rec.get("conversations"), ("human", "user"), "from", "value", loc)
+    if fmt == "messages":
+        return _first_turn(rec.get("messages"), ("user",), "role", "content", loc)
+    if src.text_field not in rec:
+        raise InputFormatError(
+            f"{loc}: no field {src.text_field!r} (fields: {', '.join(rec)}); set text_field for this exemplar source"
+        )
+    value = rec[src.text_field]
+    if not isinstance(value, str):
+        raise InputFormatError(f"{loc}: field {src.text_field!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _detect(path: Path) -> str:
+    if path.is_dir():
+        return "hf"
+    return "json"
+
+
+def load_source(src: ExemplarSource) -> list[Exemplar]:
+    """Every exemplar of one source, unfiltered."""
+    if src.source == "builtin":
+        path = Path(str(resources.files("ragloom.exemplars").joinpath("builtin.jsonl")))
+        out = []
+        for rec, _ in _records(path):
+            out.append(Exemplar(rec["id"], rec["text"], "builtin", rec.get("task_type"), tuple(rec.get("options", ()))))
+        return out[: src.limit] if src.limit else out
+    path = Path(src.source)
+    fmt = src.format or (_detect(path) if path.exists() else "hf")
+    if fmt != "hf" and not path.exists():
+        raise MissingInputError(f"exemplar file not found: {src.source}")
+    rows: Iterator[tuple[Any, str]] = _hf_rows(src) if fmt == "hf" else _records(path)
+    name = path.name if path.exists() else src.source
+    out = []
+    for i, (rec, loc) in enumerate(rows):
+        text = record_text(rec, fmt, src, loc).strip()
+        options = tuple(str(o) for o in rec.get(src.options_field) or ()) if src.options_field else ()
+        task = str(rec[src.task_type_field]) if src.task_type_field and rec.get(src.task_type_field) else None
+        out.append(Exemplar(f"{name}:{i}", text, name, task, options))
+        if src.limit and len(out) >= src.limit:
+            break
+    return out
+
+
+def _hf_rows(src: ExemplarSource) -> Iterator[tuple[Any, str]]:
+    import datasets
+
+    if Path(src.source).exists():
+        ds = datasets.load_from_disk(src.source)
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds[src.split]
+    else:
+        ds = datasets.load_dataset(src.source, split=src.split)
+    for i, rec in enumerate(ds, 1):
+        yield rec, f"{src.source}:row {i}"
+
+
+def filter_exemplars(items: list[Exemplar], f: ExemplarFilters, dropped: dict[str, int]) -> list[Exemplar]:
+    """Length and exact-duplicate filters; drops are counted in `dropped` by reason."""
+    seen: set[str] = set()
+    out = []
+    for ex in items:
+        words = len(ex.text.split())
+        if words < f.min_words:
+            dropped["exemplar_too_short"] = dropped.get("exemplar_too_short", 0) + 1
+            continue
+        if words > f.max_words:
+            dropped["exemplar_too_long"] = dropped.get("exemplar_too_long", 0) + 1
+            continue
+        key = normalize_text(ex.text)
+        if f.dedupe and key in seen:
+            dropped["exemplar_duplicate"] = dropped.get("exemplar_duplicate", 0) + 1
+            continue
+        seen.add(key)
+        out.append(ex)
+    return out

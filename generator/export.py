@@ -1,0 +1,107 @@
+"""Export views of the checkpoint's records: raw, rag-instruct, messages, alpaca, sharegpt.
+
+PATH picks the container: `*.jsonl`, `*.parquet`, or anything else as a `datasets`
+`save_to_disk` directory. A dataset card `README.md` is written beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ragloom.errors import MissingInputError, OutputError
+
+from .card import write_card
+from .checkpoint import EXAMPLES, RUN, read_jsonl
+
+VIEWS = ("raw", "rag-instruct", "messages", "alpaca", "sharegpt")
+
+
+def user_turn(rec: dict[str, Any]) -> str:
+    """The RAG-Instruct prompt: numbered paragraphs, then the instruction."""
+    paras = "\n".join(
+        f"[{i}] {d['title']}\n{d['text']}" if d.get("title") else f"[{i}] {d['text']}"
+        for i, d in enumerate(rec["documents"], 1)
+    )
+    return f"### Paragraph:\n{paras}\n\n### Instruction:\n{rec['instruction']}"
+
+
+def _rag_instruct(rec: dict[str, Any]) -> dict[str, Any]:
+    docs = [f"{d['title']}\n{d['text']}" if d.get("title") else d["text"] for d in rec["documents"]]
+    return {
+        "question": rec["instruction"],
+        "answer": rec["answer"],
+        "documents": docs,
+        "paradigm": rec["paradigm"],
+        "id": rec["id"],
+    }
+
+
+def _messages(rec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": user_turn(rec)}, {"role": "assistant", "content": rec["answer"]}],
+        "paradigm": rec["paradigm"],
+        "id": rec["id"],
+    }
+
+
+def _alpaca(rec: dict[str, Any]) -> dict[str, Any]:
+    paras = user_turn(rec).split("\n\n### Instruction:\n")[0]
+    return {"instruction": rec["instruction"], "input": paras, "output": rec["answer"]}
+
+
+def _sharegpt(rec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "conversations": [{"from": "human", "value": user_turn(rec)}, {"from": "gpt", "value": rec["answer"]}],
+        "id": rec["id"],
+    }
+
+
+def _raw(rec: dict[str, Any]) -> dict[str, Any]:
+    return rec
+
+
+VIEW_FUNCS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "raw": _raw,
+    "rag-instruct": _rag_instruct,
+    "messages": _messages,
+    "alpaca": _alpaca,
+    "sharegpt": _sharegpt,
+}
+
+
+def load_run(out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    if not (out / EXAMPLES).exists():
+        raise MissingInputError(f"{out}: no {EXAMPLES}; run `ragloom generate` first")
+    run = json.loads((out / RUN).read_text(encoding="utf-8")) if (out / RUN).exists() else {}
+    records = sorted(read_jsonl(out / EXAMPLES, repair=False), key=lambda r: r["id"])
+    failed = read_jsonl(out / "failed.jsonl", repair=False)
+    return records, failed, run
+
+
+def export(out: Path, view: str, to: Path) -> Path:
+    """Write the records of run directory `out` in `view` to `to`; return the card's path."""
+    import datasets
+
+    records, failed, run = load_run(out)
+    rows = [VIEW_FUNCS[view](r) for r in records]
+    to.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if to.suffix == ".jsonl":
+            tmp = to.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+            tmp.replace(to)
+            card_dir = to.parent
+        else:
+            ds = datasets.Dataset.from_list(rows)
+            if to.suffix == ".parquet":
+                ds.to_parquet(str(to))
+                card_dir = to.parent
+            else:
+                ds.save_to_disk(str(to))
+                card_dir = to
+    except OSError as e:
+        raise OutputError(f"cannot write {to}: {e.strerror or e}") from None
+    return write_card(card_dir, records, failed, run, view=view, data_file=to.name)

@@ -1,0 +1,124 @@
+"""Turn an LLM reply into a validated `Pair`, or a rejection reason code.
+
+Reason codes: invalid_json, empty, too_short, question_copies_document,
+answer_is_document, instruction_echo, refusal, not_multiple_choice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from ragloom.retrieval import Passage, normalize_text
+
+from .types import Exemplar, Pair
+
+REASONS = (
+    "invalid_json",
+    "empty",
+    "too_short",
+    "question_copies_document",
+    "answer_is_document",
+    "instruction_echo",
+    "refusal",
+    "not_multiple_choice",
+)
+
+
+class PairSchema(BaseModel):
+    """What the LLM must return; its JSON schema goes into structured-output requests."""
+
+    model_config = ConfigDict(extra="ignore")
+    question: str
+    answer: str
+
+
+PAIR_JSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+    "required": ["question", "answer"],
+    "additionalProperties": False,
+}
+
+_REFUSAL = re.compile(
+    r"\b(i can(?:no|')t (?:help|answer|assist|provide)|i am unable to|i'm unable to|as an ai\b|i'm sorry, but|"
+    r"i apologi[sz]e, but|cannot fulfill|can't fulfill)",
+    re.IGNORECASE,
+)
+_OPTION = re.compile(r"(?:^|\s|\()([A-D])[).:]\s", re.MULTILINE)
+_LEADING_LETTER = re.compile(r"^\W*(?:answer\W*)?(?:option\W*)?\(?([A-D])\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_question_words: int = 4
+    min_answer_words: int = 1
+    copy_ngram: int = 12
+    echo_similarity: float = 0.9
+    answer_copy_fraction: float = 0.9
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON object in `text`: tolerates code fences and prose around it."""
+    text = text.strip()
+    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    if fence:
+        text = fence.group(1).strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    decoder = json.JSONDecoder()
+    for m in re.finditer(r"\{", text):
+        try:
+            obj, _ = decoder.raw_decode(text, m.start())
+            return obj
+        except json.JSONDecodeError:
+            continue
+    raise ValueError("no JSON object found")
+
+
+def _longest_common_run(a: list[str], b: list[str]) -> int:
+    """Length in words of the longest run of `a` that also occurs in `b`."""
+    if not a or not b:
+        return 0
+    m = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    return m.size
+
+
+def parse_pair(
+    text: str, *, sources: tuple[Passage, ...] | list[Passage], exemplar: Exemplar, thresholds: Thresholds | None = None
+) -> tuple[Pair | None, str | None]:
+    """(pair, None) when the reply is acceptable, else (None, reason)."""
+    t = thresholds or Thresholds()
+    try:
+        raw = PairSchema.model_validate(extract_json(text))
+    except (ValueError, ValidationError):
+        return None, "invalid_json"
+    q, a = raw.question.strip(), raw.answer.strip()
+    if not q or not a:
+        return None, "empty"
+    qw, aw = normalize_text(q).split(), normalize_text(a).split()
+    if len(qw) < t.min_question_words or len(aw) < t.min_answer_words:
+        return None, "too_short"
+    if _REFUSAL.search(q) or _REFUSAL.search(a):
+        return None, "refusal"
+    ex = normalize_text(exemplar.text)
+    if normalize_text(q) == ex or SequenceMatcher(None, normalize_text(q), ex).ratio() >= t.echo_similarity:
+        return None, "instruction_echo"
+    for doc in sources:
+        dw = normalize_text(doc.text).split()
+        run = _longest_common_run(qw, dw)
+        if run >= t.copy_ngram or (len(qw) >= 8 and run >= 0.8 * len(qw)):
+            return None, "question_copies_document"
+        if len(aw) >= 15 and _longest_common_run(aw, dw) >= t.answer_copy_fraction * len(aw):
+            return None, "answer_is_document"
+    if exemplar.options:
+        letters = set(_OPTION.findall(q))
+        if not {"A", "B", "C", "D"} <= letters or not _LEADING_LETTER.match(a):
+            return None, "not_multiple_choice"
+    return Pair(q, a), None

@@ -1,0 +1,249 @@
+"""The generation pipeline: sources -> render -> LLM -> validate -> distractors -> checkpoint.
+
+Three stages joined by queues run concurrently: retrieval of source documents runs ahead
+of the LLM in batches (in a thread: faiss and torch release the GIL), `backend.parallelism`
+workers keep the LLM busy, and accepted pairs are searched and padded in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ragloom.retrieval import Index, Passage, sample_distractors
+
+import ragloom
+
+from .backends import Backend, ChatRequest
+from .checkpoint import Checkpoint
+from .config import RunConfig
+from .parsing import PAIR_JSON_SCHEMA, Thresholds, parse_pair
+from .sources import job_rng, select_sources
+from .templates import Templates
+from .types import Attempted, Job, Usage
+
+_DONE = object()
+
+
+@dataclass
+class Stats:
+    """Live counters; `rejected` and `failed` are keyed by reason code."""
+
+    planned: int = 0
+    skipped_done: int = 0
+    accepted: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    retried: Counter[str] = field(default_factory=Counter)
+    backend_errors: Counter[str] = field(default_factory=Counter)
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def finished(self) -> int:
+        return self.accepted + sum(self.failed.values())
+
+
+class Pipeline:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        index: Index,
+        backend: Backend,
+        templates: Templates,
+        checkpoint: Checkpoint,
+        stats: Stats,
+        on_progress: Callable[[], None] | None = None,
+    ) -> None:
+        self.cfg, self.index, self.backend, self.templates = cfg, index, backend, templates
+        self.checkpoint, self.stats = checkpoint, stats
+        self.on_progress = on_progress or (lambda: None)
+        self.thresholds = Thresholds(
+            cfg.validation.min_question_words,
+            cfg.validation.min_answer_words,
+            cfg.validation.copy_ngram,
+            cfg.validation.echo_similarity,
+        )
+        self.max_consecutive_backend_errors = max(20, 2 * backend.parallelism)
+        self._consecutive_errors = 0
+
+    async def run(self, jobs: Sequence[Job]) -> None:
+        ready: asyncio.Queue[Any] = asyncio.Queue()
+        accepted: asyncio.Queue[Any] = asyncio.Queue(maxsize=4 * self.backend.parallelism * self.backend.batch_size)
+        prefetch = asyncio.Semaphore(2 * self.backend.parallelism * self.backend.batch_size + 64)
+        self._remaining = len(jobs)
+        if not jobs:
+            return
+        self._ready, self._accepted = ready, accepted
+        tasks = [asyncio.create_task(self._produce(jobs, ready, prefetch))]
+        tasks += [
+            asyncio.create_task(self._llm_worker(ready, accepted, prefetch)) for _ in range(self.backend.parallelism)
+        ]
+        tasks.append(asyncio.create_task(self._finish(accepted)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _produce(self, jobs: Sequence[Job], ready: asyncio.Queue[Any], prefetch: asyncio.Semaphore) -> None:
+        batch = 64
+        for start in range(0, len(jobs), batch):
+            chunk = jobs[start : start + batch]
+            for _ in chunk:
+                await prefetch.acquire()
+            for job in await asyncio.to_thread(select_sources, chunk, self.index, self.cfg.sources, self.cfg.seed):
+                ready.put_nowait(job)
+
+    def _request(self, job: Job) -> tuple[ChatRequest, str]:
+        prompt = self.templates.render(job.paradigm, job.exemplar, job.sources)
+        s = self.cfg.sampling
+        seed = (self.cfg.seed * 1_000_003 + job.position * 101 + job.attempt) % (2**31)
+        req = ChatRequest(
+            [{"role": "user", "content": prompt}], s.temperature, s.top_p, s.max_tokens, seed, PAIR_JSON_SCHEMA
+        )
+        return req, hashlib.sha256(prompt.encode()).hexdigest()[:16]
+
+    async def _llm_worker(
+        self, ready: asyncio.Queue[Any], accepted: asyncio.Queue[Any], prefetch: asyncio.Semaphore
+    ) -> None:
+        while True:
+            first = await ready.get()
+            if first is _DONE:
+                ready.put_nowait(_DONE)
+                return
+            batch = [first]
+            while len(batch) < self.backend.batch_size and not ready.empty():
+                item = ready.get_nowait()
+                if item is _DONE:
+                    ready.put_nowait(_DONE)
+                    break
+                batch.append(item)
+            for job in batch:
+                if job.attempt == 1:
+                    prefetch.release()
+            reqs = [self._request(j) for j in batch]
+            results = await self.backend.chat([r for r, _ in reqs])
+            for job, (req, phash), res in zip(batch, reqs, results, strict=True):
+                await self._judge(job, req, phash, res, accepted)
+
+    async def _judge(self, job: Job, req: ChatRequest, phash: str, res: Any, accepted: asyncio.Queue[Any]) -> None:
+        st = self.stats
+        st.usage.add(Usage(res.prompt_tokens, res.completion_tokens))
+        for r in res.retry_reasons:
+            st.retried[r] += 1
+        if res.error:
+            st.backend_errors[res.error] += 1
+            self._consecutive_errors += 1
+            if self._consecutive_errors >= self.max_consecutive_backend_errors:
+                from ragloom.errors import BackendError
+
+                raise BackendError(
+                    f"{self._consecutive_errors} requests in a row failed ({res.error}) at "
+                    f"{self.backend.describe().get('base_url', self.backend.name)}; is the server up? Rerun to resume"
+                )
+            # Transport failures are not the job's fault: it stays unfinished and is retried on resume.
+            self._job_done()
+            return
+        self._consecutive_errors = 0
+        pair, reason = parse_pair(res.text, sources=job.sources, exemplar=job.exemplar, thresholds=self.thresholds)
+        if pair is None:
+            st.rejected[str(reason)] += 1
+            if job.attempt < self.cfg.validation.attempts:
+                self._ready.put_nowait(dataclasses.replace(job, attempt=job.attempt + 1))
+                return
+            self.checkpoint.write_failure(job.id, str(reason), job.attempt)
+            st.failed[str(reason)] += 1
+            self._job_done()
+            return
+        sampling = {"temperature": req.temperature, "top_p": req.top_p, "max_tokens": req.max_tokens, "seed": req.seed}
+        await accepted.put(Attempted(job, pair, phash, Usage(res.prompt_tokens, res.completion_tokens), sampling))
+
+    def _job_done(self) -> None:
+        self._remaining -= 1
+        self.on_progress()
+        if self._remaining == 0:
+            self._ready.put_nowait(_DONE)
+            self._accepted.put_nowait(_DONE)
+
+    async def _finish(self, accepted: asyncio.Queue[Any]) -> None:
+        while True:
+            batch = [await accepted.get()]
+            while not accepted.empty() and len(batch) < 64:
+                batch.append(accepted.get_nowait())
+            items = [b for b in batch if b is not _DONE]
+            if items:
+                band_end = min(self.cfg.distractors.rank_band[1], len(self.index))
+                hits = await asyncio.to_thread(self.index.search, [a.pair.question for a in items], band_end)
+                for item, qhits in zip(items, hits, strict=True):
+                    self.checkpoint.write_example(self._record(item, qhits))
+                    self.stats.accepted += 1
+                    self._job_done()
+            if len(items) < len(batch):
+                return
+
+    def _random_passage(self, rng: random.Random) -> Passage:
+        return self.index.store.get_rows([rng.randrange(len(self.index))])[0]
+
+    def _record(self, item: Attempted, hits: list[Any]) -> dict[str, Any]:
+        job, pair = item.job, item.pair
+        rng = job_rng(self.cfg.seed, job.id, "distractors")
+        need = max(self.cfg.distractors.total_docs - len(job.sources), 0)
+        picks = sample_distractors(
+            hits,
+            sources=job.sources,
+            n=need,
+            rng=rng,
+            band=tuple(self.cfg.distractors.rank_band),
+            answer=pair.answer,  # type: ignore[arg-type]
+            random_passage=self._random_passage,
+        )
+        rank_of = {h.passage.id: h.rank for h in hits}
+        docs = [
+            {"id": p.id, "title": p.title, "text": p.text, "role": "source", "rank": rank_of.get(p.id), "rule": None}
+            for p in job.sources
+        ]
+        docs += [
+            {
+                "id": d.passage.id,
+                "title": d.passage.title,
+                "text": d.passage.text,
+                "role": "distractor",
+                "rank": d.rank,
+                "rule": d.rule,
+            }
+            for d in picks
+        ]
+        rng.shuffle(docs)
+        ex = job.exemplar
+        return {
+            "id": job.id,
+            "job_id": job.id,
+            "paradigm": job.paradigm,
+            "instruction": pair.question,
+            "answer": pair.answer,
+            "documents": docs,
+            "exemplar": {
+                "id": ex.id,
+                "source": ex.source,
+                "text": ex.text,
+                "task_type": ex.task_type,
+                "options": list(ex.options),
+            },
+            "generation": {
+                **{k: v for k, v in self.backend.describe().items() if k != "base_url"},
+                "sampling": item.sampling,
+                "template": f"{job.paradigm}.j2",
+                "template_hash": self.templates.digest(job.paradigm),
+                "prompt_hash": item.prompt_hash,
+                "usage": {"prompt_tokens": item.usage.prompt_tokens, "completion_tokens": item.usage.completion_tokens},
+                "attempts": job.attempt,
+            },
+            "ragloom_version": ragloom.__version__,
+        }

@@ -1,0 +1,133 @@
+"""`ragloom generate`: config -> plan -> pipeline -> checkpoint, with a live display and a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from ragloom.retrieval import CorpusSpec, EncoderSpec, Index, build_index
+from rich.console import Console
+
+import ragloom
+from ragloom.errors import OutputError
+
+from .backends import make_backend
+from .checkpoint import Checkpoint, check_same_run, write_run_info
+from .config import RunConfig
+from .display import Display
+from .exemplars import filter_exemplars, load_source
+from .pipeline import Pipeline, Stats
+from .plan import make_plan, plan_hash, summarize
+from .sources import select_sources
+from .templates import Templates
+from .types import Job
+
+
+def open_index(cfg: RunConfig, console: Console) -> Index:
+    corpus = None
+    if cfg.corpus is not None:
+        c = cfg.corpus
+        corpus = CorpusSpec(c.path, c.format, c.id_field, c.title_field, c.text_field)
+        if not (Path(cfg.index) / "manifest.json").exists():
+            console.print(f"building index {cfg.index} from {c.path} ...")
+            build_index(corpus, cfg.index, encoder=EncoderSpec(cfg.encoder) if cfg.encoder else None, limit=c.limit)
+    return Index(cfg.index, encoder=cfg.encoder, corpus=corpus)
+
+
+def plan_jobs(cfg: RunConfig) -> tuple[list[Job], dict[str, int]]:
+    dropped: dict[str, int] = {}
+    sources = [filter_exemplars(load_source(s), cfg.exemplar_filters, dropped) for s in cfg.exemplars]
+    if not any(sources):
+        from ragloom.errors import ConfigError
+
+        raise ConfigError(
+            "exemplars: no exemplar survived loading and filtering; check the sources and exemplar_filters"
+        )
+    return make_plan(cfg, sources, [s.weight for s in cfg.exemplars]), dropped
+
+
+def estimate(cfg: RunConfig, jobs: list[Job], index: Index, templates: Templates) -> dict[str, Any]:
+    """Prompt tokens from rendering a sample of jobs (4 characters ~ 1 token); completion from max_tokens/2."""
+    sample = select_sources(jobs[:50], index, cfg.sources, cfg.seed)
+    chars = [len(templates.render(j.paradigm, j.exemplar, j.sources)) for j in sample]
+    prompt = int(sum(chars) / max(len(chars), 1) / 4 * len(jobs) * 1.3)  # 1.3: validation retries
+    completion = int(cfg.sampling.max_tokens / 2 * len(jobs) * 1.3)
+    p = cfg.pricing
+    cost = prompt / 1e6 * p.prompt_per_million + completion / 1e6 * p.completion_per_million
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "cost": round(cost, 4)}
+
+
+def run_generate(
+    cfg: RunConfig, *, dry_run: bool = False, overwrite: bool = False, quiet: bool = False, retry_failed: bool = False
+) -> int:
+    console = Console(stderr=True, quiet=quiet)
+    templates = Templates(cfg.templates, [p for p, w in cfg.paradigms.items() if w > 0])
+    jobs, dropped = plan_jobs(cfg)
+    index = open_index(cfg, console)
+    phash = plan_hash(cfg, jobs)
+    if dry_run:
+        est = estimate(cfg, jobs, index, templates)
+        print(
+            json.dumps(
+                {
+                    "count": len(jobs),
+                    "paradigms": summarize(jobs),
+                    "plan_hash": phash,
+                    "exemplars_dropped": dropped,
+                    "estimate": est,
+                },
+                indent=2,
+            )
+        )
+        return 0
+    out = Path(cfg.output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output directory {out}: {e.strerror}") from None
+    check_same_run(out, phash, overwrite)
+    backend = make_backend(cfg.backend)
+    write_run_info(
+        out,
+        {
+            "plan_hash": phash,
+            "config": cfg.model_dump(mode="json"),
+            "count": len(jobs),
+            "paradigms": summarize(jobs),
+            "index": index.manifest,
+            "versions": {"ragloom": ragloom.__version__, "python": platform.python_version()},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
+    checkpoint = Checkpoint(out)
+    if retry_failed:
+        checkpoint.done -= {r["job_id"] for r in checkpoint.failed}
+    todo = [j for j in jobs if j.id not in checkpoint.done]
+    stats = Stats(planned=len(jobs), skipped_done=len(jobs) - len(todo))
+    display = Display(stats, console, cfg.pricing, quiet=quiet)
+    pipeline = Pipeline(cfg, index, backend, templates, checkpoint, stats, on_progress=display.update)
+    interrupted = False
+    try:
+        with display:
+            asyncio.run(_run(pipeline, backend, todo))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        checkpoint.close()
+    display.summary(out, interrupted=interrupted)
+    if interrupted:
+        return 130
+    return 0 if not stats.backend_errors else 3
+
+
+async def _run(pipeline: Pipeline, backend: Any, todo: list[Job]) -> None:
+    try:
+        await pipeline.run(todo)
+    finally:
+        with contextlib.suppress(Exception):
+            await backend.aclose()

@@ -1,0 +1,78 @@
+"""Paradigm templates: `prompts/<paradigm>.j2`, or the user's own directory, rendered strictly."""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import meta
+from ragloom.retrieval import Passage
+
+from ragloom.errors import ConfigError, MissingInputError
+
+from .types import PARADIGMS, Exemplar
+
+REQUIRED_VARIABLES = ("documents", "exemplar")
+ALLOWED_VARIABLES = {"documents", "exemplar", "paradigm"}
+
+
+class Templates:
+    """Loads and checks every paradigm template once; `render` gives the user message."""
+
+    def __init__(self, directory: str | Path | None = None, paradigms: list[str] | None = None) -> None:
+        builtin = str(resources.files("ragloom.prompts"))
+        search = [builtin] if directory is None else [str(directory), builtin]
+        if directory is not None and not Path(directory).is_dir():
+            raise MissingInputError(f"template directory not found: {directory}")
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(search),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,  # noqa: S701 - prompts are plain text, not HTML
+        )
+        self.sources: dict[str, str] = {}
+        self.templates: dict[str, jinja2.Template] = {}
+        for name in paradigms or list(PARADIGMS):
+            self._load(name)
+
+    def _load(self, name: str) -> None:
+        fname = f"{name}.j2"
+        try:
+            source, filename, _ = self.env.loader.get_source(self.env, fname)  # type: ignore[union-attr]
+        except jinja2.TemplateNotFound:
+            raise MissingInputError(f"no template {fname} for paradigm {name!r}") from None
+        try:
+            ast = self.env.parse(source, fname, filename)
+        except jinja2.TemplateSyntaxError as e:
+            raise ConfigError(f"{filename}:{e.lineno}: template syntax error: {e.message}") from None
+        used = meta.find_undeclared_variables(ast)
+        unknown = sorted(used - ALLOWED_VARIABLES)
+        if unknown:
+            raise ConfigError(
+                f"{filename}: unknown variable {unknown[0]!r}; templates may use {', '.join(sorted(ALLOWED_VARIABLES))}"
+            )
+        missing = [v for v in REQUIRED_VARIABLES if v not in used]
+        if missing:
+            raise ConfigError(f"{filename}: never uses the variable {missing[0]!r}; every paradigm template must")
+        self.sources[name] = source
+        self.templates[name] = self.env.from_string(source)
+        self.templates[name].filename = filename
+
+    def render(self, paradigm: str, exemplar: Exemplar, documents: tuple[Passage, ...] | list[Passage]) -> str:
+        context: dict[str, Any] = {
+            "paradigm": paradigm,
+            "exemplar": {"text": exemplar.text, "task_type": exemplar.task_type, "options": list(exemplar.options)},
+            "documents": [{"id": d.id, "title": d.title, "text": d.text} for d in documents],
+        }
+        try:
+            return self.templates[paradigm].render(context)
+        except jinja2.UndefinedError as e:
+            raise ConfigError(f"template {paradigm}.j2: {e.message}") from None
+
+    def digest(self, paradigm: str) -> str:
+        """Hash of the template bytes and the macros, recorded with every example."""
+        macros = self.env.loader.get_source(self.env, "_macros.j2")[0]  # type: ignore[union-attr]
+        return hashlib.sha256((self.sources[paradigm] + macros).encode()).hexdigest()[:16]

@@ -1,0 +1,78 @@
+"""The records of the generation layer: Exemplar, Job, Pair and the output Example."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ragloom.retrieval import Passage
+
+PARADIGMS: dict[str, tuple[int, int]] = {
+    # name: (min source docs, max source docs)
+    "useless_doc": (1, 1),
+    "single_doc_support": (1, 1),
+    "multi_doc_support": (2, 4),
+    "single_doc_answer": (1, 1),
+    "multi_doc_answer": (2, 4),
+}
+
+PARADIGM_DEFINITIONS: dict[str, str] = {
+    "useless_doc": "q* is related to the document, but the document gives no useful information; a* answers from general knowledge",
+    "single_doc_support": "the document helps (hints, facts) but does not state the answer",
+    "multi_doc_support": "several documents help together, none states the answer",
+    "single_doc_answer": "the answer is fully derivable from the one document",
+    "multi_doc_answer": "the answer needs several documents (multi-hop or integration)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    """A real instruction for the LLM to imitate; `options` makes it multiple choice."""
+
+    id: str
+    text: str
+    source: str
+    task_type: str | None = None
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One planned example. `sources` is filled by source selection; `attempt` counts asks."""
+
+    id: str
+    position: int
+    paradigm: str
+    exemplar: Exemplar
+    n_sources: int
+    sources: tuple[Passage, ...] = ()
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """A validated (q*, a*)."""
+
+    question: str
+    answer: str
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+
+
+@dataclass(slots=True)
+class Attempted:
+    """What the LLM stage hands on: the job, its accepted pair and how it was made."""
+
+    job: Job
+    pair: Pair
+    prompt_hash: str
+    usage: Usage = field(default_factory=Usage)
+    sampling: dict[str, Any] = field(default_factory=dict)
