@@ -1,7 +1,8 @@
 """Turn an LLM reply into a validated `Pair`, or a rejection reason code.
 
 Reason codes: invalid_json, empty, too_short, question_copies_document,
-answer_is_document, instruction_echo, refusal, not_multiple_choice.
+answer_is_document, instruction_echo, refusal, not_multiple_choice, placeholder (the
+reply copied the output contract's placeholders).
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ REASONS = (
     "instruction_echo",
     "refusal",
     "not_multiple_choice",
+    "placeholder",
+)
+# The output contract's placeholders and its made-up shape example, copied instead of answered.
+_PLACEHOLDER = re.compile(
+    r"<(?:the new question|its answer)>|^\.\.\.$|which river flows through vienna|danube flows through vienna",
+    re.IGNORECASE,
 )
 
 
@@ -102,6 +109,8 @@ def parse_pair(
     q, a = raw.question.strip(), raw.answer.strip()
     if not q or not a:
         return None, "empty"
+    if _PLACEHOLDER.search(q) or _PLACEHOLDER.search(a):
+        return None, "placeholder"
     qw, aw = normalize_text(q).split(), normalize_text(a).split()
     if len(qw) < t.min_question_words or len(aw) < t.min_answer_words:
         return None, "too_short"
