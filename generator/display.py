@@ -26,13 +26,12 @@ class Display:
             TextColumn("generating"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
             TextColumn("{task.fields[counts]}"),
             console=console,
             disable=not self.live,
         )
-        self.task = self.progress.add_task("gen", total=stats.planned, completed=stats.skipped_done, rate="", counts="")
+        self.task = self.progress.add_task("gen", total=stats.planned, completed=stats.skipped_done, counts="")
 
     def __enter__(self) -> Display:
         self.progress.__enter__()
@@ -61,7 +60,7 @@ class Display:
     def update(self) -> None:
         s = self.stats
         if self.live:
-            self.progress.update(self.task, completed=s.skipped_done + s.finished, counts=self.line(), rate="")
+            self.progress.update(self.task, completed=s.skipped_done + s.finished, counts=self.line())
         elif not self.quiet and time.monotonic() - self._last_log >= self.log_every:
             self._last_log = time.monotonic()
             self.console.print(

@@ -155,7 +155,6 @@ def _text_lines(path: str) -> Iterator[tuple[int, str]]:
 
 def _read_tsv(spec: CorpusSpec, stats: CorpusStats) -> Iterator[tuple]:
     stats.files.append(spec.path)
-    csv.field_size_limit(sys.maxsize)
     lines = _text_lines(spec.path)
     header = None
     for lineno, line in lines:
