@@ -114,3 +114,105 @@ def write_card(
     path = directory / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def radit_statistics(records: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    if kind == "radit-lm-ft":
+        pairs = {r["pair_id"] for r in records}
+        return {
+            "examples": len(records),
+            "pairs": len(pairs),
+            "per_kind": dict(sorted(Counter(r["kind"] for r in records).items())),
+            "sources": dict(sorted(Counter(r["source"] for r in records).items())),
+        }
+    k = [len(r["ctxs"]) for r in records]
+    agree = [max(r["ctxs"], key=lambda c: c["lsr_score"])["rank"] == 0 for r in records if r["ctxs"]]
+    return {
+        "queries": len(records),
+        "chunks_per_query": round(sum(k) / len(k), 2) if k else 0,
+        "mean_top_lsr_score": round(sum(max(c["lsr_score"] for c in r["ctxs"]) for r in records) / len(records), 4)
+        if records
+        else 0,
+        "lm_prefers_retriever_top1": round(sum(agree) / len(agree), 4) if agree else 0,
+        "sources": dict(sorted(Counter(r["source"] for r in records).items())),
+    }
+
+
+def write_radit_card(
+    directory: Path, records: list[dict[str, Any]], run: dict[str, Any], *, view: str, data_file: str
+) -> Path:
+    kind = run.get("kind", "")
+    cfg = run.get("config", {})
+    stats = radit_statistics(records, kind)
+    n = stats.get("examples", stats.get("queries", 0))
+    lm_ft = kind == "radit-lm-ft"
+    meta = {
+        "license": "other",
+        "task_categories": ["text-generation"] if lm_ft else ["text-retrieval"],
+        "language": ["en"],
+        "size_categories": [_size_category(n)],
+        "tags": ["rag", "ragloom", "ra-dit", "lm-finetuning" if lm_ft else "retriever-training"],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": data_file}]}],
+    }
+    index = cfg.get("index") or {}
+    if lm_ft:
+        what = (
+            f"{n} retrieval-augmented fine-tuning examples (RA-DIT, Lin et al., ICLR 2024) in the `{view}` view: "
+            "each (instruction x, output y) pair is written once per retrieved chunk c with the prompt "
+            "`Background: {title} {text}\\n\\n{x}` and the completion y; train with the loss on the completion only."
+        )
+        how = [
+            f"- Chunks per pair (k): {cfg.get('k')}" if not cfg.get("context_field") else "",
+            f"- Context: the record's own field `{cfg['context_field']}`" if cfg.get("context_field") else "",
+            f"- Plain (x, y) copy included: {bool(cfg.get('plain_copy'))}",
+        ]
+    else:
+        what = (
+            f"{n} queries with LM-supervised retrieval targets (RA-DIT): for each (x, y), the top-k chunks c, "
+            "the language model's log p(y | c o x), and LSR(c) = softmax(log p / tau) over the k chunks. "
+            "The records are in the `{query, answers, ctxs}` shape of Atlas- and DPR-style retriever trainers."
+        )
+        backend = cfg.get("backend", {})
+        how = [
+            f"- Chunks per query (k): {cfg.get('k')}; tau: {cfg.get('tau')}; "
+            f"length-normalised: {bool(cfg.get('length_normalize'))}",
+            f"- Scoring model: `{backend.get('model')}` via the `{backend.get('type')}` backend",
+            f"- Queries from the corpus (x = {cfg.get('x_words')} words, y = the next {cfg.get('y_words')}): "
+            f"{cfg.get('from_corpus')}"
+            if cfg.get("from_corpus")
+            else "",
+        ]
+    lines = [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False).strip(),
+        "---",
+        "",
+        "# RA-DIT " + ("fine-tuning" if lm_ft else "retriever-training") + " data made with ragloom",
+        "",
+        what,
+        "",
+        "## How it was made",
+        "",
+        f"- ragloom {ragloom.__version__}",
+        f"- Source datasets: {', '.join(stats['sources']) or 'none'}",
+        f"- Index: `{index.get('dir')}`, encoder `{index.get('encoder')}`, {index.get('passages')} passages"
+        if index
+        else "- Index: none",
+        *[h for h in how if h],
+        "",
+        "## Statistics",
+        "",
+        "```json",
+        json.dumps(stats, indent=2),
+        "```",
+        "",
+        "## Config",
+        "",
+        "```yaml",
+        yaml.safe_dump(cfg, sort_keys=False).strip(),
+        "```",
+        "",
+    ]
+    path = directory / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

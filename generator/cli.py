@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ragloom.errors import OutputError
+from ragloom.errors import ConfigError, OutputError
 
 EXAMPLE_CONFIG = """\
 # ragloom run config. Every key is optional unless marked required.
@@ -53,6 +53,47 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--to", required=True, help="PATH.jsonl, PATH.parquet, or a directory for `datasets`")
     e.set_defaults(func=_export)
 
+    r = sub.add_parser("radit", help="RA-DIT data: retrieval-augmented LM fine-tuning and LM-supervised retriever data")
+    rsub = r.add_subparsers(dest="radit_command", required=True)
+    lm = rsub.add_parser("lm-ft", help="one `Background: chunk` example per retrieved chunk")
+    _pair_args(lm)
+    lm.add_argument("--index", help="index directory (not needed with --context-field)")
+    lm.add_argument("--k", type=int, default=3, help="chunks per pair: k examples each (default 3)")
+    lm.add_argument("--no-retrieval-copy", action="store_true", help="also write the plain (x, y) example")
+    lm.add_argument("--context-field", help="use this field of each record as the Background instead of retrieval")
+    lm.add_argument("--export-format", choices=["prompt-completion", "messages"], default="prompt-completion")
+    lm.set_defaults(func=_radit_lm_ft)
+
+    ls = rsub.add_parser("lsr", help="LM-supervised retrieval scores over the top-k chunks of each query")
+    _pair_args(ls, required=False)
+    ls.add_argument("--from-corpus", type=int, metavar="N", help="N self-supervised pairs cut from corpus chunks")
+    ls.add_argument("--x-words", type=int, default=32, help="corpus mode: words of the chunk that form x")
+    ls.add_argument("--y-words", type=int, default=32, help="corpus mode: the following words that form y")
+    ls.add_argument("--seed", type=int, default=0, help="corpus mode: which chunks are sampled")
+    ls.add_argument("--index", required=True)
+    ls.add_argument("--k", type=int, default=10)
+    ls.add_argument("--tau", type=float, default=0.01)
+    ls.add_argument("--length-normalize", action="store_true", help="score by mean token log-prob instead of sum")
+    ls.add_argument("--config", help="take the backend from this run config's `backend:` section")
+    ls.add_argument("--backend", choices=["openai", "vllm"], help="or give the backend with flags")
+    ls.add_argument("--base-url")
+    ls.add_argument("--model")
+    ls.add_argument("--api-key-env", help="environment variable holding the API key")
+    ls.add_argument("--concurrency", type=int, default=8)
+    ls.set_defaults(func=_radit_lsr)
+
+
+def _pair_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--pairs", required=required, help="(instruction, output) pairs: a file, `datasets` dir or hub name")
+    p.add_argument("--format", choices=["json", "jsonl", "alpaca", "sharegpt", "messages", "hf"])
+    p.add_argument("--instruction-field", default="instruction")
+    p.add_argument("--output-field", default="output")
+    p.add_argument("--split", default="train")
+    p.add_argument("--limit", type=int, help="read at most N pairs")
+    p.add_argument("--out", required=True, help="output directory (resumable)")
+    p.add_argument("--overwrite", action="store_true", help="discard a different run in the output directory")
+    p.add_argument("--quiet", action="store_true")
+
 
 def _init(args: argparse.Namespace) -> int:
     p = Path(args.path)
@@ -79,3 +120,122 @@ def _export(args: argparse.Namespace) -> int:
     card = export(Path(args.out), args.format, Path(args.to))
     print(f"wrote {args.to} ({args.format}) and {card}")
     return 0
+
+
+def _load_pairs(args: argparse.Namespace, context_field: str | None = None) -> tuple[list, dict]:
+    from .config import ExemplarSource
+    from .exemplars import load_pairs
+
+    if args.limit is not None and args.limit <= 0:
+        raise ConfigError(f"--limit {args.limit}: must be > 0")
+    src = ExemplarSource(
+        source=args.pairs, format=args.format, text_field=args.instruction_field, split=args.split, limit=args.limit
+    )
+    pairs = load_pairs(src, args.output_field, context_field)
+    what = {
+        "pairs": args.pairs,
+        "format": args.format,
+        "instruction_field": args.instruction_field,
+        "output_field": args.output_field,
+        "limit": args.limit,
+        "count": len(pairs),
+    }
+    return pairs, what
+
+
+def _radit_lm_ft(args: argparse.Namespace) -> int:
+    from ragloom.retrieval import Index
+
+    from .radit import LM_FT, identity_of, run_lm_ft
+
+    if args.k <= 0:
+        raise ConfigError(f"--k {args.k}: must be > 0")
+    if not args.context_field and not args.index:
+        raise ConfigError("radit lm-ft: give --index DIR to retrieve chunks, or --context-field FIELD")
+    pairs, what = _load_pairs(args, args.context_field)
+    index = None if args.context_field else Index(args.index)
+    ident = identity_of(
+        LM_FT,
+        index,
+        **what,
+        k=None if args.context_field else args.k,
+        context_field=args.context_field,
+        plain_copy=args.no_retrieval_copy,
+    )
+    return run_lm_ft(
+        pairs,
+        index,
+        Path(args.out),
+        k=args.k,
+        plain_copy=args.no_retrieval_copy,
+        identity=ident,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+        export_view=args.export_format,
+    )
+
+
+def _lsr_backend(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pydantic import ValidationError
+
+    from .config import BackendOnly, describe_error, load_yaml
+
+    if args.config and args.backend:
+        raise ConfigError("radit lsr: give the backend either with --config or with --backend, not both")
+    if args.config:
+        data = load_yaml(args.config)
+        if "backend" not in data:
+            raise ConfigError(f"{args.config}: no `backend:` section")
+        raw = data["backend"]
+        source = args.config
+    elif args.backend:
+        if not args.model:
+            raise ConfigError("radit lsr: --backend needs --model")
+        raw = {"type": args.backend, "model": args.model}
+        if args.backend == "openai":
+            raw.update(base_url=args.base_url, api_key_env=args.api_key_env, concurrency=args.concurrency)
+        source = "flags"
+    else:
+        raise ConfigError(
+            "radit lsr: give the backend with --config run.yaml or --backend openai --base-url URL --model NAME"
+        )
+    try:
+        return BackendOnly.model_validate({"backend": raw}).backend
+    except ValidationError as e:
+        raise ConfigError(describe_error(e, source)) from None
+
+
+def _radit_lsr(args: argparse.Namespace) -> int:
+    from ragloom.retrieval import Index
+
+    from .backends import make_backend
+    from .radit import LSR, corpus_pairs, identity_of, run_lsr
+
+    if bool(args.pairs) == bool(args.from_corpus):
+        raise ConfigError("radit lsr: give exactly one of --pairs SRC or --from-corpus N")
+    if args.from_corpus is not None and (args.from_corpus <= 0 or args.x_words <= 0 or args.y_words <= 0):
+        raise ConfigError("radit lsr: --from-corpus, --x-words and --y-words must be > 0")
+    backend_cfg = _lsr_backend(args)
+    index = Index(args.index)
+    if args.from_corpus:
+        pairs, _ = corpus_pairs(index, args.from_corpus, args.seed, args.x_words, args.y_words)
+        what = {"from_corpus": args.from_corpus, "x_words": args.x_words, "y_words": args.y_words, "seed": args.seed}
+    else:
+        pairs, what = _load_pairs(args)
+    backend_id = {"type": backend_cfg.type, "model": backend_cfg.model}
+    ident = identity_of(
+        LSR, index, **what, k=args.k, tau=args.tau, length_normalize=args.length_normalize, backend=backend_id
+    )
+    backend = make_backend(backend_cfg)
+    return run_lsr(
+        pairs,
+        index,
+        backend,
+        Path(args.out),
+        k=args.k,
+        tau=args.tau,
+        length_normalize=args.length_normalize,
+        identity=ident,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+    )

@@ -224,22 +224,36 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+class BackendOnly(Strict):
+    """The `backend:` section alone, for commands that need only a backend (`radit lsr --config`)."""
+
+    model_config = ConfigDict(extra="ignore")
+    backend: BackendConfig
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from `path`; a missing file or bad YAML is a one-line error with the line."""
+    p = Path(path)
+    if not p.exists():
+        raise MissingInputError(f"config not found: {p}; write an example with `ragloom init {p}`")
+    try:
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text; save the config as UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: the config must be a mapping of keys, got {type(loaded).__name__}")
+    return loaded or {}
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     data: dict[str, Any] = {}
     source = str(path) if path else "--set"
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise MissingInputError(f"config not found: {p}; write an example with `ragloom init {p}`")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{p}{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: the config must be a mapping of keys, got {type(loaded).__name__}")
-        data = loaded or {}
+        data = load_yaml(path)
     apply_overrides(data, overrides or [])
     try:
         return RunConfig.model_validate(data)

@@ -15,7 +15,14 @@ from .pipeline import Stats
 
 class Display:
     def __init__(
-        self, stats: Stats, console: Console, pricing: Pricing, *, quiet: bool = False, log_every: float = 10.0
+        self,
+        stats: Stats,
+        console: Console,
+        pricing: Pricing,
+        *,
+        quiet: bool = False,
+        log_every: float = 10.0,
+        label: str = "generating",
     ) -> None:
         self.stats, self.console, self.pricing, self.quiet = stats, console, pricing, quiet
         self.live = console.is_terminal and not quiet
@@ -23,7 +30,7 @@ class Display:
         self._last_log = time.monotonic()
         self._t0 = time.monotonic()
         self.progress = Progress(
-            TextColumn("generating"),
+            TextColumn(label),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),

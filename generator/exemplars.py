@@ -13,7 +13,7 @@ from ragloom.retrieval import normalize_text
 from ragloom.errors import InputFormatError, MissingInputError
 
 from .config import ExemplarFilters, ExemplarSource
-from .types import Exemplar
+from .types import Exemplar, InstructionPair
 
 
 def _records(path: Path) -> Iterator[tuple[Any, str]]:
@@ -133,4 +133,62 @@ def filter_exemplars(items: list[Exemplar], f: ExemplarFilters, dropped: dict[st
             continue
         seen.add(key)
         out.append(ex)
+    return out
+
+
+def _turn_pair(turns: Any, user: tuple[str, ...], reply: tuple[str, ...], role_key: str, text_key: str, loc: str):
+    """The first user turn and the reply that follows it."""
+    if not isinstance(turns, list):
+        raise InputFormatError(f"{loc}: expected a list of turns, got {type(turns).__name__}")
+    for i, turn in enumerate(turns):
+        if isinstance(turn, dict) and turn.get(role_key) in user:
+            nxt = turns[i + 1] if i + 1 < len(turns) else None
+            if not isinstance(nxt, dict) or nxt.get(role_key) not in reply:
+                raise InputFormatError(f"{loc}: the first {role_key}={turn.get(role_key)} turn has no reply after it")
+            return str(turn.get(text_key) or ""), str(nxt.get(text_key) or "")
+    raise InputFormatError(f"{loc}: no turn with {role_key} in {list(user)}")
+
+
+def _field(rec: dict[str, Any], name: str, loc: str, flag: str) -> str:
+    if name not in rec:
+        raise InputFormatError(f"{loc}: no field {name!r} (fields: {', '.join(rec)}); set {flag}")
+    value = rec[name]
+    if not isinstance(value, str):
+        raise InputFormatError(f"{loc}: field {name!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def load_pairs(
+    src: ExemplarSource, output_field: str = "output", context_field: str | None = None
+) -> list[InstructionPair]:
+    """(instruction, output) pairs from the exemplar loaders' formats, for RA-DIT.
+
+    json/hf read `src.text_field` and `output_field`; alpaca reads instruction + input and
+    output; sharegpt and messages read the first user turn and the reply after it.
+    """
+    path = Path(src.source)
+    fmt = src.format or (_detect(path) if path.exists() else "hf")
+    if fmt != "hf" and not path.exists():
+        raise MissingInputError(f"pairs file not found: {src.source}")
+    rows: Iterator[tuple[Any, str]] = _hf_rows(src) if fmt == "hf" else _records(path)
+    name = path.name if path.exists() else src.source
+    out: list[InstructionPair] = []
+    for i, (rec, loc) in enumerate(rows):
+        if not isinstance(rec, dict):
+            raise InputFormatError(f"{loc}: expected a JSON object, got {type(rec).__name__}")
+        if fmt == "sharegpt":
+            x, y = _turn_pair(rec.get("conversations"), ("human", "user"), ("gpt", "assistant"), "from", "value", loc)
+        elif fmt == "messages":
+            x, y = _turn_pair(rec.get("messages"), ("user",), ("assistant",), "role", "content", loc)
+        else:
+            x = record_text(rec, fmt, src, loc)
+            y = _field(rec, "output" if fmt == "alpaca" else output_field, loc, "--output-field")
+        context = _field(rec, context_field, loc, "--context-field") if context_field else None
+        if not x.strip() or not y.strip():
+            raise InputFormatError(f"{loc}: empty instruction or output; remove the record or fix the field names")
+        out.append(InstructionPair(f"{name}:{i}", x.strip(), y.strip(), name, context))
+        if src.limit and len(out) >= src.limit:
+            break
+    if not out:
+        raise InputFormatError(f"{src.source}: no records")
     return out

@@ -11,12 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ragloom.errors import MissingInputError, OutputError
+from ragloom.errors import ConfigError, MissingInputError, OutputError
 
-from .card import write_card
+from .card import write_card, write_radit_card
 from .checkpoint import EXAMPLES, RUN, read_jsonl
 
-VIEWS = ("raw", "rag-instruct", "messages", "alpaca", "sharegpt")
+VIEWS = ("raw", "rag-instruct", "messages", "alpaca", "sharegpt", "prompt-completion", "lsr")
+# which views each kind of run has (run.json "kind"; generate runs have none)
+KIND_VIEWS = {
+    "generate": ("raw", "rag-instruct", "messages", "alpaca", "sharegpt"),
+    "radit-lm-ft": ("prompt-completion", "messages", "raw"),
+    "radit-lsr": ("lsr", "raw"),
+}
 
 
 def user_turn(rec: dict[str, Any]) -> str:
@@ -63,12 +69,29 @@ def _raw(rec: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
+def _prompt_completion(rec: dict[str, Any]) -> dict[str, Any]:
+    return {"prompt": rec["prompt"], "completion": rec["completion"]}
+
+
+def _lm_ft_messages(rec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": rec["prompt"]}, {"role": "assistant", "content": rec["completion"]}],
+        "id": rec["id"],
+    }
+
+
+def _lsr(rec: dict[str, Any]) -> dict[str, Any]:
+    return {"query": rec["query"], "answers": rec["answers"], "ctxs": rec["ctxs"], "id": rec["id"]}
+
+
 VIEW_FUNCS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "raw": _raw,
     "rag-instruct": _rag_instruct,
     "messages": _messages,
     "alpaca": _alpaca,
     "sharegpt": _sharegpt,
+    "prompt-completion": _prompt_completion,
+    "lsr": _lsr,
 }
 
 
@@ -86,7 +109,12 @@ def export(out: Path, view: str, to: Path) -> Path:
     import datasets
 
     records, failed, run = load_run(out)
-    rows = [VIEW_FUNCS[view](r) for r in records]
+    kind = run.get("kind", "generate")
+    allowed = KIND_VIEWS.get(kind, ())
+    if view not in allowed:
+        raise ConfigError(f"--format {view}: a {kind} run exports as {', '.join(allowed)}")
+    func = _lm_ft_messages if (kind, view) == ("radit-lm-ft", "messages") else VIEW_FUNCS[view]
+    rows = [func(r) for r in records]
     to.parent.mkdir(parents=True, exist_ok=True)
     try:
         if to.suffix == ".jsonl":
@@ -104,4 +132,6 @@ def export(out: Path, view: str, to: Path) -> Path:
                 card_dir = to
     except OSError as e:
         raise OutputError(f"cannot write {to}: {e.strerror or e}") from None
+    if kind != "generate":
+        return write_radit_card(card_dir, records, run, view=view, data_file=to.name)
     return write_card(card_dir, records, failed, run, view=view, data_file=to.name)

@@ -76,3 +76,15 @@ class Attempted:
     prompt_hash: str
     usage: Usage = field(default_factory=Usage)
     sampling: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InstructionPair:
+    """An (instruction x, output y) pair for RA-DIT; `context` is the record's own passage, if any."""
+
+    id: str
+    instruction: str
+    output: str
+    source: str
+    context: str | None = None
+    passage_id: str | None = None  # corpus mode: the chunk x and y were cut from (never its own context)

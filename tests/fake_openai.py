@@ -43,6 +43,38 @@ def pair_for(prompt: str) -> dict[str, str]:
     }
 
 
+def completion_for(body: dict, *, bad: bool = False) -> dict:
+    """A /v1/completions answer. With echo + logprobs the prompt comes back as whitespace-led
+    tokens; a token that appears in the prompt's `Background:` passage gets log-prob -0.1,
+    any other -3.0, so the chunk that states the answer scores highest. One token is generated."""
+    prompt = body["prompt"]
+    tokens = [*re.findall(r"\s*\S+|\s+$", prompt), " end"]
+    background = prompt.split("\n\n", 1)[0].lower().split() if prompt.startswith("Background:") else []
+    logprobs = [None] + [-0.1 if t.strip().lower() in background else -3.0 for t in tokens[1:]]
+    offsets = [0]
+    for t in tokens[:-1]:
+        offsets.append(offsets[-1] + len(t))
+    choice: dict = {"index": 0, "text": (prompt if body.get("echo") else "") + " end", "finish_reason": "length"}
+    if body.get("logprobs") is not None and not bad:
+        choice["logprobs"] = {
+            "tokens": tokens,
+            "token_logprobs": logprobs,
+            "text_offset": offsets,
+            "top_logprobs": None,
+        }
+    else:
+        choice["logprobs"] = None
+    n = len(tokens)
+    return {
+        "id": "c",
+        "object": "text_completion",
+        "created": 0,
+        "model": body.get("model", "fake"),
+        "choices": [choice],
+        "usage": {"prompt_tokens": n - 1, "completion_tokens": 1, "total_tokens": n},
+    }
+
+
 class FakeServer:
     def __init__(self, faults: Faults | None = None) -> None:
         self.faults = faults or Faults()
@@ -139,6 +171,9 @@ class FakeServer:
             return
         if outcome == "500":
             h._send(500, {"error": {"message": "internal error"}})  # type: ignore[attr-defined]
+            return
+        if h.path.endswith("/completions") and "prompt" in body and "messages" not in body:
+            h._send(200, completion_for(body, bad=outcome == "bad_json"))  # type: ignore[attr-defined]
             return
         prompt = body["messages"][-1]["content"]
         content = "this is not json {" if outcome == "bad_json" else json.dumps(pair_for(prompt))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import OpenAIBackendConfig, VLLMBackendConfig
-from .base import Backend, ChatRequest, ChatResult
+from .base import Backend, ChatRequest, ChatResult, ScoreRequest, ScoreResult
 
 
 def make_backend(cfg: OpenAIBackendConfig | VLLMBackendConfig) -> Backend:
@@ -18,4 +18,4 @@ def make_backend(cfg: OpenAIBackendConfig | VLLMBackendConfig) -> Backend:
     raise ValueError(f"unknown backend type {cfg.type!r}")
 
 
-__all__ = ["Backend", "ChatRequest", "ChatResult", "make_backend"]
+__all__ = ["Backend", "ChatRequest", "ChatResult", "ScoreRequest", "ScoreResult", "make_backend"]

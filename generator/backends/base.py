@@ -30,6 +30,27 @@ class ChatResult:
     retry_reasons: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class ScoreRequest:
+    """Score log p(target | prefix): the text is `prefix + target`, only target's tokens count."""
+
+    prefix: str
+    target: str
+
+
+@dataclass(slots=True)
+class ScoreResult:
+    """`tokens` and `token_logprobs` are the target's tokens as the model split them."""
+
+    logprob: float = 0.0
+    tokens: list[str] = field(default_factory=list)
+    token_logprobs: list[float] = field(default_factory=list)
+    straddles: bool = False  # the first target token also covers the end of the prefix
+    error: str | None = None
+    retries: int = 0
+    retry_reasons: list[str] = field(default_factory=list)
+
+
 class Backend(Protocol):
     name: str
     model: str
@@ -37,6 +58,8 @@ class Backend(Protocol):
     parallelism: int  # concurrent `chat` calls the pipeline should keep in flight
 
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]: ...
+
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]: ...
 
     async def aclose(self) -> None: ...
 

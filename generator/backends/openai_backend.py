@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import openai
@@ -18,7 +18,8 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from ragloom.errors import BackendError, ConfigError
 
 from ..config import OpenAIBackendConfig
-from .base import ChatRequest, ChatResult
+from ..scoring import AlignmentError, target_tokens
+from .base import ChatRequest, ChatResult, ScoreRequest, ScoreResult
 
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
 _MODES = ["json_schema", "json_object", "off"]
@@ -116,7 +117,9 @@ class OpenAIBackend:
             while True:
                 mode = self._mode
                 try:
-                    resp = await self._with_retries(req, result)
+                    resp = await self._with_retries(
+                        lambda: self._client.chat.completions.create(**self._kwargs(req)), result
+                    )
                 except openai.APIStatusError as e:
                     if self._rejects_structured_output(e, mode):
                         continue
@@ -138,7 +141,52 @@ class OpenAIBackend:
             result.error = "empty_response"
         return result
 
-    async def _with_retries(self, req: ChatRequest, result: ChatResult) -> Any:
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        return list(await asyncio.gather(*(self._score_one(r) for r in requests)))
+
+    async def _score_one(self, req: ScoreRequest) -> ScoreResult:
+        """log p(target | prefix) from the completions endpoint with `echo` and `logprobs`.
+
+        max_tokens is 1, not 0: llama.cpp's server reads 0 as "until the context is full".
+        The one generated token lies after the target and is left out.
+        """
+        result = ScoreResult()
+        kw: dict[str, Any] = {
+            "model": self.model,
+            "prompt": req.prefix + req.target,
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
+        if self.cfg.extra_body:
+            kw["extra_body"] = self.cfg.extra_body
+        async with self._semaphore:
+            try:
+                resp = await self._with_retries(lambda: self._client.completions.create(**kw), result)
+            except openai.APIStatusError as e:
+                if isinstance(e, _RETRYABLE):
+                    result.error = _reason(e)
+                    return result
+                raise BackendError(self._fatal_message(e, scoring=True)) from None
+            except (openai.APITimeoutError, openai.APIConnectionError) as e:
+                result.error = _reason(e)
+                return result
+        choice = resp.choices[0] if resp.choices else None
+        lp = choice.logprobs if choice else None
+        if lp is None or not lp.tokens or lp.token_logprobs is None:
+            result.error = "no_logprobs"
+            return result
+        try:
+            toks, lps, straddles = target_tokens(lp.tokens, lp.token_logprobs, lp.text_offset, req.prefix, req.target)
+        except AlignmentError:
+            result.error = "token_alignment"
+            return result
+        result.tokens, result.token_logprobs, result.straddles = toks, lps, straddles
+        result.logprob = sum(lps)
+        return result
+
+    async def _with_retries(self, call: Callable[[], Awaitable[Any]], result: ChatResult | ScoreResult) -> Any:
         def log_retry(state: RetryCallState) -> None:
             result.retries += 1
             if state.outcome and state.outcome.exception():
@@ -153,7 +201,7 @@ class OpenAIBackend:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._client.chat.completions.create(**self._kwargs(req))
+                return await call()
         raise AssertionError("unreachable")
 
     def _is_format_rejection(self, e: BaseException) -> bool:
@@ -170,9 +218,14 @@ class OpenAIBackend:
             self._mode = _MODES[_MODES.index(mode) + 1]
         return True
 
-    def _fatal_message(self, e: openai.APIStatusError) -> str:
+    def _fatal_message(self, e: openai.APIStatusError, *, scoring: bool = False) -> str:
         detail = self._scrub(str(e.message).splitlines()[0] if e.message else "")
         where = self.where
+        if scoring and e.status_code in (400, 404, 422) and "model" not in detail.lower():
+            return (
+                f"{where} cannot score text ({e.status_code}: {detail}); LM scoring needs the completions endpoint "
+                "with echo and logprobs (vLLM serve and llama.cpp's server have it; OpenAI's chat models do not)"
+            )
         if e.status_code == 401:
             return (
                 f"{where} rejected the API key (401); check the key in ${self.cfg.api_key_env}"
