@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 # (the -march=native build segfaults on some CPUs) and the wheel is kept here.
 WHEELS ?= $(HOME)/.cache/ragloom/wheels
 LLAMA_CPP_VERSION ?= 0.3.36
+VLLM_VERSION ?= 0.33.0
+# vLLM's pure-Python imports (SamplingParams, StructuredOutputsParams, RequestOutput); its engine needs a GPU
+VLLM_PY_DEPS := msgspec cbor2 psutil pyzmq aiohttp requests openai-harmony pillow pybase64 cachetools uvloop py-cpuinfo prometheus_client
 
 .PHONY: install test lint quickstart bench clean
 
@@ -21,6 +24,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip wheel -q --no-deps --no-cache-dir -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	$(PY) -m pip install -q $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(PY) -m pip install -q -e ".[dev,local]"
+	# the vllm backend's tests build real vLLM parameter/output objects; only the engine is stood in
+	$(PY) -m pip install -q --no-deps vllm==$(VLLM_VERSION)
+	$(PY) -m pip install -q $(VLLM_PY_DEPS)
 	touch $@
 
 install: $(VENV)/.installed
