@@ -53,6 +53,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--to", required=True, help="PATH.jsonl, PATH.parquet, or a directory for `datasets`")
     e.set_defaults(func=_export)
 
+    p = sub.add_parser("push", help="upload a run's export and dataset card to the Hugging Face Hub")
+    p.add_argument("out", help="the run's output directory")
+    p.add_argument("--repo", required=True, help="USER/NAME of the dataset repo (created if missing)")
+    p.add_argument("--private", action="store_true")
+    p.add_argument(
+        "--format", choices=["rag-instruct", "messages", "alpaca", "sharegpt", "raw", "prompt-completion", "lsr"]
+    )
+    p.set_defaults(func=_push)
+
     r = sub.add_parser("radit", help="RA-DIT data: retrieval-augmented LM fine-tuning and LM-supervised retriever data")
     rsub = r.add_subparsers(dest="radit_command", required=True)
     lm = rsub.add_parser("lm-ft", help="one `Background: chunk` example per retrieved chunk")
@@ -81,6 +90,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--api-key-env", help="environment variable holding the API key")
     ls.add_argument("--concurrency", type=int, default=8)
     ls.set_defaults(func=_radit_lsr)
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .push import push
+
+    url = push(Path(args.out), args.repo, private=args.private, view=args.format)
+    print(f"pushed to {url}")
+    return 0
 
 
 def _pair_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:

@@ -108,6 +108,7 @@ def export(out: Path, view: str, to: Path) -> Path:
     """Write the records of run directory `out` in `view` to `to`; return the card's path."""
     import datasets
 
+    datasets.disable_progress_bars()  # the card and the one-line summary say what happened
     records, failed, run = load_run(out)
     kind = run.get("kind", "generate")
     allowed = KIND_VIEWS.get(kind, ())

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import hashlib
 import random
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from .backends import Backend, ChatRequest
 from .checkpoint import Checkpoint
 from .config import RunConfig
 from .parsing import PAIR_JSON_SCHEMA, Thresholds, parse_pair
-from .sources import job_rng, select_sources
+from .sources import HitCache, job_rng, select_sources
 from .templates import Templates
 from .types import Attempted, Job, Usage
 
@@ -43,6 +44,7 @@ class Stats:
     retried: Counter[str] = field(default_factory=Counter)
     backend_errors: Counter[str] = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
+    pipeline_seconds: float = 0.0  # from the first job queued to the last record written
 
     @property
     def finished(self) -> int:
@@ -71,8 +73,17 @@ class Pipeline:
         )
         self.max_consecutive_backend_errors = max(20, 2 * backend.parallelism)
         self._consecutive_errors = 0
+        self.hit_cache = HitCache()
+        self.finish_wait = 0.1  # seconds the distractor stage waits to fill a batch
 
     async def run(self, jobs: Sequence[Job]) -> None:
+        t0 = time.perf_counter()
+        try:
+            await self._run(jobs)
+        finally:
+            self.stats.pipeline_seconds = time.perf_counter() - t0
+
+    async def _run(self, jobs: Sequence[Job]) -> None:
         ready: asyncio.Queue[Any] = asyncio.Queue()
         accepted: asyncio.Queue[Any] = asyncio.Queue(maxsize=4 * self.backend.parallelism * self.backend.batch_size)
         prefetch = asyncio.Semaphore(2 * self.backend.parallelism * self.backend.batch_size + 64)
@@ -98,7 +109,10 @@ class Pipeline:
             chunk = jobs[start : start + batch]
             for _ in chunk:
                 await prefetch.acquire()
-            for job in await asyncio.to_thread(select_sources, chunk, self.index, self.cfg.sources, self.cfg.seed):
+            picked = await asyncio.to_thread(
+                select_sources, chunk, self.index, self.cfg.sources, self.cfg.seed, self.hit_cache
+            )
+            for job in picked:
                 ready.put_nowait(job)
 
     def _request(self, job: Job) -> tuple[ChatRequest, str]:
@@ -175,14 +189,27 @@ class Pipeline:
     async def _finish(self, accepted: asyncio.Queue[Any]) -> None:
         while True:
             batch = [await accepted.get()]
-            while not accepted.empty() and len(batch) < 64:
-                batch.append(accepted.get_nowait())
+            # gather a batch: one encoder call per item costs far more than one per 32
+            deadline = time.monotonic() + self.finish_wait
+            while len(batch) < 64 and batch[-1] is not _DONE:
+                if accepted.empty():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(accepted.get(), left))
+                    except asyncio.TimeoutError:
+                        break
+                else:
+                    batch.append(accepted.get_nowait())
             items = [b for b in batch if b is not _DONE]
             if items:
                 band_end = min(self.cfg.distractors.rank_band[1], len(self.index))
-                hits = await asyncio.to_thread(self.index.search, [a.pair.question for a in items], band_end)
-                for item, qhits in zip(items, hits, strict=True):
-                    self.checkpoint.write_example(self._record(item, qhits))
+                scores, rows = await asyncio.to_thread(
+                    self.index.search_rows, [a.pair.question for a in items], band_end
+                )
+                for item, s_row, r_row in zip(items, scores, rows, strict=True):
+                    self.checkpoint.write_example(self._record(item, s_row, r_row))
                     self.stats.accepted += 1
                     self._job_done()
             if len(items) < len(batch):
@@ -191,22 +218,33 @@ class Pipeline:
     def _random_passage(self, rng: random.Random) -> Passage:
         return self.index.store.get_rows([rng.randrange(len(self.index))])[0]
 
-    def _record(self, item: Attempted, hits: list[Any]) -> dict[str, Any]:
-        job, pair = item.job, item.pair
-        rng = job_rng(self.cfg.seed, job.id, "distractors")
+    def _distractors(self, job: Job, answer: str, scores: Any, rows: Any) -> list[Any]:
+        """Sample from the band's passages alone (read 50, not 250, per record); only when the band
+        runs short are all ranks read and the draw repeated, which gives the same picks the full
+        list would have given."""
+        lo, hi = self.cfg.distractors.rank_band
         need = max(self.cfg.distractors.total_docs - len(job.sources), 0)
-        picks = sample_distractors(
-            hits,
-            sources=job.sources,
-            n=need,
-            rng=rng,
-            band=tuple(self.cfg.distractors.rank_band),
-            answer=pair.answer,  # type: ignore[arg-type]
-            random_passage=self._random_passage,
-        )
-        rank_of = {h.passage.id: h.rank for h in hits}
+        kw: dict[str, Any] = {"sources": job.sources, "n": need, "band": (lo, hi), "answer": answer}
+        band_hits = self.index.hits_from_rows(scores[None, lo:hi], rows[None, lo:hi], lo)[0]
+        picks = sample_distractors(band_hits, rng=job_rng(self.cfg.seed, job.id, "distractors"), **kw)
+        if len(picks) < need:
+            hits = self.index.hits_from_rows(scores[None, :], rows[None, :])[0]
+            rng = job_rng(self.cfg.seed, job.id, "distractors")
+            picks = sample_distractors(hits, rng=rng, random_passage=self._random_passage, **kw)
+        return picks
+
+    def _record(self, item: Attempted, scores: Any, rows: Any) -> dict[str, Any]:
+        job, pair = item.job, item.pair
+        picks = self._distractors(job, pair.answer, scores, rows)
+        rng = job_rng(self.cfg.seed, job.id, "distractors-order")
+
+        def rank_of(p: Passage) -> int | None:
+            row = self.index.store.row_of(p.id)
+            where = (rows == row).nonzero()[0] if row is not None else []
+            return int(where[0]) if len(where) else None
+
         docs = [
-            {"id": p.id, "title": p.title, "text": p.text, "role": "source", "rank": rank_of.get(p.id), "rule": None}
+            {"id": p.id, "title": p.title, "text": p.text, "role": "source", "rank": rank_of(p), "rule": None}
             for p in job.sources
         ]
         docs += [

@@ -47,7 +47,17 @@ def plan_hash(cfg: RunConfig, jobs: list[Job]) -> str:
         exclude={
             "output": True,
             "pricing": True,
-            "backend": {"concurrency", "timeout", "max_retries", "max_retry_wait", "batch_size"},
+            # how the server is reached is not what it makes: a restarted server on a new port resumes
+            "backend": {
+                "concurrency",
+                "timeout",
+                "max_retries",
+                "max_retry_wait",
+                "batch_size",
+                "base_url",
+                "api_key_env",
+                "http_client",
+            },
         },
     )
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())

@@ -309,6 +309,8 @@ def run_lsr(
 
     async def main() -> None:
         try:
+            if todo:
+                await backend.preflight()
             await _score_pairs(
                 todo,
                 index,

@@ -127,6 +127,9 @@ def run_generate(
 
 async def _run(pipeline: Pipeline, backend: Any, todo: list[Job]) -> None:
     try:
+        if todo:
+            # check the server while the encoder loads, so neither waits on the other
+            await asyncio.gather(backend.preflight(), asyncio.to_thread(pipeline.index.embed_queries, ["warm-up"]))
         await pipeline.run(todo)
     finally:
         with contextlib.suppress(Exception):

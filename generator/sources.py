@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from ragloom.retrieval import Hit, Index, normalize_text
@@ -41,10 +43,45 @@ def pick_sources(job: Job, hits: Sequence[Hit], cfg: Sources, seed: int) -> Job:
     return Job(job.id, job.position, job.paradigm, job.exemplar, job.n_sources, tuple(chosen), job.attempt)
 
 
-def select_sources(jobs: Sequence[Job], index: Index, cfg: Sources, seed: int) -> list[Job]:
+class HitCache:
+    """Exemplar text -> its hits. A plan uses each exemplar many times (1,000 jobs from 152
+    built-in exemplars), and the same query always gets the same hits, so each is searched once."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._d: OrderedDict[tuple[str, int], list[Hit]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def search(self, index: Index, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        with self._lock:
+            missing = list(dict.fromkeys(q for q in queries if (q, k) not in self._d))
+        found = dict(zip(missing, index.search(missing, k=k), strict=True)) if missing else {}
+        out = []
+        with self._lock:
+            for q in queries:
+                hits = found.get(q)
+                if hits is None:
+                    hits = self._d[(q, k)]
+                    self._d.move_to_end((q, k))
+                    self.hits += 1
+                else:
+                    self.misses += 1
+                out.append(hits)
+            for q, hits in found.items():
+                self._d[(q, k)] = hits
+            while len(self._d) > self.max_entries:
+                self._d.popitem(last=False)
+        return out
+
+
+def select_sources(
+    jobs: Sequence[Job], index: Index, cfg: Sources, seed: int, cache: HitCache | None = None
+) -> list[Job]:
     """Batch-retrieve for the exemplars of `jobs` and pick each job's sources."""
     if not jobs:
         return []
-    k = max(cfg.top_k, cfg.multi_k)
-    results = index.search([j.exemplar.text for j in jobs], k=min(k, len(index)))
+    k = min(max(cfg.top_k, cfg.multi_k), len(index))
+    queries = [j.exemplar.text for j in jobs]
+    results = cache.search(index, queries, k) if cache is not None else index.search(queries, k=k)
     return [pick_sources(j, hits, cfg, seed) for j, hits in zip(jobs, results, strict=True)]

@@ -68,10 +68,16 @@ def sample_distractors(
         )
 
     def take_from(window: list[Hit], rule: str) -> None:
-        candidates = [h for h in window if ok(h.passage)]
-        for h in rng.sample(candidates, min(len(candidates), n - len(chosen))):
-            chosen.append(Distractor(h.passage, h.rank, rule))
-            taken.add(h.passage.id)
+        # a seeded shuffle, then the first that pass: the same uniform draw as sampling from the
+        # filtered window, but the (costly) checks run on a few candidates instead of all of them
+        order = list(window)
+        rng.shuffle(order)
+        for h in order:
+            if len(chosen) >= n:
+                return
+            if ok(h.passage):
+                chosen.append(Distractor(h.passage, h.rank, rule))
+                taken.add(h.passage.id)
 
     take_from([h for h in hits if lo <= h.rank < hi], "band")
     width = hi - lo

@@ -130,7 +130,14 @@ class Index:
         scores, rows = self.search_embeddings(self.embed_queries(queries), min(k, len(self)))
         return self.hits_from_rows(scores, rows)
 
-    def hits_from_rows(self, scores: np.ndarray, rows: np.ndarray) -> list[list[Hit]]:
+    def search_rows(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Embed and search, without reading passages: (scores, rows), each (len(queries), k).
+        Turn the ranks you need into hits with `hits_from_rows(scores[:, a:b], rows[:, a:b], a)`."""
+        if not 1 <= k <= 1000:
+            raise ValueError(f"k={k} is out of range; use 1 <= k <= 1000")
+        return self.search_embeddings(self.embed_queries(queries), min(k, len(self)))
+
+    def hits_from_rows(self, scores: np.ndarray, rows: np.ndarray, first_rank: int = 0) -> list[list[Hit]]:
         flat = rows.reshape(-1)
         valid = flat[flat >= 0]
         uniq, inverse = np.unique(valid, return_inverse=True)
@@ -142,7 +149,7 @@ class Index:
             for rank, (row, score) in enumerate(zip(rows[qi], scores[qi], strict=False)):
                 if row < 0:
                     break
-                hits.append(Hit(passages[inverse[pos]], float(score), rank))
+                hits.append(Hit(passages[inverse[pos]], float(score), first_rank + rank))
                 pos += 1
             out.append(hits)
         return out

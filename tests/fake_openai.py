@@ -1,20 +1,31 @@
-"""A fault-injecting OpenAI-compatible chat server for tests and benchmarks (127.0.0.1 only).
+"""A fault-injecting OpenAI-compatible server for tests and benchmarks (127.0.0.1 only).
 
-Knobs: latency and jitter; rates of 429 (with Retry-After), 500, hangs, invalid JSON
-content, dropped connections; a fixed status for every request (401, 404); and the first
-N requests can be forced to fail in a given way. Every request is counted by outcome.
+Chat completions answer with a (question, answer) pair; completions with `echo` + `logprobs`
+score text. Knobs: latency and jitter; a cap on requests served at once (the rest queue);
+rates of 429 (with Retry-After), 500, hangs, invalid JSON content, dropped connections and
+200 with an empty body; a fixed status for every request (401, 404); and the first N
+requests can be forced to fail in a given way. Every request is counted by outcome.
+
+Built on aiohttp so that one process serves thousands of requests per second. Run it alone
+(for benchmarks, so it does not share the client's GIL):
+
+    python tests/fake_openai.py --latency 0.2 --rate-429 0.1 --port-file /tmp/port
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import random
 import re
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
 
 
 @dataclass
@@ -28,8 +39,10 @@ class Faults:
     hang_seconds: float = 30.0
     rate_bad_json: float = 0.0
     rate_drop: float = 0.0
+    rate_empty: float = 0.0
+    max_in_flight: int = 0  # 0: unlimited; else requests beyond it wait their turn (server-side queue)
     fixed_status: int | None = None
-    first: list[str] = field(default_factory=list)  # e.g. ["429", "500", "hang", "bad_json", "drop"]
+    first: list[str] = field(default_factory=list)  # e.g. ["429", "500", "hang", "bad_json", "drop", "empty"]
     reject_json_schema: bool = False
     seed: int = 0
 
@@ -76,54 +89,54 @@ def completion_for(body: dict, *, bad: bool = False) -> dict:
 
 
 class FakeServer:
-    def __init__(self, faults: Faults | None = None) -> None:
+    """Serves on 127.0.0.1 from a background thread; use as a context manager."""
+
+    def __init__(self, faults: Faults | None = None, port: int = 0) -> None:
         self.faults = faults or Faults()
         self.rng = random.Random(self.faults.seed)
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.requests: list[dict] = []
         self.headers_seen: list[dict[str, str]] = []
-        server = self
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._port = port
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.port = 0
+        self.base_url = ""
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-                server._handle(self, body)
-
-            def _send(
-                self, status: int, obj: object, headers: dict[str, str] | None = None, raw: bytes | None = None
-            ) -> None:
-                data = raw if raw is not None else json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
+    # ------------------------------------------------------------------ lifecycle
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/stats", self._stats)
+        app.router.add_post("/v1/chat/completions", self._post)
+        app.router.add_post("/v1/completions", self._post)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=4096)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._sem = asyncio.Semaphore(self.faults.max_in_flight) if self.faults.max_in_flight else None
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
 
     def __enter__(self) -> FakeServer:
         self.thread.start()
+        self._ready.wait(10)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self.thread.join(10)
 
+    # ------------------------------------------------------------------ handling
     def _outcome(self) -> str:
         f = self.faults
         with self.lock:
@@ -136,61 +149,119 @@ class FakeServer:
             ("hang", f.rate_hang),
             ("bad_json", f.rate_bad_json),
             ("drop", f.rate_drop),
+            ("empty", f.rate_empty),
         ):
             if r < rate:
                 return name
             r -= rate
         return "ok"
 
-    def _handle(self, h: BaseHTTPRequestHandler, body: dict) -> None:
+    async def _stats(self, request: web.Request) -> web.Response:
+        with self.lock:
+            return web.json_response({"counts": dict(self.counts), "peak_in_flight": self.peak_in_flight})
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if self.faults.fixed_status in (401, 403):
+            msg = {"error": {"message": f"fixed status {self.faults.fixed_status}", "type": "error"}}
+            return web.json_response(msg, status=self.faults.fixed_status)
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    async def _post(self, request: web.Request) -> web.StreamResponse:
+        if self._sem is None:
+            return await self._handle(request)
+        async with self._sem:
+            return await self._handle(request)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         f = self.faults
+        body = await request.json()
         with self.lock:
             self.requests.append(body)
-            self.headers_seen.append(dict(h.headers))
+            self.headers_seen.append(dict(request.headers))
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._respond(request, body, f)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    async def _respond(self, request: web.Request, body: dict, f: Faults) -> web.StreamResponse:
         if f.fixed_status:
             self.counts[str(f.fixed_status)] += 1
-            h._send(f.fixed_status, {"error": {"message": f"fixed status {f.fixed_status}", "type": "error"}})  # type: ignore[attr-defined]
-            return
+            msg = {"error": {"message": f"fixed status {f.fixed_status}", "type": "error"}}
+            return web.json_response(msg, status=f.fixed_status)
         rf = body.get("response_format") or {}
         if f.reject_json_schema and rf.get("type") == "json_schema":
             self.counts["rejected_schema"] += 1
-            h._send(400, {"error": {"message": "response_format json_schema is not supported"}})  # type: ignore[attr-defined]
-            return
+            return web.json_response({"error": {"message": "response_format json_schema is not supported"}}, status=400)
         outcome = self._outcome()
         self.counts[outcome] += 1
         if outcome == "hang":
-            time.sleep(f.hang_seconds)
-            return
+            await asyncio.sleep(f.hang_seconds)
+            raise ConnectionResetError  # never answer; aiohttp closes the connection
         if outcome == "drop":
-            h.connection.close()  # type: ignore[attr-defined]
-            h.close_connection = True
-            return
-        time.sleep(max(0.0, f.latency + self.rng.uniform(-f.jitter, f.jitter)))
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError
+        with self.lock:
+            delay = max(0.0, f.latency + self.rng.uniform(-f.jitter, f.jitter))
+        if delay:
+            await asyncio.sleep(delay)
         if outcome == "429":
-            h._send(429, {"error": {"message": "rate limited"}}, {"retry-after": str(f.retry_after)})  # type: ignore[attr-defined]
-            return
+            return web.json_response(
+                {"error": {"message": "rate limited"}}, status=429, headers={"retry-after": str(f.retry_after)}
+            )
         if outcome == "500":
-            h._send(500, {"error": {"message": "internal error"}})  # type: ignore[attr-defined]
-            return
-        if h.path.endswith("/completions") and "prompt" in body and "messages" not in body:
-            h._send(200, completion_for(body, bad=outcome == "bad_json"))  # type: ignore[attr-defined]
-            return
+            return web.json_response({"error": {"message": "internal error"}}, status=500)
+        if outcome == "empty":
+            return web.Response(status=200, body=b"", content_type="application/json")
+        if request.path.endswith("/completions") and "prompt" in body and "messages" not in body:
+            return web.json_response(completion_for(body, bad=outcome == "bad_json"))
         prompt = body["messages"][-1]["content"]
         content = "this is not json {" if outcome == "bad_json" else json.dumps(pair_for(prompt))
-        h._send(
-            200,
-            {  # type: ignore[attr-defined]
-                "id": "x",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body.get("model", "fake"),
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-                ],
-                "usage": {
-                    "prompt_tokens": len(prompt) // 4,
-                    "completion_tokens": 30,
-                    "total_tokens": len(prompt) // 4 + 30,
-                },
-            },
-        )
+        return web.json_response(chat_completion(body, content))
+
+
+def chat_completion(body: dict[str, Any], content: str) -> dict[str, Any]:
+    prompt = body["messages"][-1]["content"]
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 30, "total_tokens": len(prompt) // 4 + 30},
+    }
+
+
+def _main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name in (
+        "latency",
+        "jitter",
+        "rate-429",
+        "retry-after",
+        "rate-500",
+        "rate-hang",
+        "hang-seconds",
+        "rate-bad-json",
+        "rate-drop",
+        "rate-empty",
+    ):
+        ap.add_argument(f"--{name}", type=float)
+    ap.add_argument("--max-in-flight", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file", help="write the port here once serving")
+    a = ap.parse_args()
+    kw = {k: v for k, v in vars(a).items() if v is not None and k not in ("port", "port_file")}
+    with FakeServer(Faults(**kw), port=a.port) as srv:
+        if a.port_file:
+            Path(a.port_file).write_text(str(srv.port))
+        print(srv.base_url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    _main()

@@ -8,6 +8,7 @@ says what to fix. The API key is read from the environment and never written any
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -22,10 +23,14 @@ from ..scoring import AlignmentError, target_tokens
 from .base import ChatRequest, ChatResult, ScoreRequest, ScoreResult
 
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
+# a 200 whose body is empty or not the API's shape: a server glitch, retried like a 5xx
+_GARBLED = (json.JSONDecodeError, openai.APIResponseValidationError)
 _MODES = ["json_schema", "json_object", "off"]
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, _GARBLED):
+        return "invalid_response"
     if isinstance(exc, openai.RateLimitError):
         return "rate_limited"
     if isinstance(exc, openai.APITimeoutError):
@@ -73,8 +78,15 @@ class OpenAIBackend:
                     "backend.api_key_env to null for a local server that needs no key"
                 )
         self._secret = key
+        # the SDK's aiohttp transport keeps up at hundreds of requests in flight where the
+        # default httpx pool spends its time reassigning connections (bench/generation.py G1)
+        http_client = openai.DefaultAioHttpClient(timeout=cfg.timeout) if cfg.http_client == "aiohttp" else None
         self._client = openai.AsyncOpenAI(
-            api_key=key or "no-key", base_url=cfg.base_url, timeout=cfg.timeout, max_retries=0
+            api_key=key or "no-key",
+            base_url=cfg.base_url,
+            timeout=cfg.timeout,
+            max_retries=0,
+            http_client=http_client,
         )
         self._semaphore = asyncio.Semaphore(cfg.concurrency)
         self._mode: str = "json_schema" if cfg.structured_output == "auto" else cfg.structured_output
@@ -85,6 +97,30 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    async def preflight(self) -> None:
+        """Fail before any work when the server is unreachable, refuses the key, or lacks the model.
+
+        GET /models, once: a server without that endpoint (404) or one that answers oddly is let
+        through; generation itself will then report what goes wrong."""
+        try:
+            page = await self._client.models.list(timeout=min(self.cfg.timeout, 15.0))
+        except openai.APIConnectionError as e:
+            cause = self._scrub(str(e.__cause__ or e).splitlines()[0]) if (e.__cause__ or str(e)) else ""
+            raise BackendError(
+                f"cannot reach {self.where} ({cause or 'connection failed'}); is the server running and "
+                "backend.base_url right?"
+            ) from None
+        except openai.APIStatusError as e:
+            if e.status_code in (401, 403):
+                raise BackendError(self._fatal_message(e)) from None
+            return
+        except (openai.APITimeoutError, *_GARBLED):
+            return
+        ids = [m.id for m in getattr(page, "data", None) or []]
+        if ids and self.model not in ids:
+            shown = ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
+            raise BackendError(f"{self.where} has no model {self.model!r} (it serves: {shown}); check backend.model")
 
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
@@ -113,24 +149,23 @@ class OpenAIBackend:
 
     async def _one(self, req: ChatRequest) -> ChatResult:
         result = ChatResult()
-        async with self._semaphore:
-            while True:
-                mode = self._mode
-                try:
-                    resp = await self._with_retries(
-                        lambda: self._client.chat.completions.create(**self._kwargs(req)), result
-                    )
-                except openai.APIStatusError as e:
-                    if self._rejects_structured_output(e, mode):
-                        continue
-                    if isinstance(e, _RETRYABLE):
-                        result.error = _reason(e)
-                        return result
-                    raise BackendError(self._fatal_message(e)) from None
-                except (openai.APITimeoutError, openai.APIConnectionError) as e:
+        while True:
+            mode = self._mode
+            try:
+                resp = await self._with_retries(
+                    lambda: self._client.chat.completions.create(**self._kwargs(req)), result
+                )
+            except openai.APIStatusError as e:
+                if self._rejects_structured_output(e, mode):
+                    continue
+                if isinstance(e, _RETRYABLE):
                     result.error = _reason(e)
                     return result
-                break
+                raise BackendError(self._fatal_message(e)) from None
+            except (openai.APITimeoutError, openai.APIConnectionError, *_GARBLED) as e:
+                result.error = _reason(e)
+                return result
+            break
         choice = resp.choices[0] if resp.choices else None
         result.text = (choice.message.content or "") if choice and choice.message else ""
         result.finish_reason = choice.finish_reason if choice else None
@@ -161,17 +196,16 @@ class OpenAIBackend:
         }
         if self.cfg.extra_body:
             kw["extra_body"] = self.cfg.extra_body
-        async with self._semaphore:
-            try:
-                resp = await self._with_retries(lambda: self._client.completions.create(**kw), result)
-            except openai.APIStatusError as e:
-                if isinstance(e, _RETRYABLE):
-                    result.error = _reason(e)
-                    return result
-                raise BackendError(self._fatal_message(e, scoring=True)) from None
-            except (openai.APITimeoutError, openai.APIConnectionError) as e:
+        try:
+            resp = await self._with_retries(lambda: self._client.completions.create(**kw), result)
+        except openai.APIStatusError as e:
+            if isinstance(e, _RETRYABLE):
                 result.error = _reason(e)
                 return result
+            raise BackendError(self._fatal_message(e, scoring=True)) from None
+        except (openai.APITimeoutError, openai.APIConnectionError, *_GARBLED) as e:
+            result.error = _reason(e)
+            return result
         choice = resp.choices[0] if resp.choices else None
         lp = choice.logprobs if choice else None
         if lp is None or not lp.tokens or lp.token_logprobs is None:
@@ -193,7 +227,9 @@ class OpenAIBackend:
                 result.retry_reasons.append(_reason(state.outcome.exception()))  # type: ignore[arg-type]
 
         retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, _RETRYABLE) and not self._is_format_rejection(e)),
+            retry=retry_if_exception(
+                lambda e: isinstance(e, _GARBLED) or (isinstance(e, _RETRYABLE) and not self._is_format_rejection(e))
+            ),
             wait=_WaitRetryAfter(self.cfg.max_retry_wait),
             stop=stop_after_attempt(self.cfg.max_retries + 1),
             before_sleep=log_retry,
@@ -201,7 +237,10 @@ class OpenAIBackend:
         )
         async for attempt in retrying:
             with attempt:
-                return await call()
+                # the slot is held per attempt, not across the backoff: a request sleeping out a
+                # Retry-After does not keep another from using the server
+                async with self._semaphore:
+                    return await call()
         raise AssertionError("unreachable")
 
     def _is_format_rejection(self, e: BaseException) -> bool:

@@ -75,6 +75,9 @@ class VLLMBackend:
     async def aclose(self) -> None:
         return None
 
+    async def preflight(self) -> None:
+        return None  # the engine loaded in __init__, or raised there
+
     def sampling_params(self, req: ChatRequest) -> Any:
         structured = None
         if req.json_schema is not None and self.cfg.structured_output:

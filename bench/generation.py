@@ -1,0 +1,301 @@
+"""Generation benchmarks against the fault-injecting server (run in its own process), each
+against a plain `AsyncOpenAI` + semaphore loop or raw retrieval measured in the same run.
+
+    python bench/generation.py [--only g1 --only g2 ...] [--json bench/results/generation.json]
+
+G1  backend layer, clean: 1,000 chat requests, 64 in flight, 200 ms latency: wall / ideal
+G2  backend layer, 10% 429 (Retry-After 1 s) + 5% 500: wall / ideal, lost, duplicates
+G3  whole `ragloom generate` (1,000 jobs, five paradigms, real encoder, prebuilt index):
+    wall / max(LLM ideal, raw encode + search of the same queries)
+G4  load: 10,000 jobs at 256 in flight, 50 ms latency: wall / ideal, peak RSS, RSS growth,
+    open file descriptors at start and end
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+class Server:
+    """tests/fake_openai.py in a subprocess, so it does not share the client's GIL."""
+
+    def __init__(self, **knobs: float) -> None:
+        self.knobs = knobs
+
+    def __enter__(self) -> Server:
+        self.tmp = tempfile.mkdtemp()
+        port_file = Path(self.tmp) / "port"
+        args = [sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--port-file", str(port_file)]
+        for k, v in self.knobs.items():
+            args += [f"--{k.replace('_', '-')}", str(v)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("fake server did not start")
+            time.sleep(0.05)
+        self.base_url = f"http://127.0.0.1:{port_file.read_text()}/v1"
+        return self
+
+    def stats(self) -> dict:
+        import urllib.request
+
+        with urllib.request.urlopen(self.base_url.removesuffix("/v1") + "/stats", timeout=5) as r:
+            return json.loads(r.read())
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _messages(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"[Document 1] job-{i}\nWrite a question."}]
+
+
+def _tag(text: str) -> str | None:
+    m = re.search(r"job-\d+", text or "")
+    return m.group(0) if m else None
+
+
+async def raw_openai(base_url: str, n: int, conc: int) -> dict:
+    """The reference: AsyncOpenAI with its default retries, a semaphore, gather."""
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="bench")
+    sem = asyncio.Semaphore(conc)
+
+    async def one(i: int) -> str | None:
+        async with sem:
+            try:
+                r = await client.chat.completions.create(model="fake", messages=_messages(i), max_tokens=64)  # type: ignore[arg-type]
+                return r.choices[0].message.content
+            except openai.OpenAIError:
+                return None
+
+    t = time.perf_counter()
+    out = await asyncio.gather(*(one(i) for i in range(n)))
+    wall = time.perf_counter() - t
+    await client.close()
+    return _tally(out, wall)
+
+
+async def ragloom_backend(base_url: str, n: int, conc: int) -> dict:
+    from ragloom.generator.backends import ChatRequest, make_backend
+    from ragloom.generator.config import OpenAIBackendConfig
+
+    cfg = OpenAIBackendConfig(
+        type="openai", base_url=base_url, model="fake", api_key_env=None, concurrency=conc, structured_output="off"
+    )
+    backend = make_backend(cfg)
+    reqs = [ChatRequest(messages=_messages(i), max_tokens=64) for i in range(n)]
+    t = time.perf_counter()
+    res = await backend.chat(reqs)
+    wall = time.perf_counter() - t
+    await backend.aclose()
+    return _tally([None if r.error else r.text for r in res], wall)
+
+
+def _tally(texts: list[str | None], wall: float) -> dict:
+    ok = [t for t in texts if t]
+    tags = [_tag(t) for t in ok]
+    return {"wall_s": round(wall, 3), "lost": len(texts) - len(ok), "duplicates": len(tags) - len(set(tags))}
+
+
+def bench_backend(name: str, n: int, conc: int, latency: float, **faults: float) -> dict:
+    ideal = n * latency / conc
+    out: dict = {"requests": n, "in_flight": conc, "latency_s": latency, "ideal_s": ideal, **faults}
+    for label, fn in (("raw_asyncopenai", raw_openai), ("ragloom", ragloom_backend)):
+        with Server(latency=latency, **faults) as srv:
+            r = asyncio.run(fn(srv.base_url, n, conc))
+        r["wall_over_ideal"] = round(r["wall_s"] / ideal, 3)
+        out[label] = r
+    print(name, json.dumps(out), flush=True)
+    return out
+
+
+# ---------------------------------------------------------------- whole pipeline
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+class Sampler:
+    def __enter__(self) -> Sampler:
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
+
+        def run() -> None:
+            while not self._stop.wait(0.25):
+                self.samples.append((time.perf_counter() - self._t0, _rss_mb()))
+
+        self._th = threading.Thread(target=run, daemon=True)
+        self._th.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._th.join()
+
+
+def build_wiki_index(tmp: Path, n: int) -> Path:
+    from conftest import write_wiki_jsonl
+    from ragloom.retrieval import CorpusSpec, build_index
+
+    write_wiki_jsonl(tmp / "wiki.jsonl", n)
+    build_index(CorpusSpec(str(tmp / "wiki.jsonl")), tmp / "idx")
+    return tmp / "idx"
+
+
+def raw_retrieval_seconds(index_dir: Path, queries_sources: list[str], queries_q: list[str]) -> float:
+    """Raw sentence-transformers encode + raw faiss search: the same queries ragloom searched
+    (exemplars for source documents at k=10, accepted questions for distractors at k=250)."""
+    import faiss
+    from ragloom.retrieval.encoder import resolve_encoder
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(resolve_encoder("sentence-transformers/all-MiniLM-L6-v2")[1], device="cpu")
+    index = faiss.read_index(str(index_dir / "index.faiss"))
+    model.encode(queries_sources[:64], batch_size=64)  # warm-up
+    t = time.perf_counter()
+    for qs, k in ((queries_sources, 10), (queries_q, 250)):
+        for s in range(0, len(qs), 256):
+            v = model.encode(qs[s : s + 256], batch_size=64, normalize_embeddings=True)
+            index.search(v, k)
+    return time.perf_counter() - t
+
+
+def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int, latency: float) -> dict:
+    from ragloom.generator.config import load_config
+    from ragloom.generator.run import run_generate
+
+    out_dir = tmp / f"out-{name}"
+    with Server(latency=latency) as srv:
+        cfg = load_config(
+            None,
+            [
+                f"index={index_dir}",
+                f"count={count}",
+                f"output={out_dir}",
+                "backend.type=openai",
+                f"backend.base_url={srv.base_url}",
+                "backend.model=fake",
+                "backend.api_key_env=null",
+                f"backend.concurrency={conc}",
+                "distractors.total_docs=10",
+            ],
+        )
+        fds0, rss0 = _fds(), _rss_mb()
+        t = time.perf_counter()
+        import ragloom.generator.run as run_mod
+
+        seen: dict = {}
+        real_pipeline = run_mod.Pipeline
+
+        class Spy(real_pipeline):  # type: ignore[valid-type,misc]
+            def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
+                super().__init__(*a, **kw)
+                seen["stats"] = self.stats
+
+        run_mod.Pipeline = Spy  # type: ignore[misc]
+        cpu0 = os.times()
+        with Sampler() as samp:
+            rc = run_generate(cfg, quiet=True)
+        cpu1 = os.times()
+        run_mod.Pipeline = real_pipeline  # type: ignore[misc]
+        wall = time.perf_counter() - t
+        fds1, rss1 = _fds(), _rss_mb()
+        server = srv.stats()
+    records = [json.loads(x) for x in (out_dir / "examples.jsonl").read_text().splitlines()]
+    failed = (out_dir / "failed.jsonl").read_text().splitlines() if (out_dir / "failed.jsonl").exists() else []
+    from ragloom.generator.run import plan_jobs
+
+    jobs, _ = plan_jobs(cfg)
+    llm_requests = sum(server["counts"].values())  # as the server counted them, retries included
+    llm_ideal = llm_requests * latency / conc
+    raw_s = raw_retrieval_seconds(index_dir, [j.exemplar.text for j in jobs], [r["instruction"] for r in records])
+    bound = max(llm_ideal, raw_s)
+    res = {
+        "jobs": count,
+        "in_flight": conc,
+        "latency_s": latency,
+        "exit_code": rc,
+        "accepted": len(records),
+        "failed": len(failed),
+        "llm_requests": llm_requests,
+        "server_peak_in_flight": server["peak_in_flight"],
+        "wall_s": round(wall, 2),
+        "llm_ideal_s": round(llm_ideal, 2),
+        "raw_retrieval_s": round(raw_s, 2),
+        "wall_over_bound": round(wall / bound, 3),
+        "pipeline_s": round(seen["stats"].pipeline_seconds, 2),
+        "pipeline_over_bound": round(seen["stats"].pipeline_seconds / bound, 3),
+        "wall_over_llm_ideal": round(wall / llm_ideal, 3),
+        "client_cpu_s": round(cpu1.user - cpu0.user + cpu1.system - cpu0.system, 2),
+        "cores": os.cpu_count(),
+        "rss_start_mb": round(rss0, 1),
+        "rss_peak_mb": round(max([rss0] + [r for _, r in samp.samples]), 1),
+        "rss_end_mb": round(rss1, 1),
+        "fds_start": fds0,
+        "fds_end": fds1,
+    }
+    # growth over the run: the last quarter's mean against the first quarter's, steady state only
+    s = [r for _, r in samp.samples]
+    if len(s) >= 8:
+        q = len(s) // 4
+        res["rss_growth_mb"] = round(sum(s[-q:]) / q - sum(s[:q]) / q, 1)
+    print(name, json.dumps(res), flush=True)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", choices=["g1", "g2", "g3", "g4"], action="append")
+    ap.add_argument("--passages", type=int, default=1000, help="wiki passages in the G3/G4 index")
+    ap.add_argument("--json", default="bench/results/generation.json")
+    args = ap.parse_args()
+    only = set(args.only or ["g1", "g2", "g3", "g4"])
+    report: dict = {}
+    if "g1" in only:
+        report["G1_backend_clean"] = bench_backend("G1", 1000, 64, 0.2)
+    if "g2" in only:
+        report["G2_backend_faults"] = bench_backend("G2", 1000, 64, 0.2, rate_429=0.1, retry_after=1.0, rate_500=0.05)
+    if only & {"g3", "g4"}:
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            index_dir = build_wiki_index(tmp, args.passages)
+            if "g3" in only:
+                report["G3_generate"] = bench_generate("G3", tmp, index_dir, 1000, 64, 0.2)
+            if "g4" in only:
+                report["G4_load"] = bench_generate("G4", tmp, index_dir, 10_000, 256, 0.05)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(f"report: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""`ragloom push`: export a run's view with its card and upload both to a Hugging Face dataset repo."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import ragloom
+from ragloom.errors import BackendError, ConfigError
+
+from .export import KIND_VIEWS, export, load_run
+
+DEFAULT_VIEW = {"generate": "messages", "radit-lm-ft": "prompt-completion", "radit-lsr": "lsr"}
+
+
+def hub_token() -> str | None:
+    """HF_TOKEN, else the token saved by `hf auth login`."""
+    from huggingface_hub import get_token
+
+    return os.environ.get("HF_TOKEN") or get_token()
+
+
+def push(out: Path, repo: str, *, private: bool = False, view: str | None = None) -> str:
+    """Upload `out`'s records in `view` (Parquet) and the dataset card to `repo`; return its URL."""
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo):
+        raise ConfigError(f"--repo {repo!r}: expected USER/NAME or ORG/NAME, e.g. --repo alice/wiki-rag-instruct")
+    token = hub_token()
+    if not token:
+        raise ConfigError("no Hugging Face token: set HF_TOKEN or run `hf auth login`; nothing was uploaded")
+    records, _, run = load_run(out)  # a missing or empty run fails here, before any upload
+    kind = run.get("kind", "generate")
+    view = view or DEFAULT_VIEW[kind]
+    if view not in KIND_VIEWS[kind]:
+        raise ConfigError(f"--format {view}: a {kind} run exports as {', '.join(KIND_VIEWS[kind])}")
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    with tempfile.TemporaryDirectory(prefix="ragloom-push-") as d:
+        export(out, view, Path(d) / "train.parquet")
+        api = HfApi(token=token, library_name="ragloom", library_version=ragloom.__version__)
+        try:
+            api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+            api.upload_folder(
+                repo_id=repo,
+                folder_path=d,
+                repo_type="dataset",
+                commit_message=f"ragloom {ragloom.__version__}: {len(records)} records ({view})",
+            )
+        except HfHubHTTPError as e:
+            status = getattr(e.response, "status_code", None)
+            hint = {
+                401: "the token was refused; set a valid HF_TOKEN",
+                403: "the token cannot write there; use a write token or your own namespace",
+            }.get(status or 0, "see the Hub's status and retry")
+            raise BackendError(f"Hugging Face Hub refused the upload to {repo} ({status}): {hint}") from None
+        except OSError as e:  # no network: requests' ConnectionError is an OSError
+            raise BackendError(f"cannot reach the Hugging Face Hub to upload {repo}: {type(e).__name__}") from None
+    return f"https://huggingface.co/datasets/{repo}"
