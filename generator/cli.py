@@ -14,6 +14,7 @@ index: idx                      # required: a directory made by `ragloom index b
 exemplars:                      # instructions the LLM imitates (instruction simulation)
   - source: builtin             # 152 built-in knowledge-intensive instructions, 10 task types
   # - {source: my.jsonl, format: json, text_field: question, weight: 2}   # formats: json, alpaca, sharegpt, messages, hf
+# exemplar_filters: {knowledge_filter: true}   # keep only exemplars the LLM says retrieval would help (cached)
 paradigms: {useless_doc: 1, single_doc_support: 1, multi_doc_support: 1, single_doc_answer: 1, multi_doc_answer: 1}
 count: 25                       # required: examples to plan
 seed: 0

@@ -33,7 +33,12 @@ class ExemplarFilters(Strict):
     min_words: int = Field(3, ge=0)
     max_words: int = Field(200, gt=0)
     dedupe: bool = True
-    knowledge_filter: bool = False
+    knowledge_filter: bool = Field(
+        False, description="ask the LLM whether retrieval would help each exemplar; keep those where it would"
+    )
+    knowledge_cache: str | None = Field(
+        None, description="JSON lines of cached decisions (default: OUTPUT/knowledge_filter.jsonl)"
+    )
 
 
 class OpenAIBackendConfig(Strict):

@@ -77,6 +77,22 @@ def _detect(path: Path) -> str:
     return "json"
 
 
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or Path(source).suffix.lower() in {
+        ".json", ".jsonl", ".parquet", ".csv", ".txt", ".arrow"
+    }  # fmt: skip
+
+
+def _format_of(src: ExemplarSource, what: str) -> str:
+    """The source's format: given, detected from the file, or `hf` for a hub dataset name."""
+    path = Path(src.source)
+    if path.exists():
+        return src.format or _detect(path)
+    if src.format not in (None, "hf") or _looks_like_path(src.source):
+        raise MissingInputError(f"{what} not found: {src.source}")
+    return "hf"
+
+
 def load_source(src: ExemplarSource) -> list[Exemplar]:
     """Every exemplar of one source, unfiltered."""
     if src.source == "builtin":
@@ -86,9 +102,7 @@ def load_source(src: ExemplarSource) -> list[Exemplar]:
             out.append(Exemplar(rec["id"], rec["text"], "builtin", rec.get("task_type"), tuple(rec.get("options", ()))))
         return out[: src.limit] if src.limit else out
     path = Path(src.source)
-    fmt = src.format or (_detect(path) if path.exists() else "hf")
-    if fmt != "hf" and not path.exists():
-        raise MissingInputError(f"exemplar file not found: {src.source}")
+    fmt = _format_of(src, "exemplar file")
     rows: Iterator[tuple[Any, str]] = _hf_rows(src) if fmt == "hf" else _records(path)
     name = path.name if path.exists() else src.source
     out = []
@@ -105,12 +119,16 @@ def load_source(src: ExemplarSource) -> list[Exemplar]:
 def _hf_rows(src: ExemplarSource) -> Iterator[tuple[Any, str]]:
     import datasets
 
-    if Path(src.source).exists():
-        ds = datasets.load_from_disk(src.source)
-        if isinstance(ds, datasets.DatasetDict):
-            ds = ds[src.split]
-    else:
-        ds = datasets.load_dataset(src.source, split=src.split)
+    try:
+        if Path(src.source).exists():
+            ds = datasets.load_from_disk(src.source)
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds[src.split]
+        else:
+            ds = datasets.load_dataset(src.source, split=src.split)
+    except (OSError, ValueError, KeyError) as e:  # not a dataset dir, no such hub dataset, offline, no split
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MissingInputError(f"{src.source}: cannot load it as a `datasets` dataset ({first})") from None
     for i, rec in enumerate(ds, 1):
         yield rec, f"{src.source}:row {i}"
 
@@ -167,9 +185,7 @@ def load_pairs(
     output; sharegpt and messages read the first user turn and the reply after it.
     """
     path = Path(src.source)
-    fmt = src.format or (_detect(path) if path.exists() else "hf")
-    if fmt != "hf" and not path.exists():
-        raise MissingInputError(f"pairs file not found: {src.source}")
+    fmt = _format_of(src, "pairs file")
     rows: Iterator[tuple[Any, str]] = _hf_rows(src) if fmt == "hf" else _records(path)
     name = path.name if path.exists() else src.source
     out: list[InstructionPair] = []

@@ -301,6 +301,7 @@ def run_lsr(
     if k < 2 or k > min(len(index) - 1, 1000):
         raise ConfigError(f"--k {k}: must be between 2 and {min(len(index) - 1, 1000)} for this index")
     console = Console(stderr=True, quiet=quiet)
+    asyncio.run(backend.preflight())  # before anything is written
     checkpoint = open_run(out, LSR, identity, overwrite)
     todo = [p for p in pairs if p.id not in checkpoint.done]
     stats = Stats(planned=len(pairs), skipped_done=len(pairs) - len(todo))
@@ -309,8 +310,6 @@ def run_lsr(
 
     async def main() -> None:
         try:
-            if todo:
-                await backend.preflight()
             await _score_pairs(
                 todo,
                 index,

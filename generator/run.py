@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import platform
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .checkpoint import Checkpoint, check_same_run, write_run_info
 from .config import RunConfig
 from .display import Display
 from .exemplars import filter_exemplars, load_source
+from .knowledge import knowledge_filter
 from .pipeline import Pipeline, Stats
 from .plan import make_plan, plan_hash, summarize
 from .sources import select_sources
@@ -39,9 +41,21 @@ def open_index(cfg: RunConfig, console: Console) -> Index:
     return Index(cfg.index, encoder=cfg.encoder, corpus=corpus)
 
 
-def plan_jobs(cfg: RunConfig) -> tuple[list[Job], dict[str, int]]:
+def knowledge_cache_path(cfg: RunConfig) -> Path:
+    return Path(cfg.exemplar_filters.knowledge_cache or Path(cfg.output) / "knowledge_filter.jsonl")
+
+
+def plan_jobs(
+    cfg: RunConfig, knowledge_backend: Any = None, info: dict[str, Any] | None = None
+) -> tuple[list[Job], dict[str, int]]:
+    """Load and filter the exemplars, then plan. With the knowledge filter on, `knowledge_backend`
+    answers the uncached questions (None: cached decisions only, as in a dry run)."""
     dropped: dict[str, int] = {}
     sources = [filter_exemplars(load_source(s), cfg.exemplar_filters, dropped) for s in cfg.exemplars]
+    if cfg.exemplar_filters.knowledge_filter:
+        sources, kinfo = knowledge_filter(sources, knowledge_backend, knowledge_cache_path(cfg), dropped)
+        if info is not None:
+            info["knowledge_filter"] = kinfo
     if not any(sources):
         from ragloom.errors import ConfigError
 
@@ -67,8 +81,21 @@ def run_generate(
 ) -> int:
     console = Console(stderr=True, quiet=quiet)
     templates = Templates(cfg.templates, [p for p, w in cfg.paradigms.items() if w > 0])
-    jobs, dropped = plan_jobs(cfg)
     index = open_index(cfg, console)
+    backend = None
+    if not dry_run:
+        backend = make_backend(cfg.backend)
+        # load the encoder while the server is checked; nothing is written before both are fine
+        warm = threading.Thread(target=index.embed_queries, args=(["warm-up"],), daemon=True)
+        warm.start()
+        asyncio.run(backend.preflight())
+        warm.join()
+    knowledge_backend = None
+    if backend is not None and cfg.exemplar_filters.knowledge_filter:
+        # its own client for its own event loop (an in-process engine is shared: loading it twice would not fit)
+        knowledge_backend = backend if cfg.backend.type == "vllm" else make_backend(cfg.backend)
+    info: dict[str, Any] = {}
+    jobs, dropped = plan_jobs(cfg, knowledge_backend, info)
     phash = plan_hash(cfg, jobs)
     if dry_run:
         est = estimate(cfg, jobs, index, templates)
@@ -79,6 +106,7 @@ def run_generate(
                     "paradigms": summarize(jobs),
                     "plan_hash": phash,
                     "exemplars_dropped": dropped,
+                    **info,
                     "estimate": est,
                 },
                 indent=2,
@@ -91,7 +119,7 @@ def run_generate(
     except OSError as e:
         raise OutputError(f"cannot create output directory {out}: {e.strerror}") from None
     check_same_run(out, phash, overwrite)
-    backend = make_backend(cfg.backend)
+    assert backend is not None
     write_run_info(
         out,
         {
@@ -100,6 +128,8 @@ def run_generate(
             "count": len(jobs),
             "paradigms": summarize(jobs),
             "index": index.manifest,
+            "exemplars_dropped": dropped,
+            **info,
             "versions": {"ragloom": ragloom.__version__, "python": platform.python_version()},
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
@@ -127,9 +157,6 @@ def run_generate(
 
 async def _run(pipeline: Pipeline, backend: Any, todo: list[Job]) -> None:
     try:
-        if todo:
-            # check the server while the encoder loads, so neither waits on the other
-            await asyncio.gather(backend.preflight(), asyncio.to_thread(pipeline.index.embed_queries, ["warm-up"]))
         await pipeline.run(todo)
     finally:
         with contextlib.suppress(Exception):

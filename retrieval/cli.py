@@ -49,6 +49,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--split", default="train", help="split of a `datasets` corpus")
     b.add_argument("--chunk-words", type=int, default=100, help="words per passage for text folders")
     b.add_argument("--chunk-overlap", type=int, default=0, help="words shared by consecutive text passages")
+    b.add_argument("--max-passage-chars", type=int, default=100_000, help="longer passages are an error")
     b.add_argument("--query-prefix", default="", help="prepended to queries (e.g. 'query: ' for e5)")
     b.add_argument("--passage-prefix", default="", help="prepended to passages (e.g. 'passage: ' for e5)")
     b.add_argument("--no-normalize", action="store_true", help="keep raw embedding norms")
@@ -85,6 +86,7 @@ def _build(args: argparse.Namespace) -> int:
         args.split,
         args.chunk_words,
         args.chunk_overlap,
+        args.max_passage_chars,
     )
     encoder = EncoderSpec(
         args.encoder, args.query_prefix, args.passage_prefix, not args.no_normalize, args.batch_size, args.device

@@ -56,6 +56,9 @@ class CorpusSpec:
     split: str = "train"
     chunk_words: int = 100
     chunk_overlap: int = 0
+    # a passage is a retrieval unit (~100 words); one this long is a whole document or a broken
+    # record, and would swamp every prompt it lands in
+    max_chars: int = 100_000
 
     def resolved_format(self) -> str:
         if self.format:
@@ -92,6 +95,11 @@ def iter_corpus(spec: CorpusSpec, stats: CorpusStats | None = None) -> Iterator[
         if not text:
             stats.skipped_empty += 1
             continue
+        if len(text) > spec.max_chars:
+            raise InputFormatError(
+                f"{loc}: passage of {len(text):,} characters (limit {spec.max_chars:,}); split long documents "
+                "into passages (a folder of .txt/.md files is chunked) or raise --max-passage-chars"
+            )
         title = (title or "").strip()
         if rec_id is None or str(rec_id).strip() == "":
             rec_id = stable_id(title, text)

@@ -219,6 +219,9 @@ class FakeServer:
         if request.path.endswith("/completions") and "prompt" in body and "messages" not in body:
             return web.json_response(completion_for(body, bad=outcome == "bad_json"))
         prompt = body["messages"][-1]["content"]
+        if "Reply with only one word: yes or no." in prompt:  # the knowledge-intensity filter
+            creative = re.search(r"\b(poem|joke|haiku|story|rewrite)\b", prompt.split("Instruction:")[-1], re.I)
+            return web.json_response(chat_completion(body, "No." if creative else "Yes"))
         content = "this is not json {" if outcome == "bad_json" else json.dumps(pair_for(prompt))
         return web.json_response(chat_completion(body, content))
 

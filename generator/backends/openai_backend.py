@@ -103,8 +103,15 @@ class OpenAIBackend:
 
         GET /models, once: a server without that endpoint (404) or one that answers oddly is let
         through; generation itself will then report what goes wrong."""
+        # its own short-lived client: preflight runs before the run's event loop exists
+        client = openai.AsyncOpenAI(
+            api_key=self._secret or "no-key",
+            base_url=self.cfg.base_url,
+            timeout=min(self.cfg.timeout, 15.0),
+            max_retries=0,
+        )
         try:
-            page = await self._client.models.list(timeout=min(self.cfg.timeout, 15.0))
+            page = await client.models.list()
         except openai.APIConnectionError as e:
             cause = self._scrub(str(e.__cause__ or e).splitlines()[0]) if (e.__cause__ or str(e)) else ""
             raise BackendError(
@@ -117,6 +124,8 @@ class OpenAIBackend:
             return
         except (openai.APITimeoutError, *_GARBLED):
             return
+        finally:
+            await client.close()
         ids = [m.id for m in getattr(page, "data", None) or []]
         if ids and self.model not in ids:
             shown = ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
