@@ -100,17 +100,18 @@ def write_card(
         f"- jobs that failed validation on every attempt: {stats['failed_jobs']}",
         *[f"  - {k}: {v['count']} ({v['rate']:.1%})" for k, v in stats["failure_reasons"].items()],
         "",
-        "```json",
-        json.dumps({"statistics": stats}, indent=2),
-        "```",
-        "",
-        "## Config",
-        "",
-        "```yaml",
-        yaml.safe_dump(cfg, sort_keys=False).strip(),
-        "```",
-        "",
+        *_stats_and_config({"statistics": stats}, cfg),
     ]
+    return _write(directory, lines)
+
+
+def _stats_and_config(stats: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The card's closing blocks: statistics as JSON, then the exact config as YAML."""
+    json_block = ["```json", json.dumps(stats, indent=2), "```", ""]
+    return [*json_block, "## Config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```", ""]
+
+
+def _write(directory: Path, lines: list[str]) -> Path:
     path = directory / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
@@ -202,17 +203,6 @@ def write_radit_card(
         "",
         "## Statistics",
         "",
-        "```json",
-        json.dumps(stats, indent=2),
-        "```",
-        "",
-        "## Config",
-        "",
-        "```yaml",
-        yaml.safe_dump(cfg, sort_keys=False).strip(),
-        "```",
-        "",
+        *_stats_and_config(stats, cfg),
     ]
-    path = directory / "README.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return _write(directory, lines)

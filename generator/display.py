@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .checkpoint import Checkpoint
 from .config import Pricing
 from .pipeline import Stats
 
@@ -98,3 +100,18 @@ class Display:
                 soft_wrap=True,
             )
         c.print(f"records: {out / 'examples.jsonl'}", soft_wrap=True)
+
+
+def run_with_display(display: Display, checkpoint: Checkpoint, out: Path, body: Callable[[], object]) -> bool:
+    """Run `body` under the live display, close the checkpoint whatever happens, print the summary.
+    Returns True when Ctrl-C stopped it (finished work is on disk; the summary says how much)."""
+    interrupted = False
+    try:
+        with display:
+            body()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        checkpoint.close()
+    display.summary(out, interrupted=interrupted)
+    return interrupted

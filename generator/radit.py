@@ -34,7 +34,7 @@ from ragloom.errors import BackendError, ConfigError, OutputError
 from .backends import Backend, ScoreRequest
 from .checkpoint import Checkpoint, check_same_run, write_run_info
 from .config import Pricing
-from .display import Display
+from .display import Display, run_with_display
 from .pipeline import Stats
 from .scoring import lsr_scores
 from .types import InstructionPair
@@ -163,25 +163,20 @@ def run_lm_ft(
     todo = [p for p in pairs if any(i not in checkpoint.done for i in _expected_ids(p, k, use_context, plain_copy))]
     stats = Stats(planned=len(pairs), skipped_done=len(pairs) - len(todo))
     display = Display(stats, console, Pricing(), quiet=quiet, label="lm-ft")
-    interrupted = False
-    try:
-        with display:
-            for start in range(0, len(todo), batch_size):
-                batch = todo[start : start + batch_size]
-                hits: list[list[Hit]] | list[None] = (
-                    [None] * len(batch) if index is None else index.search([p.instruction for p in batch], k)
-                )
-                for pair, hs in zip(batch, hits):
-                    for rec in lm_ft_records(pair, hs, plain_copy):
-                        checkpoint.write_example(rec)
-                    stats.accepted += 1
-                display.update()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        checkpoint.close()
-    display.summary(out, interrupted=interrupted)
-    if interrupted:
+
+    def body() -> None:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            hits: list[list[Hit]] | list[None] = (
+                [None] * len(batch) if index is None else index.search([p.instruction for p in batch], k)
+            )
+            for pair, hs in zip(batch, hits):
+                for rec in lm_ft_records(pair, hs, plain_copy):
+                    checkpoint.write_example(rec)
+                stats.accepted += 1
+            display.update()
+
+    if run_with_display(display, checkpoint, out, body):
         return 130
     _finish(out, export_view, console)
     return 0
@@ -306,7 +301,6 @@ def run_lsr(
     todo = [p for p in pairs if p.id not in checkpoint.done]
     stats = Stats(planned=len(pairs), skipped_done=len(pairs) - len(todo))
     display = Display(stats, console, Pricing(), quiet=quiet, label="lsr")
-    interrupted = False
 
     async def main() -> None:
         try:
@@ -325,15 +319,7 @@ def run_lsr(
             with contextlib.suppress(Exception):
                 await backend.aclose()
 
-    try:
-        with display:
-            asyncio.run(main())
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        checkpoint.close()
-    display.summary(out, interrupted=interrupted)
-    if interrupted:
+    if run_with_display(display, checkpoint, out, lambda: asyncio.run(main())):
         return 130
     if stats.backend_errors:
         return 3

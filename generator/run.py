@@ -20,7 +20,7 @@ from ragloom.errors import OutputError
 from .backends import make_backend
 from .checkpoint import Checkpoint, check_same_run, write_run_info
 from .config import RunConfig
-from .display import Display
+from .display import Display, run_with_display
 from .exemplars import filter_exemplars, load_source
 from .knowledge import knowledge_filter
 from .pipeline import Pipeline, Stats
@@ -141,16 +141,7 @@ def run_generate(
     stats = Stats(planned=len(jobs), skipped_done=len(jobs) - len(todo))
     display = Display(stats, console, cfg.pricing, quiet=quiet)
     pipeline = Pipeline(cfg, index, backend, templates, checkpoint, stats, on_progress=display.update)
-    interrupted = False
-    try:
-        with display:
-            asyncio.run(_run(pipeline, backend, todo))
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        checkpoint.close()
-    display.summary(out, interrupted=interrupted)
-    if interrupted:
+    if run_with_display(display, checkpoint, out, lambda: asyncio.run(_run(pipeline, backend, todo))):
         return 130
     return 0 if not stats.backend_errors else 3
 
