@@ -74,7 +74,6 @@ class Pipeline:
         self.max_consecutive_backend_errors = max(20, 2 * backend.parallelism)
         self._consecutive_errors = 0
         self.hit_cache = HitCache()
-        self.finish_wait = 0.1  # seconds the distractor stage waits to fill a batch
 
     async def run(self, jobs: Sequence[Job]) -> None:
         t0 = time.perf_counter()
@@ -189,19 +188,10 @@ class Pipeline:
     async def _finish(self, accepted: asyncio.Queue[Any]) -> None:
         while True:
             batch = [await accepted.get()]
-            # gather a batch: one encoder call per item costs far more than one per 32
-            deadline = time.monotonic() + self.finish_wait
-            while len(batch) < 64 and batch[-1] is not _DONE:
-                if accepted.empty():
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    try:
-                        batch.append(await asyncio.wait_for(accepted.get(), left))
-                    except asyncio.TimeoutError:
-                        break
-                else:
-                    batch.append(accepted.get_nowait())
+            # no waiting to fill the batch: that measured no gain, and Python 3.11's wait_for can
+            # swallow the cancellation Ctrl-C sends
+            while not accepted.empty() and len(batch) < 64:
+                batch.append(accepted.get_nowait())
             items = [b for b in batch if b is not _DONE]
             if items:
                 band_end = min(self.cfg.distractors.rank_band[1], len(self.index))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import random
 import re
 import threading
@@ -26,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+# a hang or a drop ends its handler with ConnectionResetError on purpose; aiohttp would log each one
+logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 @dataclass
