@@ -31,7 +31,8 @@ REASONS = (
 )
 # The output contract's placeholders and its made-up shape example, copied instead of answered.
 _PLACEHOLDER = re.compile(
-    r"<(?:the new question|its answer)>|^\.\.\.$|which river flows through vienna|danube flows through vienna",
+    r"<(?:the new question|its answer)>|^\.\.\.$|^\(?(?:your new question|its answer)\)?$"
+    r"|which river flows through vienna|danube flows through vienna",
     re.IGNORECASE,
 )
 

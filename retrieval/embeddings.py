@@ -16,7 +16,7 @@ import numpy as np
 
 from ragloom.errors import InputFormatError, MissingInputError
 
-from .store import PassageStore, id_hash
+from .store import PassageStore
 
 
 def iter_embedding_shards(path: str | Path) -> Iterator[tuple[list[str], np.ndarray, str]]:
@@ -70,16 +70,6 @@ def _check(f: Path, ids: list[str], mat: np.ndarray) -> tuple[list[str], np.ndar
     return ids, mat, str(f)
 
 
-def rows_of(store: PassageStore, ids: list[str]) -> np.ndarray:
-    """Store rows of many ids at once (-1 where the corpus has no such id)."""
-    table = store._ids
-    hashes = id_hash(ids)
-    pos = np.searchsorted(table["hash"], hashes)
-    pos_c = np.minimum(pos, max(len(table) - 1, 0))
-    rows = np.where((len(table) > 0) & (table["hash"][pos_c] == hashes), table["row"][pos_c], -1).astype(np.int64)
-    return rows
-
-
 def align_embeddings(store: PassageStore, source: str | Path, out: Path) -> np.memmap:
     """Write the shards into a float32 `.npy` memmap at `out`, in store row order.
 
@@ -90,7 +80,7 @@ def align_embeddings(store: PassageStore, source: str | Path, out: Path) -> np.m
     mat: np.memmap | None = None
     seen = np.zeros(n, dtype=bool)
     for ids, shard, name in iter_embedding_shards(source):
-        rows = rows_of(store, ids)
+        rows = store.rows_of(ids)
         missing = [ids[i] for i in np.nonzero(rows < 0)[0]]
         if missing:
             raise InputFormatError(

@@ -141,6 +141,14 @@ class PassageStore:
                 return row
         return None
 
+    def rows_of(self, ids: Sequence[str]) -> np.ndarray:
+        """Rows of many ids at once by the 64-bit id hash (-1 where the corpus has no such id)."""
+        table = self._ids
+        hashes = id_hash(ids)
+        pos = np.minimum(np.searchsorted(table["hash"], hashes), max(len(table) - 1, 0))
+        found = (len(table) > 0) & (table["hash"][pos] == hashes)
+        return np.where(found, table["row"][pos], -1).astype(np.int64)
+
     def get(self, passage_id: str) -> Passage:
         row = self.row_of(passage_id)
         if row is None:
