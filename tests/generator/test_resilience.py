@@ -204,6 +204,9 @@ def test_sigint_stops_gracefully(wiki_index: Path, tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ragloom", "generate", "--config", str(cfg)],
             env=ENV,
+            # as from a terminal: a shell's background job (how CI may run) starts with SIGINT
+            # ignored, and Python then installs no KeyboardInterrupt handler
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
