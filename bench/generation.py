@@ -21,7 +21,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(ROOT / "tests"))
+from memory import MemorySampler, rss_mb  # noqa: E402
 
 
 class Server:
@@ -131,35 +131,8 @@ def bench_backend(name: str, n: int, conc: int, latency: float, **faults: float)
 # ---------------------------------------------------------------- whole pipeline
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-class Sampler:
-    def __enter__(self) -> Sampler:
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._t0 = time.perf_counter()
-
-        def run() -> None:
-            while not self._stop.wait(0.25):
-                self.samples.append((time.perf_counter() - self._t0, _rss_mb()))
-
-        self._th = threading.Thread(target=run, daemon=True)
-        self._th.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._th.join()
 
 
 def build_wiki_index(tmp: Path, n: int) -> Path:
@@ -209,7 +182,7 @@ def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int,
                 "distractors.total_docs=10",
             ],
         )
-        fds0, rss0 = _fds(), _rss_mb()
+        fds0, rss0 = _fds(), rss_mb()
         t = time.perf_counter()
         import ragloom.generator.run as run_mod
 
@@ -223,12 +196,12 @@ def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int,
 
         run_mod.Pipeline = Spy  # type: ignore[misc]
         cpu0 = os.times()
-        with Sampler() as samp:
+        with MemorySampler() as samp:
             rc = run_generate(cfg, quiet=True)
         cpu1 = os.times()
         run_mod.Pipeline = real_pipeline  # type: ignore[misc]
         wall = time.perf_counter() - t
-        fds1, rss1 = _fds(), _rss_mb()
+        fds1, rss1 = _fds(), rss_mb()
         server = srv.stats()
     records = [json.loads(x) for x in (out_dir / "examples.jsonl").read_text().splitlines()]
     failed = (out_dir / "failed.jsonl").read_text().splitlines() if (out_dir / "failed.jsonl").exists() else []
@@ -258,7 +231,7 @@ def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int,
         "client_cpu_s": round(cpu1.user - cpu0.user + cpu1.system - cpu0.system, 2),
         "cores": os.cpu_count(),
         "rss_start_mb": round(rss0, 1),
-        "rss_peak_mb": round(max([rss0] + [r for _, r in samp.samples]), 1),
+        "rss_peak_mb": round(samp.peak, 1),
         "rss_end_mb": round(rss1, 1),
         "fds_start": fds0,
         "fds_end": fds1,

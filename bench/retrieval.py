@@ -24,36 +24,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-
-def rss_mb(field: str = "VmRSS") -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class AnonPeak:
-    """Peak anonymous RSS (heap, not memory-mapped file pages) sampled every 50 ms."""
-
-    def __enter__(self) -> AnonPeak:
-        import threading
-
-        self.peak = rss_mb("RssAnon")
-        self._stop = threading.Event()
-
-        def sample() -> None:
-            while not self._stop.wait(0.05):
-                self.peak = max(self.peak, rss_mb("RssAnon"))
-
-        self._t = threading.Thread(target=sample, daemon=True)
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._t.join()
+from memory import MemorySampler, rss_mb
 
 
 def bench_build(tmp: Path, n: int) -> dict:
@@ -132,7 +103,7 @@ def bench_ivfpq(tmp: Path, n: int, dim: int = 768, sample: int = 200, k: int = 2
     del emb
     rss0 = rss_mb("RssAnon")
     t = time.perf_counter()
-    with AnonPeak() as peak:
+    with MemorySampler("RssAnon", every=0.05) as peak:
         m = build_index(
             CorpusSpec(str(tmp / "syn.jsonl")),
             tmp / "ivf",
