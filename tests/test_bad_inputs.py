@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from fake_openai import FakeServer, Faults
+from loopback import free_port
 
 from ragloom.cli import main
 
@@ -68,12 +68,6 @@ class Ctx:
         for s in set_args:
             args += ["--set", s]
         return args
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _changed_corpus(c: Ctx) -> list[str]:
@@ -155,7 +149,7 @@ CASES: dict[str, tuple[Callable[[Ctx], list[str]], list[str]]] = {
     "backend-unknown-model-404": (lambda c: c.generate(output=str(c.tmp / "new-run"), backend={"base_url": c.url_404, "model": "nope"}), ["no model 'nope'", "backend.model"]),
     "backend-bad-key-401": (lambda c: c.generate(output=str(c.tmp / "new-run"), backend={"base_url": c.url_401, "api_key_env": "BAD_KEY_FOR_TEST"}), ["rejected the API key (401)", "$BAD_KEY_FOR_TEST"]),
     "backend-missing-key-variable": (lambda c: c.generate(output=str(c.tmp / "new-run"), backend={"api_key_env": "RAGLOOM_NO_SUCH_KEY"}), ["RAGLOOM_NO_SUCH_KEY is not set"]),
-    "backend-unreachable": (lambda c: c.generate(output=str(c.tmp / "new-run"), backend={"base_url": f"http://127.0.0.1:{_port()}/v1"}), ["cannot reach http://127.0.0.1:", "base_url"]),
+    "backend-unreachable": (lambda c: c.generate(output=str(c.tmp / "new-run"), backend={"base_url": f"http://127.0.0.1:{free_port()}/v1"}), ["cannot reach http://127.0.0.1:", "base_url"]),
     # ---- exports of what is not there
     "export-no-run": (lambda c: ["export", str(c.tmp / "empty-dir"), "--to", str(c.tmp / "x.jsonl")], ["no examples.jsonl", "ragloom generate"]),
     "export-wrong-view": (lambda c: ["export", str(c.tmp / "existing-run"), "--format", "raw", "--to", str(c.tmp / "existing-run")], []),

@@ -6,47 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from fake_openai import FakeServer, Faults
 from ragloom.retrieval import contains_answer
+from runs import jsonl, run_config
 
 from ragloom.cli import main
-
-
-def _config(tmp: Path, index: Path, base_url: str, count: int, **extra) -> Path:
-    cfg = {
-        "index": str(index),
-        "count": count,
-        "seed": 0,
-        "output": str(tmp / "out"),
-        "backend": {
-            "type": "openai",
-            "base_url": base_url,
-            "model": "fake",
-            "api_key_env": None,
-            "concurrency": 16,
-            "timeout": 5,
-            "max_retry_wait": 0.2,
-        },
-        "distractors": {"total_docs": 10, "rank_band": [200, 250]},
-        **extra,
-    }
-    path = tmp / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_200_jobs_with_faults_every_job_accounted_once(wiki_index: Path, tmp_path: Path, capsys) -> None:
     faults = Faults(rate_429=0.1, retry_after=0.05, rate_500=0.05, rate_bad_json=0.05, seed=1)
     with FakeServer(faults) as server:
-        cfg = _config(tmp_path, wiki_index, server.base_url, 200)
+        cfg = run_config(tmp_path, wiki_index, server.base_url, 200)
         assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
     out = tmp_path / "out"
-    records, failed = _lines(out / "examples.jsonl"), _lines(out / "failed.jsonl")
+    records, failed = jsonl(out / "examples.jsonl"), jsonl(out / "failed.jsonl")
     ids = [r["job_id"] for r in records] + [f["job_id"] for f in failed]
     assert sorted(ids) == [f"0-{i:06d}" for i in range(200)]
     assert len(set(ids)) == 200
@@ -83,32 +56,32 @@ def test_200_jobs_with_faults_every_job_accounted_once(wiki_index: Path, tmp_pat
 
 def test_resume_skips_finished_jobs_and_refuses_a_different_config(wiki_index: Path, tmp_path: Path) -> None:
     with FakeServer() as server:
-        cfg = _config(tmp_path, wiki_index, server.base_url, 20)
+        cfg = run_config(tmp_path, wiki_index, server.base_url, 20)
         assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
         first = server.counts["ok"]
         assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
         assert server.counts["ok"] == first  # nothing asked again
         assert main(["generate", "--config", str(cfg), "--quiet", "--set", "seed=5"]) == 2
         assert main(["generate", "--config", str(cfg), "--quiet", "--set", "seed=5", "--overwrite"]) == 0
-    records = _lines(tmp_path / "out" / "examples.jsonl")
+    records = jsonl(tmp_path / "out" / "examples.jsonl")
     assert {r["job_id"][:2] for r in records} == {"5-"}
 
 
 def test_torn_last_line_is_dropped_on_resume(wiki_index: Path, tmp_path: Path) -> None:
     with FakeServer() as server:
-        cfg = _config(tmp_path, wiki_index, server.base_url, 12)
+        cfg = run_config(tmp_path, wiki_index, server.base_url, 12)
         assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
         path = tmp_path / "out" / "examples.jsonl"
         lines = path.read_text().splitlines(keepends=True)
         path.write_text("".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
         assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
-    ids = [r["job_id"] for r in _lines(path)]
+    ids = [r["job_id"] for r in jsonl(path)]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 12
 
 
 def test_dry_run_calls_no_llm(wiki_index: Path, tmp_path: Path, capsys) -> None:
     with FakeServer() as server:
-        cfg = _config(tmp_path, wiki_index, server.base_url, 50)
+        cfg = run_config(tmp_path, wiki_index, server.base_url, 50)
         assert main(["generate", "--config", str(cfg), "--dry-run"]) == 0
         assert sum(server.counts.values()) == 0
     plan = json.loads(capsys.readouterr().out)
@@ -129,7 +102,7 @@ def test_401_fails_at_once_and_the_key_never_leaks(
     secret = "sk-SENTINEL-do-not-print-1234"
     monkeypatch.setenv("MY_KEY", secret)
     with FakeServer(Faults(fixed_status=401)) as server:
-        cfg = _config(tmp_path, wiki_index, server.base_url, 5)
+        cfg = run_config(tmp_path, wiki_index, server.base_url, 5)
         code = main(["generate", "--config", str(cfg), "--quiet", "--set", "backend.api_key_env=MY_KEY"])
         assert server.counts["401"] == 0  # refused by the preflight GET /models: no generation request
     err = capsys.readouterr().err
@@ -143,7 +116,7 @@ def test_exports_load_with_datasets_and_card_matches_records(wiki_index: Path, t
     from ragloom.generator.card import statistics
 
     with FakeServer() as server:
-        cfg = _config(tmp_path, wiki_index, server.base_url, 15)
+        cfg = run_config(tmp_path, wiki_index, server.base_url, 15)
         assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
     out = tmp_path / "out"
     for view, to in [
@@ -162,5 +135,5 @@ def test_exports_load_with_datasets_and_card_matches_records(wiki_index: Path, t
     assert len(datasets.load_from_disk(str(tmp_path / "exp" / "alp"))) == 15
     card = (tmp_path / "exp" / "alp" / "README.md").read_text()
     stats = json.loads(card.split("```json\n")[1].split("\n```")[0])["statistics"]
-    assert stats == statistics(_lines(out / "examples.jsonl"), _lines(out / "failed.jsonl"))
+    assert stats == statistics(jsonl(out / "examples.jsonl"), jsonl(out / "failed.jsonl"))
     assert card.startswith("---\nlicense: cc-by-sa-4.0")

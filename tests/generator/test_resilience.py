@@ -3,7 +3,6 @@ server, empty 200s, dropped connections, Ctrl-C. Nothing finished is lost; nothi
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import resource
@@ -14,47 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from fake_openai import FakeServer, Faults
+from loopback import free_port
+from runs import jsonl, run_config
 
 from ragloom.cli import main
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _config(tmp: Path, index: Path, base_url: str, count: int, **backend) -> Path:
-    cfg = {
-        "index": str(index),
-        "count": count,
-        "seed": 0,
-        "output": str(tmp / "out"),
-        "backend": {
-            "type": "openai",
-            "base_url": base_url,
-            "model": "fake",
-            "api_key_env": None,
-            "concurrency": 16,
-            "timeout": 5,
-            "max_retry_wait": 0.2,
-            **backend,
-        },
-    }
-    path = tmp / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def _lines(path: Path) -> list[dict]:
-    # every line must parse: a torn line would raise here
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
 def _count(path: Path) -> int:
@@ -66,7 +31,7 @@ def _generate_cmd(cfg: Path) -> list[str]:
 
 
 def _accounted(out: Path) -> list[str]:
-    return [r["job_id"] for r in _lines(out / "examples.jsonl")] + [f["job_id"] for f in _lines(out / "failed.jsonl")]
+    return [r["job_id"] for r in jsonl(out / "examples.jsonl")] + [f["job_id"] for f in jsonl(out / "failed.jsonl")]
 
 
 def test_sigkill_at_five_random_moments_then_resume(wiki_index: Path, tmp_path: Path) -> None:
@@ -75,7 +40,7 @@ def test_sigkill_at_five_random_moments_then_resume(wiki_index: Path, tmp_path: 
     marks = sorted(rng.sample(range(40, n - 60), 5))
     out = tmp_path / "out"
     with FakeServer(Faults(latency=0.01, jitter=0.005)) as srv:
-        cfg = _config(tmp_path, wiki_index, srv.base_url, n)
+        cfg = run_config(tmp_path, wiki_index, srv.base_url, n)
         seen = []
         for mark in marks:
             proc = subprocess.Popen(_generate_cmd(cfg), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -103,7 +68,7 @@ def test_disk_full_stops_with_one_line_and_resumes(wiki_index: Path, tmp_path: P
         resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
 
     with FakeServer() as srv:
-        cfg = _config(tmp_path, wiki_index, srv.base_url, 120)
+        cfg = run_config(tmp_path, wiki_index, srv.base_url, 120)
         full = subprocess.run(_generate_cmd(cfg), env=ENV, capture_output=True, text=True, preexec_fn=limit_files)
         err = full.stderr.strip().splitlines()
         assert full.returncode == 2, full.stderr[-2000:]
@@ -119,7 +84,9 @@ def test_disk_full_stops_with_one_line_and_resumes(wiki_index: Path, tmp_path: P
 
 def test_hanging_server_is_bounded_and_resumable(wiki_index: Path, tmp_path: Path, capsys) -> None:
     with FakeServer(Faults(rate_hang=1.0, hang_seconds=30)) as srv:
-        cfg = _config(tmp_path, wiki_index, srv.base_url, 30, timeout=0.5, max_retries=1, concurrency=4)
+        cfg = run_config(
+            tmp_path, wiki_index, srv.base_url, 30, backend={"timeout": 0.5, "max_retries": 1, "concurrency": 4}
+        )
         t = time.monotonic()
         rc = main(["generate", "--config", str(cfg), "--quiet"])
         took = time.monotonic() - t
@@ -128,7 +95,7 @@ def test_hanging_server_is_bounded_and_resumable(wiki_index: Path, tmp_path: Pat
     assert took < 25
     assert rc in (2, 3)
     assert "timeout" in err
-    assert _lines(tmp_path / "out" / "examples.jsonl") == []
+    assert jsonl(tmp_path / "out" / "examples.jsonl") == []
     with FakeServer() as srv:  # the server recovers: the same command finishes the run
         assert main(["generate", "--config", str(cfg), "--set", f"backend.base_url={srv.base_url}", "--quiet"]) == 0
     assert sorted(_accounted(tmp_path / "out")) == [f"0-{i:06d}" for i in range(30)]
@@ -136,7 +103,7 @@ def test_hanging_server_is_bounded_and_resumable(wiki_index: Path, tmp_path: Pat
 
 def test_dead_server_fails_fast_with_one_line(wiki_index: Path, tmp_path: Path, capsys) -> None:
     port = free_port()  # nothing listens here
-    cfg = _config(tmp_path, wiki_index, f"http://127.0.0.1:{port}/v1", 10)
+    cfg = run_config(tmp_path, wiki_index, f"http://127.0.0.1:{port}/v1", 10)
     t = time.monotonic()
     assert main(["generate", "--config", str(cfg), "--quiet"]) == 2
     assert time.monotonic() - t < 30
@@ -147,7 +114,7 @@ def test_dead_server_fails_fast_with_one_line(wiki_index: Path, tmp_path: Path, 
 def test_server_dying_mid_run_trips_the_breaker(wiki_index: Path, tmp_path: Path, capsys) -> None:
     srv = FakeServer(Faults(latency=0.02))
     srv.__enter__()
-    cfg = _config(tmp_path, wiki_index, srv.base_url, 400, max_retries=1, concurrency=4)
+    cfg = run_config(tmp_path, wiki_index, srv.base_url, 400, backend={"max_retries": 1, "concurrency": 4})
     proc_out = tmp_path / "out" / "examples.jsonl"
 
     import threading
@@ -200,7 +167,7 @@ def test_backend_retries_each_fault_and_succeeds(fault: str) -> None:
 
 def test_sigint_stops_gracefully(wiki_index: Path, tmp_path: Path) -> None:
     with FakeServer(Faults(latency=0.05)) as srv:
-        cfg = _config(tmp_path, wiki_index, srv.base_url, 600, concurrency=4)
+        cfg = run_config(tmp_path, wiki_index, srv.base_url, 600, backend={"concurrency": 4})
         proc = subprocess.Popen(
             [sys.executable, "-m", "ragloom", "generate", "--config", str(cfg)],
             env=ENV,
