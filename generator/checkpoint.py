@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
+import ragloom
 from ragloom.errors import InputFormatError, OutputError
 
 EXAMPLES = "examples.jsonl"
@@ -114,6 +116,12 @@ class Checkpoint:
 
 
 def write_run_info(out: Path, info: dict[str, Any]) -> None:
+    """Write `OUT/run.json` atomically: `info` plus the versions and the start time of this run."""
+    info = {
+        **info,
+        "versions": {"ragloom": ragloom.__version__, "python": platform.python_version()},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     tmp = out / (RUN + ".tmp")
     tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, out / RUN)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ragloom.errors import ConfigError, OutputError
 
+from .export import ALL_VIEWS
+
 EXAMPLE_CONFIG = """\
 # ragloom run config. Every key is optional unless marked required.
 index: idx                      # required: a directory made by `ragloom index build`
@@ -50,7 +52,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("export", help="write a view of a run's records with a dataset card")
     e.add_argument("out", help="the run's output directory")
-    e.add_argument("--format", choices=["raw", "rag-instruct", "messages", "alpaca", "sharegpt"], default="messages")
+    e.add_argument(
+        "--format",
+        choices=ALL_VIEWS,
+        help="default: messages (generate), prompt-completion (radit lm-ft), lsr (radit lsr)",
+    )
     e.add_argument("--to", required=True, help="PATH.jsonl, PATH.parquet, or a directory for `datasets`")
     e.set_defaults(func=_export)
 
@@ -58,9 +64,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="the run's output directory")
     p.add_argument("--repo", required=True, help="USER/NAME of the dataset repo (created if missing)")
     p.add_argument("--private", action="store_true")
-    p.add_argument(
-        "--format", choices=["rag-instruct", "messages", "alpaca", "sharegpt", "raw", "prompt-completion", "lsr"]
-    )
+    p.add_argument("--format", choices=ALL_VIEWS)
     p.set_defaults(func=_push)
 
     r = sub.add_parser("radit", help="RA-DIT data: retrieval-augmented LM fine-tuning and LM-supervised retriever data")
@@ -135,8 +139,8 @@ def _generate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export
 
-    card = export(Path(args.out), args.format, Path(args.to))
-    print(f"wrote {args.to} ({args.format}) and {card}")
+    card, view, _ = export(Path(args.out), args.format, Path(args.to))
+    print(f"wrote {args.to} ({view}) and {card}")
     return 0
 
 

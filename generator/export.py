@@ -1,4 +1,5 @@
-"""Export views of the checkpoint's records: raw, rag-instruct, messages, alpaca, sharegpt.
+"""Export views of a run's records: generate runs as messages, rag-instruct, alpaca, sharegpt,
+raw; RA-DIT runs as prompt-completion / messages / raw (lm-ft) and lsr / raw.
 
 PATH picks the container: `*.jsonl`, `*.parquet`, or anything else as a `datasets`
 `save_to_disk` directory. A dataset card `README.md` is written beside it.
@@ -15,14 +16,6 @@ from ragloom.errors import ConfigError, MissingInputError, OutputError
 
 from .card import write_card, write_radit_card
 from .checkpoint import EXAMPLES, RUN, read_jsonl
-
-VIEWS = ("raw", "rag-instruct", "messages", "alpaca", "sharegpt", "prompt-completion", "lsr")
-# which views each kind of run has (run.json "kind"; generate runs have none)
-KIND_VIEWS = {
-    "generate": ("raw", "rag-instruct", "messages", "alpaca", "sharegpt"),
-    "radit-lm-ft": ("prompt-completion", "messages", "raw"),
-    "radit-lsr": ("lsr", "raw"),
-}
 
 
 def user_turn(rec: dict[str, Any]) -> str:
@@ -84,15 +77,20 @@ def _lsr(rec: dict[str, Any]) -> dict[str, Any]:
     return {"query": rec["query"], "answers": rec["answers"], "ctxs": rec["ctxs"], "id": rec["id"]}
 
 
-VIEW_FUNCS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "raw": _raw,
-    "rag-instruct": _rag_instruct,
-    "messages": _messages,
-    "alpaca": _alpaca,
-    "sharegpt": _sharegpt,
-    "prompt-completion": _prompt_completion,
-    "lsr": _lsr,
+View = Callable[[dict[str, Any]], dict[str, Any]]
+# the views of each kind of run (run.json "kind"; generate runs have none); the first is the default
+KIND_VIEWS: dict[str, dict[str, View]] = {
+    "generate": {
+        "messages": _messages,
+        "rag-instruct": _rag_instruct,
+        "alpaca": _alpaca,
+        "sharegpt": _sharegpt,
+        "raw": _raw,
+    },
+    "radit-lm-ft": {"prompt-completion": _prompt_completion, "messages": _lm_ft_messages, "raw": _raw},
+    "radit-lsr": {"lsr": _lsr, "raw": _raw},
 }
+ALL_VIEWS = sorted({v for views in KIND_VIEWS.values() for v in views})
 
 
 def load_run(out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
@@ -104,18 +102,19 @@ def load_run(out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dic
     return records, failed, run
 
 
-def export(out: Path, view: str, to: Path) -> Path:
-    """Write the records of run directory `out` in `view` to `to`; return the card's path."""
+def export(out: Path, view: str | None, to: Path) -> tuple[Path, str, int]:
+    """Write the records of run directory `out` in `view` (None: the run kind's default) to `to`;
+    return the card's path, the view written and the number of rows."""
     import datasets
 
     datasets.disable_progress_bars()  # the card and the one-line summary say what happened
     records, failed, run = load_run(out)
     kind = run.get("kind", "generate")
-    allowed = KIND_VIEWS.get(kind, ())
-    if view not in allowed:
-        raise ConfigError(f"--format {view}: a {kind} run exports as {', '.join(allowed)}")
-    func = _lm_ft_messages if (kind, view) == ("radit-lm-ft", "messages") else VIEW_FUNCS[view]
-    rows = [func(r) for r in records]
+    views = KIND_VIEWS[kind]
+    view = view or next(iter(views))
+    if view not in views:
+        raise ConfigError(f"--format {view}: a {kind} run exports as {', '.join(views)}")
+    rows = [views[view](r) for r in records]
     to.parent.mkdir(parents=True, exist_ok=True)
     try:
         if to.suffix == ".jsonl":
@@ -134,5 +133,7 @@ def export(out: Path, view: str, to: Path) -> Path:
     except OSError as e:
         raise OutputError(f"cannot write {to}: {e.strerror or e}") from None
     if kind != "generate":
-        return write_radit_card(card_dir, records, run, view=view, data_file=to.name)
-    return write_card(card_dir, records, failed, run, view=view, data_file=to.name)
+        card = write_radit_card(card_dir, records, run, view=view, data_file=to.name)
+    else:
+        card = write_card(card_dir, records, failed, run, view=view, data_file=to.name)
+    return card, view, len(rows)

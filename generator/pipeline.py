@@ -51,6 +51,29 @@ class Stats:
         return self.accepted + sum(self.failed.values())
 
 
+class Breaker:
+    """Stops a run once `max(20, 2 x parallelism)` requests in a row fail at the transport: the
+    server is down, not flaky. Finished work is on disk; the message says to rerun to resume."""
+
+    def __init__(self, backend: Backend, failed: str = "requests in a row failed") -> None:
+        self.backend, self.failed_phrase = backend, failed
+        self.limit = max(20, 2 * backend.parallelism)
+        self.streak = 0
+
+    def ok(self) -> None:
+        self.streak = 0
+
+    def failed(self, error: str) -> None:
+        self.streak += 1
+        if self.streak >= self.limit:
+            from ragloom.errors import BackendError
+
+            where = self.backend.describe().get("base_url", self.backend.name)
+            raise BackendError(
+                f"{self.streak} {self.failed_phrase} ({error}) at {where}; is the server up? Rerun to resume"
+            )
+
+
 class Pipeline:
     def __init__(
         self,
@@ -71,8 +94,7 @@ class Pipeline:
             cfg.validation.copy_ngram,
             cfg.validation.echo_similarity,
         )
-        self.max_consecutive_backend_errors = max(20, 2 * backend.parallelism)
-        self._consecutive_errors = 0
+        self.breaker = Breaker(backend)
         self.hit_cache = HitCache()
 
     async def run(self, jobs: Sequence[Job]) -> None:
@@ -153,18 +175,11 @@ class Pipeline:
             st.retried[r] += 1
         if res.error:
             st.backend_errors[res.error] += 1
-            self._consecutive_errors += 1
-            if self._consecutive_errors >= self.max_consecutive_backend_errors:
-                from ragloom.errors import BackendError
-
-                raise BackendError(
-                    f"{self._consecutive_errors} requests in a row failed ({res.error}) at "
-                    f"{self.backend.describe().get('base_url', self.backend.name)}; is the server up? Rerun to resume"
-                )
+            self.breaker.failed(res.error)
             # Transport failures are not the job's fault: it stays unfinished and is retried on resume.
             self._job_done()
             return
-        self._consecutive_errors = 0
+        self.breaker.ok()
         pair, reason = parse_pair(res.text, sources=job.sources, exemplar=job.exemplar, thresholds=self.thresholds)
         if pair is None:
             st.rejected[str(reason)] += 1

@@ -10,9 +10,7 @@ from pathlib import Path
 import ragloom
 from ragloom.errors import BackendError, ConfigError
 
-from .export import KIND_VIEWS, export, load_run
-
-DEFAULT_VIEW = {"generate": "messages", "radit-lm-ft": "prompt-completion", "radit-lsr": "lsr"}
+from .export import export
 
 
 def hub_token() -> str | None:
@@ -29,16 +27,12 @@ def push(out: Path, repo: str, *, private: bool = False, view: str | None = None
     token = hub_token()
     if not token:
         raise ConfigError("no Hugging Face token: set HF_TOKEN or run `hf auth login`; nothing was uploaded")
-    records, _, run = load_run(out)  # a missing or empty run fails here, before any upload
-    kind = run.get("kind", "generate")
-    view = view or DEFAULT_VIEW[kind]
-    if view not in KIND_VIEWS[kind]:
-        raise ConfigError(f"--format {view}: a {kind} run exports as {', '.join(KIND_VIEWS[kind])}")
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     with tempfile.TemporaryDirectory(prefix="ragloom-push-") as d:
-        export(out, view, Path(d) / "train.parquet")
+        # a missing run or a view its kind lacks fails here, before any upload
+        _, view, n = export(out, view, Path(d) / "train.parquet")
         api = HfApi(token=token, library_name="ragloom", library_version=ragloom.__version__)
         try:
             api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
@@ -46,7 +40,7 @@ def push(out: Path, repo: str, *, private: bool = False, view: str | None = None
                 repo_id=repo,
                 folder_path=d,
                 repo_type="dataset",
-                commit_message=f"ragloom {ragloom.__version__}: {len(records)} records ({view})",
+                commit_message=f"ragloom {ragloom.__version__}: {n} records ({view})",
             )
         except HfHubHTTPError as e:
             status = getattr(e.response, "status_code", None)

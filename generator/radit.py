@@ -17,10 +17,7 @@ import contextlib
 import hashlib
 import json
 import math
-import platform
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +25,13 @@ import numpy as np
 from ragloom.retrieval import Hit, Index, Passage
 from rich.console import Console
 
-import ragloom
-from ragloom.errors import BackendError, ConfigError, OutputError
+from ragloom.errors import ConfigError, OutputError
 
 from .backends import Backend, ScoreRequest
 from .checkpoint import Checkpoint, check_same_run, write_run_info
 from .config import Pricing
 from .display import Display, run_with_display
-from .pipeline import Stats
+from .pipeline import Breaker, Stats
 from .scoring import lsr_scores
 from .types import InstructionPair
 
@@ -103,8 +99,6 @@ def open_run(out: Path, kind: str, identity: dict[str, Any], overwrite: bool) ->
             "kind": kind,
             "plan_hash": phash,
             "config": identity,
-            "versions": {"ragloom": ragloom.__version__, "python": platform.python_version()},
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     )
     return Checkpoint(out)
@@ -182,11 +176,6 @@ def run_lm_ft(
     return 0
 
 
-@dataclass
-class _LsrState:
-    consecutive_errors: int = 0
-
-
 async def _score_pairs(
     pairs: list[InstructionPair],
     index: Index,
@@ -204,8 +193,7 @@ async def _score_pairs(
     so the backend's own concurrency limit is what bounds the server's load."""
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
     workers = max(2, math.ceil(2 * backend.parallelism * backend.batch_size / k) + 1)
-    limit = max(20, 2 * backend.parallelism)
-    state = _LsrState()
+    breaker = Breaker(backend, "queries in a row failed to score")
 
     async def produce() -> None:
         for start in range(0, len(pairs), search_batch):
@@ -229,16 +217,10 @@ async def _score_pairs(
             error = next((r.error for r in results if r.error), None)
             if error:
                 stats.backend_errors[error] += 1
-                state.consecutive_errors += 1
-                if state.consecutive_errors >= limit:
-                    where = backend.describe().get("base_url", backend.name)
-                    raise BackendError(
-                        f"{state.consecutive_errors} queries in a row failed to score ({error}) at {where}; "
-                        "is the server up? Rerun to resume"
-                    )
+                breaker.failed(error)
                 on_progress()
                 continue
-            state.consecutive_errors = 0
+            breaker.ok()
             raw = [r.logprob for r in results]
             used = [r.logprob / max(len(r.tokens), 1) for r in results] if length_normalize else raw
             lsr = lsr_scores(used, tau)
@@ -330,7 +312,7 @@ def run_lsr(
 def _finish(out: Path, view: str, console: Console) -> None:
     from .export import export
 
-    card = export(out, view, out / "train.jsonl")
+    card, _, _ = export(out, view, out / "train.jsonl")
     console.print(f"exported {out / 'train.jsonl'} ({view}) and {card}", soft_wrap=True, highlight=False)
 
 

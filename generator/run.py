@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import platform
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from ragloom.retrieval import CorpusSpec, EncoderSpec, Index, build_index
 from rich.console import Console
 
-import ragloom
 from ragloom.errors import OutputError
 
 from .backends import make_backend
@@ -130,8 +127,6 @@ def run_generate(
             "index": index.manifest,
             "exemplars_dropped": dropped,
             **info,
-            "versions": {"ragloom": ragloom.__version__, "python": platform.python_version()},
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
     )
     checkpoint = Checkpoint(out)

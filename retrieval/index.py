@@ -123,18 +123,15 @@ class Index:
 
     def search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         """For each query, up to k hits best first, with passage, score and 0-based rank."""
-        if not 1 <= k <= 1000:
-            raise ValueError(f"k={k} is out of range; use 1 <= k <= 1000")
-        if not queries:
-            return []
-        scores, rows = self.search_embeddings(self.embed_queries(queries), min(k, len(self)))
-        return self.hits_from_rows(scores, rows)
+        return self.hits_from_rows(*self.search_rows(queries, k))
 
     def search_rows(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Embed and search, without reading passages: (scores, rows), each (len(queries), k).
         Turn the ranks you need into hits with `hits_from_rows(scores[:, a:b], rows[:, a:b], a)`."""
         if not 1 <= k <= 1000:
             raise ValueError(f"k={k} is out of range; use 1 <= k <= 1000")
+        if not queries:
+            return np.empty((0, k), dtype=np.float32), np.empty((0, k), dtype=np.int64)
         return self.search_embeddings(self.embed_queries(queries), min(k, len(self)))
 
     def hits_from_rows(self, scores: np.ndarray, rows: np.ndarray, first_rank: int = 0) -> list[list[Hit]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import datasets
 import pytest
 from fake_openai import FakeServer, Faults
+from runs import jsonl
 
 from ragloom.cli import main
 
@@ -30,10 +31,6 @@ def _pairs_from_corpus(corpus: Path, path: Path, n: int) -> list[dict]:
     ]
     path.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
     return pairs
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 # ---------------------------------------------------------------- lm-ft
@@ -58,7 +55,7 @@ def test_lm_ft_writes_k_background_examples_per_pair(wiki_corpus: Path, wiki_ind
         ]
     )
     assert rc == 0
-    recs = _lines(out / "examples.jsonl")
+    recs = jsonl(out / "examples.jsonl")
     assert len(recs) == 3 * len(pairs)
     by_pair: dict[str, list[dict]] = {}
     for r in recs:
@@ -104,14 +101,14 @@ def test_lm_ft_context_field_and_plain_copy(wiki_corpus: Path, tmp_path: Path) -
         ]
     )
     assert rc == 0
-    recs = _lines(out / "examples.jsonl")
+    recs = jsonl(out / "examples.jsonl")
     assert len(recs) == 2 * len(pairs)
     for i, p in enumerate(pairs):
         ctx = next(r for r in recs if r["id"] == f"pairs.jsonl:{i}#ctx")
         plain = next(r for r in recs if r["id"] == f"pairs.jsonl:{i}#plain")
         assert ctx["prompt"] == f"Background: {p['ctx']}\n\n{p['instruction']}"
         assert plain["prompt"] == p["instruction"] and plain["completion"] == p["output"]
-    msgs = _lines(out / "train.jsonl")
+    msgs = jsonl(out / "train.jsonl")
     assert msgs[0]["messages"][0]["role"] == "user" and msgs[0]["messages"][1]["role"] == "assistant"
 
 
@@ -126,7 +123,7 @@ def test_lm_ft_resumes_after_a_torn_checkpoint(wiki_corpus: Path, wiki_index: Pa
     lines = full.splitlines(keepends=True)
     (out / "examples.jsonl").write_bytes(b"".join(lines[:7]) + lines[7][:20])
     assert main(args) == 0
-    again = _lines(out / "examples.jsonl")
+    again = jsonl(out / "examples.jsonl")
     assert sorted(r["id"] for r in again) == sorted(json.loads(x)["id"] for x in lines)
     assert len(again) == 20
     # a different k in the same directory is refused
@@ -247,7 +244,7 @@ def test_lsr_records_scores_and_tau(wiki_corpus: Path, wiki_index: Path, tmp_pat
         )
         assert main(_lsr_args(tmp_path / "pairs.jsonl", wiki_index, soft, srv.base_url, "--k", "4", "--tau", "5")) == 0
         assert srv.counts["429"] + srv.counts["500"] > 0  # faults happened and were retried
-    a, b = _lines(sharp / "examples.jsonl"), _lines(soft / "examples.jsonl")
+    a, b = jsonl(sharp / "examples.jsonl"), jsonl(soft / "examples.jsonl")
     assert len(a) == len(b) == len(pairs)
     for rec in a:
         ctxs = rec["ctxs"]
@@ -270,6 +267,11 @@ def test_lsr_records_scores_and_tau(wiki_corpus: Path, wiki_index: Path, tmp_pat
             assert max(c["lsr_score"] for c in ra["ctxs"]) > max(c["lsr_score"] for c in rb["ctxs"])
     ds = datasets.load_dataset("json", data_files=str(sharp / "train.jsonl"), split="train")
     assert set(ds.column_names) >= {"query", "answers", "ctxs"} and len(ds) == 20
+    # `ragloom export` picks the run kind's default view (lsr) and refuses a generate-only one
+    assert main(["export", str(sharp), "--to", str(tmp_path / "lsr.parquet")]) == 0
+    again = datasets.load_dataset("parquet", data_files=str(tmp_path / "lsr.parquet"), split="train")
+    assert again["query"] == ds["query"] and again["ctxs"] == ds["ctxs"]
+    assert main(["export", str(sharp), "--format", "alpaca", "--to", str(tmp_path / "x.jsonl")]) == 2
 
 
 def test_lsr_length_normalised_and_corpus_mode(wiki_index: Path, tmp_path: Path) -> None:
@@ -279,7 +281,7 @@ def test_lsr_length_normalised_and_corpus_mode(wiki_index: Path, tmp_path: Path)
         args += ["--k", "3", "--tau", "0.1", "--length-normalize", "--out", str(out), "--backend", "openai"]
         args += ["--base-url", srv.base_url, "--model", "fake", "--quiet"]
         assert main(args) == 0
-    recs = _lines(out / "examples.jsonl")
+    recs = jsonl(out / "examples.jsonl")
     assert len(recs) == 15
     from ragloom.retrieval import Index
 
@@ -314,7 +316,7 @@ def test_lsr_resumes_after_sigkill(wiki_corpus: Path, wiki_index: Path, tmp_path
         before = (out / "examples.jsonl").read_bytes().count(b"\n")
         assert 20 <= before < 120
         assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
-    recs = _lines(out / "examples.jsonl")
+    recs = jsonl(out / "examples.jsonl")
     ids = [r["id"] for r in recs]
     assert len(ids) == len(set(ids)) == 120
 
@@ -380,7 +382,7 @@ def test_lsr_with_gemma_prefers_the_chunk_that_states_the_fact(
     args = _lsr_args(tmp_path / "p.jsonl", invented_index, out, gemma_server, "--k", "3", "--tau", "1")
     args[args.index("fake")] = "gemma"
     assert main(args) == 0
-    recs = {r["query"]: r for r in _lines(out / "examples.jsonl")}
+    recs = {r["query"]: r for r in jsonl(out / "examples.jsonl")}
     for p in pairs:
         ctxs = recs[p["instruction"]]["ctxs"]
         assert len(ctxs) == 3
