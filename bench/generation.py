@@ -1,5 +1,6 @@
 """Generation benchmarks against the fault-injecting server (run in its own process), each
-against a plain `AsyncOpenAI` + semaphore loop or raw retrieval measured in the same run.
+against a plain `AsyncOpenAI` + semaphore loop (and a raw aiohttp loop, the floor for a Python
+client) or raw retrieval measured in the same run.
 
     python bench/generation.py [--only g1 --only g2 ...] [--json bench/results/generation.json]
 
@@ -94,6 +95,28 @@ async def raw_openai(base_url: str, n: int, conc: int) -> dict:
     return _tally(out, wall)
 
 
+async def raw_aiohttp(base_url: str, n: int, conc: int) -> dict:
+    """The floor for a Python client: one aiohttp session, a semaphore, no retries, no parsing."""
+    import aiohttp
+
+    sem = asyncio.Semaphore(conc)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as session:
+
+        async def one(i: int) -> str | None:
+            body = {"model": "fake", "messages": _messages(i), "max_tokens": 64}
+            async with sem:
+                try:
+                    async with session.post(base_url + "/chat/completions", json=body) as r:
+                        return (await r.json())["choices"][0]["message"]["content"] if r.status == 200 else None
+                except (aiohttp.ClientError, ValueError):
+                    return None
+
+        t = time.perf_counter()
+        out = await asyncio.gather(*(one(i) for i in range(n)))
+        wall = time.perf_counter() - t
+    return _tally(out, wall)
+
+
 async def ragloom_backend(base_url: str, n: int, conc: int) -> dict:
     from ragloom.generator.backends import ChatRequest, make_backend
     from ragloom.generator.config import OpenAIBackendConfig
@@ -119,9 +142,12 @@ def _tally(texts: list[str | None], wall: float) -> dict:
 def bench_backend(name: str, n: int, conc: int, latency: float, **faults: float) -> dict:
     ideal = n * latency / conc
     out: dict = {"requests": n, "in_flight": conc, "latency_s": latency, "ideal_s": ideal, **faults}
-    for label, fn in (("raw_asyncopenai", raw_openai), ("ragloom", ragloom_backend)):
+    for label, fn in (("raw_aiohttp", raw_aiohttp), ("raw_asyncopenai", raw_openai), ("ragloom", ragloom_backend)):
         with Server(latency=latency, **faults) as srv:
+            cpu0 = os.times()
             r = asyncio.run(fn(srv.base_url, n, conc))
+            cpu1 = os.times()
+        r["client_cpu_s"] = round(cpu1.user - cpu0.user + cpu1.system - cpu0.system, 2)
         r["wall_over_ideal"] = round(r["wall_s"] / ideal, 3)
         out[label] = r
     print(name, json.dumps(out), flush=True)

@@ -52,9 +52,10 @@ class OpenAIBackendConfig(Strict):
     max_retry_wait: float = Field(60.0, gt=0)
     structured_output: Literal["auto", "json_schema", "json_object", "off"] = "auto"
     extra_body: dict[str, Any] = Field(default_factory=dict)
-    http_client: Literal["aiohttp", "httpx"] = Field(
-        "aiohttp",
-        description="the SDK's HTTP transport: aiohttp (openai[aiohttp], faster at high concurrency) or httpx",
+    http_client: Literal["direct", "aiohttp", "httpx"] = Field(
+        "direct",
+        description="direct: post the JSON over one aiohttp session (least CPU per request); "
+        "aiohttp or httpx: through the openai SDK with that transport",
     )
 
 

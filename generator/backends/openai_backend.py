@@ -1,8 +1,17 @@
-"""`openai` backend: any OpenAI-compatible server through AsyncOpenAI.
+"""`openai` backend: any OpenAI-compatible server.
 
-Retries (tenacity, exponential backoff with jitter, Retry-After honoured) cover 429, 5xx,
-timeouts and dropped connections only. 400/401/403/404 stop the run with a message that
-says what to fix. The API key is read from the environment and never written anywhere.
+Two ways to send a request, chosen by `backend.http_client`:
+- `direct` (default): the request's JSON is posted to `/chat/completions` (or `/completions`)
+  over one aiohttp session. The openai SDK spends about 1 ms of CPU per request building and
+  parsing typed objects; at hundreds of requests per second that CPU is what keeps the server
+  from being saturated (bench/generation.py G1, G3). The body sent is the same.
+- `aiohttp` / `httpx`: through `AsyncOpenAI` with that transport.
+
+Both report errors in one vocabulary (`_Status`, `_Timeout`, `_Connection`, `_Garbled`), so
+retries and messages do not depend on the transport. Retries (tenacity, exponential backoff
+with jitter, Retry-After honoured) cover 429, 5xx, timeouts, dropped connections and garbled
+200s. 400/401/403/404 stop the run with a message that says what to fix. The API key is read
+from the environment and never written anywhere.
 """
 
 from __future__ import annotations
@@ -10,36 +19,77 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+import ragloom
 from ragloom.errors import BackendError, ConfigError
 
 from ..config import OpenAIBackendConfig
 from ..scoring import AlignmentError, target_tokens
 from .base import ChatRequest, ChatResult, ScoreRequest, ScoreResult
 
-_RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError)
-# a 200 whose body is empty or not the API's shape: a server glitch, retried like a 5xx
-_GARBLED = (json.JSONDecodeError, openai.APIResponseValidationError)
 _MODES = ["json_schema", "json_object", "off"]
 
 
+class _Status(Exception):
+    """The server answered with an error status."""
+
+    def __init__(self, status: int, message: str, body: str, retry_after: str | None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.body, self.retry_after = status, message, body, retry_after
+
+    @classmethod
+    def from_body(cls, status: int, raw: str, retry_after: str | None) -> _Status:
+        """Message as the SDK words it: the server's `error.message` when the body has one."""
+        message = f"Error code: {status}"
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        error = body.get("error", body) if isinstance(body, dict) else None
+        detail = error.get("message") if isinstance(error, dict) else None
+        if isinstance(detail, str) and detail:
+            message += f" - {detail}"
+        elif raw.strip():
+            message += f" - {raw.strip()[:300]}"
+        return cls(status, message, raw, retry_after)
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Connection(Exception):
+    pass
+
+
+class _Garbled(Exception):
+    """A 200 whose body is empty or not the API's shape: a server glitch, retried like a 5xx."""
+
+
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, _GARBLED):
+    if isinstance(exc, _Garbled):
         return "invalid_response"
-    if isinstance(exc, openai.RateLimitError):
-        return "rate_limited"
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, _Timeout):
         return "timeout"
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, _Connection):
         return "connection_error"
-    if isinstance(exc, openai.APIStatusError):
-        return f"http_{exc.status_code}"
+    if isinstance(exc, _Status):
+        return "rate_limited" if exc.status == 429 else f"http_{exc.status}"
     return type(exc).__name__
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, _Status):
+        return exc.status == 429 or exc.status >= 500
+    return isinstance(exc, (_Timeout, _Connection, _Garbled))
 
 
 class _WaitRetryAfter:
@@ -51,14 +101,119 @@ class _WaitRetryAfter:
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        response = getattr(exc, "response", None)
-        header = response.headers.get("retry-after") if response is not None else None
+        header = exc.retry_after if isinstance(exc, _Status) else None
         if header:
             try:
                 return min(float(header), self.cap)
             except ValueError:
                 pass
         return float(self.fallback(state))
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy HTTPS_PROXY / HTTP_PROXY names for `url` unless NO_PROXY exempts its host, as the SDK
+    honours them. Read once: aiohttp's trust_env would look it up (and ~/.netrc) in a thread per request."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
+class _Direct:
+    """POSTs JSON bodies over one aiohttp session, opened in the event loop that first uses it."""
+
+    def __init__(self, client: openai.AsyncOpenAI, key: str | None, cfg: OpenAIBackendConfig) -> None:
+        # base URL, organization and project as the SDK resolved them (arguments or OPENAI_* variables)
+        self.base = str(client.base_url).rstrip("/")
+        self.headers = {"Content-Type": "application/json", "User-Agent": f"ragloom/{ragloom.__version__}"}
+        if key:
+            self.headers["Authorization"] = f"Bearer {key}"
+        if client.organization:
+            self.headers["OpenAI-Organization"] = client.organization
+        if client.project:
+            self.headers["OpenAI-Project"] = client.project
+        self.timeout, self.limit = cfg.timeout, cfg.concurrency
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.limit),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers=self.headers,
+                proxy=_env_proxy(self.base),
+            )
+        try:
+            async with self._session.post(self.base + path, data=json.dumps(body)) as r:
+                raw = await r.read()
+                status, retry_after = r.status, r.headers.get("retry-after")
+        except asyncio.TimeoutError:
+            raise _Timeout() from None
+        except aiohttp.ClientError as e:
+            raise _Connection(str(e) or type(e).__name__) from None
+        if status >= 400:
+            raise _Status.from_body(status, raw.decode("utf-8", "replace"), retry_after)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise _Garbled() from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _SDK:
+    """The same POSTs through `AsyncOpenAI` (its aiohttp or httpx transport); SDK errors are
+    translated to this module's."""
+
+    def __init__(self, client: openai.AsyncOpenAI) -> None:
+        self.client = client
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            return await self.client.post(path, body=body, cast_to=object)
+        except openai.APIStatusError as e:
+            raw = e.response.text if e.response is not None else ""
+            raise _Status(e.status_code, str(e.message), raw, e.response.headers.get("retry-after")) from None
+        except openai.APITimeoutError:
+            raise _Timeout() from None
+        except openai.APIConnectionError as e:
+            raise _Connection(str(e.__cause__ or e)) from None
+        except (json.JSONDecodeError, openai.APIResponseValidationError):
+            raise _Garbled() from None
+
+    async def close(self) -> None:
+        pass
+
+
+def _chat_fields(data: Any) -> tuple[str, str | None, int, int]:
+    """(text, finish_reason, prompt_tokens, completion_tokens) of a chat completion body."""
+    try:
+        choices = data["choices"]
+        choice = choices[0] if choices else None
+        message = choice.get("message") if choice else None
+        text = (message.get("content") or "") if message else ""
+        usage = data.get("usage") or {}
+        if not isinstance(text, str):
+            raise TypeError
+        finish = choice.get("finish_reason") if choice else None
+        return text, finish, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise _Garbled() from None
+
+
+def _logprob_fields(data: Any) -> tuple[list[Any], list[float | None], list[int] | None] | None:
+    """(tokens, token_logprobs, text_offset) of a completions body, None when it has no logprobs."""
+    try:
+        choices = data["choices"]
+        lp = choices[0].get("logprobs") if choices else None
+    except (KeyError, TypeError, AttributeError, IndexError):
+        raise _Garbled() from None
+    if not isinstance(lp, dict) or not lp.get("tokens") or lp.get("token_logprobs") is None:
+        return None
+    return lp["tokens"], lp["token_logprobs"], lp.get("text_offset")
 
 
 class OpenAIBackend:
@@ -78,16 +233,14 @@ class OpenAIBackend:
                     "backend.api_key_env to null for a local server that needs no key"
                 )
         self._secret = key
-        # the SDK's aiohttp transport keeps up at hundreds of requests in flight where the
-        # default httpx pool spends its time reassigning connections (bench/generation.py G1)
-        http_client = openai.DefaultAioHttpClient(timeout=cfg.timeout) if cfg.http_client == "aiohttp" else None
         self._client = openai.AsyncOpenAI(
             api_key=key or "no-key",
             base_url=cfg.base_url,
             timeout=cfg.timeout,
             max_retries=0,
-            http_client=http_client,
+            http_client=openai.DefaultAioHttpClient(timeout=cfg.timeout) if cfg.http_client == "aiohttp" else None,
         )
+        self._transport = _Direct(self._client, key, cfg) if cfg.http_client == "direct" else _SDK(self._client)
         self._semaphore = asyncio.Semaphore(cfg.concurrency)
         self._mode: str = "json_schema" if cfg.structured_output == "auto" else cfg.structured_output
         self.where = cfg.base_url or "https://api.openai.com/v1"
@@ -96,6 +249,7 @@ class OpenAIBackend:
         return {"backend": "openai", "model": self.model, "base_url": self.where, "structured_output": self._mode}
 
     async def aclose(self) -> None:
+        await self._transport.close()
         await self._client.close()
 
     async def preflight(self) -> None:
@@ -112,7 +266,7 @@ class OpenAIBackend:
         )
         try:
             page = await client.models.list()
-        except openai.APIConnectionError as e:
+        except openai.APIConnectionError as e:  # timeouts included: a server that never answers
             cause = self._scrub(str(e.__cause__ or e).splitlines()[0]) if (e.__cause__ or str(e)) else ""
             raise BackendError(
                 f"cannot reach {self.where} ({cause or 'connection failed'}); is the server running and "
@@ -120,9 +274,9 @@ class OpenAIBackend:
             ) from None
         except openai.APIStatusError as e:
             if e.status_code in (401, 403):
-                raise BackendError(self._fatal_message(e)) from None
+                raise BackendError(self._fatal_message(_Status(e.status_code, str(e.message), "", None))) from None
             return
-        except (openai.APITimeoutError, *_GARBLED):
+        except (json.JSONDecodeError, openai.APIResponseValidationError):
             return
         finally:
             await client.close()
@@ -134,8 +288,8 @@ class OpenAIBackend:
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
 
-    def _kwargs(self, req: ChatRequest) -> dict[str, Any]:
-        kw: dict[str, Any] = {
+    def _body(self, req: ChatRequest, mode: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": req.messages,
             "temperature": req.temperature,
@@ -143,44 +297,42 @@ class OpenAIBackend:
             "max_tokens": req.max_tokens,
         }
         if req.seed is not None:
-            kw["seed"] = req.seed
-        if req.json_schema is not None and self._mode == "json_schema":
-            kw["response_format"] = {
+            body["seed"] = req.seed
+        if req.json_schema is not None and mode == "json_schema":
+            body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "pair", "schema": req.json_schema, "strict": True},
             }
-        elif req.json_schema is not None and self._mode == "json_object":
+        elif req.json_schema is not None and mode == "json_object":
             # llama.cpp, Ollama and others constrain json_object output to a schema given here.
-            kw["response_format"] = {"type": "json_object", "schema": req.json_schema}
-        if self.cfg.extra_body:
-            kw["extra_body"] = self.cfg.extra_body
-        return kw
+            body["response_format"] = {"type": "json_object", "schema": req.json_schema}
+        body.update(self.cfg.extra_body)
+        return body
 
     async def _one(self, req: ChatRequest) -> ChatResult:
         result = ChatResult()
+
+        async def call() -> tuple[str, str | None, int, int]:
+            # the mode is read per attempt: another request may have stepped it down meanwhile
+            return _chat_fields(await self._transport.post("/chat/completions", self._body(req, self._mode)))
+
         while True:
             mode = self._mode
             try:
-                resp = await self._with_retries(
-                    lambda: self._client.chat.completions.create(**self._kwargs(req)), result
-                )
-            except openai.APIStatusError as e:
+                text, finish, prompt_tokens, completion_tokens = await self._with_retries(call, result)
+            except (_Timeout, _Connection, _Garbled) as e:
+                result.error = _reason(e)
+                return result
+            except _Status as e:
                 if self._rejects_structured_output(e, mode):
                     continue
-                if isinstance(e, _RETRYABLE):
+                if _transient(e):
                     result.error = _reason(e)
                     return result
                 raise BackendError(self._fatal_message(e)) from None
-            except (openai.APITimeoutError, openai.APIConnectionError, *_GARBLED) as e:
-                result.error = _reason(e)
-                return result
             break
-        choice = resp.choices[0] if resp.choices else None
-        result.text = (choice.message.content or "") if choice and choice.message else ""
-        result.finish_reason = choice.finish_reason if choice else None
-        if resp.usage:
-            result.prompt_tokens = resp.usage.prompt_tokens or 0
-            result.completion_tokens = resp.usage.completion_tokens or 0
+        result.text, result.finish_reason = text, finish
+        result.prompt_tokens, result.completion_tokens = prompt_tokens, completion_tokens
         if not result.text:
             result.error = "empty_response"
         return result
@@ -195,33 +347,35 @@ class OpenAIBackend:
         The one generated token lies after the target and is left out.
         """
         result = ScoreResult()
-        kw: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": self.model,
             "prompt": req.prefix + req.target,
             "echo": True,
             "logprobs": 1,
             "max_tokens": 1,
             "temperature": 0.0,
+            **self.cfg.extra_body,
         }
-        if self.cfg.extra_body:
-            kw["extra_body"] = self.cfg.extra_body
+
+        async def call() -> Any:
+            return _logprob_fields(await self._transport.post("/completions", body))
+
         try:
-            resp = await self._with_retries(lambda: self._client.completions.create(**kw), result)
-        except openai.APIStatusError as e:
-            if isinstance(e, _RETRYABLE):
+            lp = await self._with_retries(call, result)
+        except (_Timeout, _Connection, _Garbled) as e:
+            result.error = _reason(e)
+            return result
+        except _Status as e:
+            if _transient(e):
                 result.error = _reason(e)
                 return result
             raise BackendError(self._fatal_message(e, scoring=True)) from None
-        except (openai.APITimeoutError, openai.APIConnectionError, *_GARBLED) as e:
-            result.error = _reason(e)
-            return result
-        choice = resp.choices[0] if resp.choices else None
-        lp = choice.logprobs if choice else None
-        if lp is None or not lp.tokens or lp.token_logprobs is None:
+        if lp is None:
             result.error = "no_logprobs"
             return result
         try:
-            toks, lps, straddles = target_tokens(lp.tokens, lp.token_logprobs, lp.text_offset, req.prefix, req.target)
+            tokens, logprobs, offsets = lp
+            toks, lps, straddles = target_tokens(tokens, logprobs, offsets, req.prefix, req.target)
         except AlignmentError:
             result.error = "token_alignment"
             return result
@@ -236,9 +390,7 @@ class OpenAIBackend:
                 result.retry_reasons.append(_reason(state.outcome.exception()))  # type: ignore[arg-type]
 
         retrying = AsyncRetrying(
-            retry=retry_if_exception(
-                lambda e: isinstance(e, _GARBLED) or (isinstance(e, _RETRYABLE) and not self._is_format_rejection(e))
-            ),
+            retry=retry_if_exception(lambda e: _transient(e) and not self._is_format_rejection(e)),
             wait=_WaitRetryAfter(self.cfg.max_retry_wait),
             stop=stop_after_attempt(self.cfg.max_retries + 1),
             before_sleep=log_retry,
@@ -253,12 +405,12 @@ class OpenAIBackend:
         raise AssertionError("unreachable")
 
     def _is_format_rejection(self, e: BaseException) -> bool:
-        if self.cfg.structured_output != "auto" or self._mode == "off" or not isinstance(e, openai.APIStatusError):
+        if self.cfg.structured_output != "auto" or self._mode == "off" or not isinstance(e, _Status):
             return False
-        text = str(getattr(e, "body", None) or e.message).lower()
-        return e.status_code in (400, 422, 500, 501) and ("response_format" in text or "json_schema" in text)
+        text = (e.body or e.message).lower()
+        return e.status in (400, 422, 500, 501) and ("response_format" in text or "json_schema" in text)
 
-    def _rejects_structured_output(self, e: openai.APIStatusError, mode: str) -> bool:
+    def _rejects_structured_output(self, e: _Status, mode: str) -> bool:
         """In `auto` mode, step down json_schema -> json_object -> off once per rejection."""
         if not self._is_format_rejection(e):
             return False
@@ -266,27 +418,27 @@ class OpenAIBackend:
             self._mode = _MODES[_MODES.index(mode) + 1]
         return True
 
-    def _fatal_message(self, e: openai.APIStatusError, *, scoring: bool = False) -> str:
-        detail = self._scrub(str(e.message).splitlines()[0] if e.message else "")
+    def _fatal_message(self, e: _Status, *, scoring: bool = False) -> str:
+        detail = self._scrub(e.message.splitlines()[0] if e.message else "")
         where = self.where
-        if scoring and e.status_code in (400, 404, 422) and "model" not in detail.lower():
+        if scoring and e.status in (400, 404, 422) and "model" not in detail.lower():
             return (
-                f"{where} cannot score text ({e.status_code}: {detail}); LM scoring needs the completions endpoint "
+                f"{where} cannot score text ({e.status}: {detail}); LM scoring needs the completions endpoint "
                 "with echo and logprobs (vLLM serve and llama.cpp's server have it; OpenAI's chat models do not)"
             )
-        if e.status_code == 401:
+        if e.status == 401:
             return (
                 f"{where} rejected the API key (401); check the key in ${self.cfg.api_key_env}"
                 if self.cfg.api_key_env
                 else f"{where} needs an API key (401); set backend.api_key_env"
             )
-        if e.status_code == 403:
+        if e.status == 403:
             return f"{where} refused access to model {self.model!r} (403): {detail}"
-        if e.status_code == 404:
+        if e.status == 404:
             return (
                 f"{where} has no model {self.model!r} (404); check backend.model and backend.base_url (see GET /models)"
             )
-        return f"{where} rejected the request ({e.status_code}): {detail}; check backend and sampling settings"
+        return f"{where} rejected the request ({e.status}): {detail}; check backend and sampling settings"
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
