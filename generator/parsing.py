@@ -90,6 +90,12 @@ def extract_json(text: str) -> Any:
     raise ValueError("no JSON object found")
 
 
+def _similarity_at_least(a: str, b: str, threshold: float) -> bool:
+    """`SequenceMatcher(None, a, b).ratio() >= threshold`, with its cheap upper bounds tried first."""
+    m = SequenceMatcher(None, a, b)
+    return m.real_quick_ratio() >= threshold and m.quick_ratio() >= threshold and m.ratio() >= threshold
+
+
 def _longest_common_run(a: list[str], b: list[str]) -> int:
     """Length in words of the longest run of `a` that also occurs in `b`."""
     if not a or not b:
@@ -117,8 +123,8 @@ def parse_pair(
         return None, "too_short"
     if _REFUSAL.search(q) or _REFUSAL.search(a):
         return None, "refusal"
-    ex = normalize_text(exemplar.text)
-    if normalize_text(q) == ex or SequenceMatcher(None, normalize_text(q), ex).ratio() >= t.echo_similarity:
+    nq, ex = normalize_text(q), normalize_text(exemplar.text)
+    if nq == ex or _similarity_at_least(nq, ex, t.echo_similarity):
         return None, "instruction_echo"
     for doc in sources:
         dw = normalize_text(doc.text).split()

@@ -74,6 +74,16 @@ class Breaker:
             )
 
 
+def by_exemplar(jobs: Sequence[Job]) -> list[Job]:
+    """Jobs that share an exemplar, next to each other (groups in order of first appearance, plan
+    order within): a batch of 64 jobs then needs about ten exemplar searches instead of 64, so the
+    first requests go out sooner and retrieval keeps ahead of the LLM (bench/generation.py G3)."""
+    first: dict[str, int] = {}
+    for j in jobs:
+        first.setdefault(j.exemplar.text, len(first))
+    return sorted(jobs, key=lambda j: first[j.exemplar.text])
+
+
 class Pipeline:
     def __init__(
         self,
@@ -125,9 +135,12 @@ class Pipeline:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _produce(self, jobs: Sequence[Job], ready: asyncio.Queue[Any], prefetch: asyncio.Semaphore) -> None:
-        batch = 64
-        for start in range(0, len(jobs), batch):
+        jobs = by_exemplar(jobs)
+        # a small first batch so the first requests go out after a few encodes, not 64
+        start, batch = 0, 8
+        while start < len(jobs):
             chunk = jobs[start : start + batch]
+            start, batch = start + len(chunk), min(2 * batch, 64)
             for _ in chunk:
                 await prefetch.acquire()
             picked = await asyncio.to_thread(

@@ -32,11 +32,18 @@ class Templates:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,  # noqa: S701 - prompts are plain text, not HTML
+            # read once: a run renders with the templates it started with (and their recorded
+            # digest), and no file is stat'ed per prompt
+            auto_reload=False,
         )
         self.sources: dict[str, str] = {}
         self.templates: dict[str, jinja2.Template] = {}
         for name in paradigms or list(PARADIGMS):
             self._load(name)
+        macros = self.env.loader.get_source(self.env, "_macros.j2")[0]  # type: ignore[union-attr]
+        self._digests = {
+            name: hashlib.sha256((source + macros).encode()).hexdigest()[:16] for name, source in self.sources.items()
+        }
 
     def _load(self, name: str) -> None:
         fname = f"{name}.j2"
@@ -74,5 +81,4 @@ class Templates:
 
     def digest(self, paradigm: str) -> str:
         """Hash of the template bytes and the macros, recorded with every example."""
-        macros = self.env.loader.get_source(self.env, "_macros.j2")[0]  # type: ignore[union-attr]
-        return hashlib.sha256((self.sources[paradigm] + macros).encode()).hexdigest()[:16]
+        return self._digests[paradigm]

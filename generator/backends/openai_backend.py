@@ -144,7 +144,7 @@ class _Direct:
                 proxy=_env_proxy(self.base),
             )
         try:
-            async with self._session.post(self.base + path, data=json.dumps(body)) as r:
+            async with self._session.post(self.base + path, data=json.dumps(body).encode()) as r:
                 raw = await r.read()
                 status, retry_after = r.status, r.headers.get("retry-after")
         except asyncio.TimeoutError:

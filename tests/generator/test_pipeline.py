@@ -137,3 +137,15 @@ def test_exports_load_with_datasets_and_card_matches_records(wiki_index: Path, t
     stats = json.loads(card.split("```json\n")[1].split("\n```")[0])["statistics"]
     assert stats == statistics(jsonl(out / "examples.jsonl"), jsonl(out / "failed.jsonl"))
     assert card.startswith("---\nlicense: cc-by-sa-4.0")
+
+
+def test_jobs_sharing_an_exemplar_run_together_in_plan_order() -> None:
+    from ragloom.generator.pipeline import by_exemplar
+    from ragloom.generator.types import Exemplar, Job
+
+    exs = [Exemplar(f"e{i}", f"question {i}?", "builtin") for i in range(3)]
+    plan = [Job(f"j{n}", n, "useless_doc", exs[i], 1) for n, i in enumerate([2, 0, 2, 1, 0, 2, 1])]
+    ordered = by_exemplar(plan)
+    assert sorted(j.id for j in ordered) == sorted(j.id for j in plan)  # nothing lost or doubled
+    # groups in order of first appearance (e2, e0, e1), plan order inside each group
+    assert [j.id for j in ordered] == ["j0", "j2", "j5", "j1", "j4", "j3", "j6"]

@@ -68,3 +68,13 @@ def test_returns_fewer_only_when_every_rule_runs_dry() -> None:
 def test_bad_band_is_rejected() -> None:
     with pytest.raises(ValueError, match="band"):
         sample_distractors([], sources=[], n=1, rng=random.Random(0), band=(250, 200))
+
+
+def test_answer_in_a_title_excludes_the_passage_and_an_empty_answer_excludes_none() -> None:
+    hits = [Hit(Passage(f"p{r}", "Zorblax Bridge" if r % 2 else f"T{r}", f"text {r}"), 0.5, r) for r in range(200, 250)]
+    for seed in range(10):
+        picks = sample_distractors(hits, sources=[], n=25, rng=random.Random(seed), answer="Zorblax  bridge!")
+        assert len(picks) == 25 and all(p.passage.title != "Zorblax Bridge" for p in picks)
+    # an answer with no words in it matches nothing: every passage stays eligible
+    picks = sample_distractors(hits, sources=[], n=50, rng=random.Random(0), answer="?!")
+    assert len(picks) == 50
