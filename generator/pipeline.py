@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragloom.retrieval import Index, Passage, sample_distractors
+from ragloom.retrieval import Hit, Index, Passage, sample_distractors
 
 import ragloom
 
@@ -222,28 +222,32 @@ class Pipeline:
                 batch.append(accepted.get_nowait())
             items = [b for b in batch if b is not _DONE]
             if items:
-                band_end = min(self.cfg.distractors.rank_band[1], len(self.index))
-                scores, rows = await asyncio.to_thread(
-                    self.index.search_rows, [a.pair.question for a in items], band_end
-                )
-                for item, s_row, r_row in zip(items, scores, rows, strict=True):
-                    self.checkpoint.write_example(self._record(item, s_row, r_row))
+                # records are built in the worker thread too: the event loop only writes them
+                for record in await asyncio.to_thread(self._records, items):
+                    self.checkpoint.write_example(record)
                     self.stats.accepted += 1
                     self._job_done()
             if len(items) < len(batch):
                 return
 
+    def _records(self, items: list[Attempted]) -> list[dict[str, Any]]:
+        """Search the accepted questions, then sample each one's distractors from its rank band
+        (the band's passages read in one go for the batch) and build its record."""
+        lo, hi = self.cfg.distractors.rank_band
+        scores, rows = self.index.search_rows([a.pair.question for a in items], min(hi, len(self.index)))
+        bands = self.index.hits_from_rows(scores[:, lo:hi], rows[:, lo:hi], lo)
+        return [self._record(*args) for args in zip(items, scores, rows, bands, strict=True)]
+
     def _random_passage(self, rng: random.Random) -> Passage:
         return self.index.store.get_rows([rng.randrange(len(self.index))])[0]
 
-    def _distractors(self, job: Job, answer: str, scores: Any, rows: Any) -> list[Any]:
+    def _distractors(self, job: Job, answer: str, scores: Any, rows: Any, band_hits: list[Hit]) -> list[Any]:
         """Sample from the band's passages alone (read 50, not 250, per record); only when the band
         runs short are all ranks read and the draw repeated, which gives the same picks the full
         list would have given."""
         lo, hi = self.cfg.distractors.rank_band
         need = max(self.cfg.distractors.total_docs - len(job.sources), 0)
         kw: dict[str, Any] = {"sources": job.sources, "n": need, "band": (lo, hi), "answer": answer}
-        band_hits = self.index.hits_from_rows(scores[None, lo:hi], rows[None, lo:hi], lo)[0]
         picks = sample_distractors(band_hits, rng=job_rng(self.cfg.seed, job.id, "distractors"), **kw)
         if len(picks) < need:
             hits = self.index.hits_from_rows(scores[None, :], rows[None, :])[0]
@@ -251,9 +255,9 @@ class Pipeline:
             picks = sample_distractors(hits, rng=rng, random_passage=self._random_passage, **kw)
         return picks
 
-    def _record(self, item: Attempted, scores: Any, rows: Any) -> dict[str, Any]:
+    def _record(self, item: Attempted, scores: Any, rows: Any, band_hits: list[Hit]) -> dict[str, Any]:
         job, pair = item.job, item.pair
-        picks = self._distractors(job, pair.answer, scores, rows)
+        picks = self._distractors(job, pair.answer, scores, rows, band_hits)
         rng = job_rng(self.cfg.seed, job.id, "distractors-order")
 
         def rank_of(p: Passage) -> int | None:
