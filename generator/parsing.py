@@ -118,12 +118,13 @@ def parse_pair(
         return None, "empty"
     if _PLACEHOLDER.search(q) or _PLACEHOLDER.search(a):
         return None, "placeholder"
-    qw, aw = normalize_text(q).split(), normalize_text(a).split()
+    nq = normalize_text(q)
+    qw, aw = nq.split(), normalize_text(a).split()
     if len(qw) < t.min_question_words or len(aw) < t.min_answer_words:
         return None, "too_short"
     if _REFUSAL.search(q) or _REFUSAL.search(a):
         return None, "refusal"
-    nq, ex = normalize_text(q), normalize_text(exemplar.text)
+    ex = normalize_text(exemplar.text)
     if nq == ex or _similarity_at_least(nq, ex, t.echo_similarity):
         return None, "instruction_echo"
     for doc in sources:

@@ -62,16 +62,15 @@ def sample_distractors(
     chosen: list[Distractor] = []
     taken: set[str] = set()
 
-    # contains_answer's test, with the answer and each candidate's text normalised once
-    needle = f" {normalize_text(answer)} " if answer else "  "
-
     def ok(p: Passage) -> bool:
-        if p.id in source_ids or p.id in taken:
-            return False
-        text = normalize_text(p.text)
-        if text in source_texts:
-            return False
-        return needle == "  " or (needle not in f" {text} " and needle not in f" {normalize_text(p.title)} ")
+        # normalize_text is cached, so the text normalised here is not normalised again inside
+        return (
+            p.id not in source_ids
+            and p.id not in taken
+            and normalize_text(p.text) not in source_texts
+            and not contains_answer(p.text, answer)
+            and not contains_answer(p.title, answer)
+        )
 
     def take_from(window: list[Hit], rule: str) -> None:
         # a seeded shuffle, then the first that pass: the same uniform draw as sampling from the

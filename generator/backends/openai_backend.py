@@ -175,8 +175,8 @@ class _SDK:
         try:
             return await self.client.post(path, body=body, cast_to=object)
         except openai.APIStatusError as e:
-            raw = e.response.text if e.response is not None else ""
-            raise _Status(e.status_code, str(e.message), raw, e.response.headers.get("retry-after")) from None
+            retry_after = e.response.headers.get("retry-after")
+            raise _Status(e.status_code, str(e.message), e.response.text, retry_after) from None
         except openai.APITimeoutError:
             raise _Timeout() from None
         except openai.APIConnectionError as e:
