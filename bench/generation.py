@@ -53,6 +53,11 @@ class Server:
         self.base_url = f"http://127.0.0.1:{port_file.read_text()}/v1"
         return self
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (user + system)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stats(self) -> dict:
         import urllib.request
 
@@ -221,10 +226,10 @@ def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int,
                 seen["stats"] = self.stats
 
         run_mod.Pipeline = Spy  # type: ignore[misc]
-        cpu0 = os.times()
+        cpu0, srv_cpu0 = os.times(), srv.cpu_seconds()
         with MemorySampler() as samp:
             rc = run_generate(cfg, quiet=True)
-        cpu1 = os.times()
+        cpu1, srv_cpu1 = os.times(), srv.cpu_seconds()
         run_mod.Pipeline = real_pipeline  # type: ignore[misc]
         wall = time.perf_counter() - t
         fds1, rss1 = _fds(), rss_mb()
@@ -255,6 +260,7 @@ def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int,
         "pipeline_over_bound": round(seen["stats"].pipeline_seconds / bound, 3),
         "wall_over_llm_ideal": round(wall / llm_ideal, 3),
         "client_cpu_s": round(cpu1.user - cpu0.user + cpu1.system - cpu0.system, 2),
+        "server_cpu_s": round(srv_cpu1 - srv_cpu0, 2),
         "cores": os.cpu_count(),
         "rss_start_mb": round(rss0, 1),
         "rss_peak_mb": round(samp.peak, 1),

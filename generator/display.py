@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -106,12 +107,18 @@ def run_with_display(display: Display, checkpoint: Checkpoint, out: Path, body: 
     """Run `body` under the live display, close the checkpoint whatever happens, print the summary.
     Returns True when Ctrl-C stopped it (finished work is on disk; the summary says how much)."""
     interrupted = False
+    # What is loaded by now (torch, the encoder, the index, the plan) lives for the whole run. A full
+    # collection that scans it holds the GIL for ~0.25 s, stalling the event loop and every response
+    # in flight (bench/generation.py G3: one or two per 1,000 jobs); frozen, collections scan only
+    # what the run itself allocates.
+    gc.freeze()
     try:
         with display:
             body()
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        gc.unfreeze()
         checkpoint.close()
     display.summary(out, interrupted=interrupted)
     return interrupted

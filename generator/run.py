@@ -81,10 +81,11 @@ def run_generate(
     index = open_index(cfg, console)
     backend = None
     if not dry_run:
-        backend = make_backend(cfg.backend)
-        # load the encoder while the server is checked; nothing is written before both are fine
+        # load the encoder while the backend is made and the server checked; nothing is written
+        # before both are fine
         warm = threading.Thread(target=index.embed_queries, args=(["warm-up"],), daemon=True)
         warm.start()
+        backend = make_backend(cfg.backend)
         asyncio.run(backend.preflight())
         warm.join()
     knowledge_backend = None

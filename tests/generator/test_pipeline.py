@@ -149,3 +149,41 @@ def test_jobs_sharing_an_exemplar_run_together_in_plan_order() -> None:
     assert sorted(j.id for j in ordered) == sorted(j.id for j in plan)  # nothing lost or doubled
     # groups in order of first appearance (e2, e0, e1), plan order inside each group
     assert [j.id for j in ordered] == ["j0", "j2", "j5", "j1", "j4", "j3", "j6"]
+
+
+@pytest.mark.parametrize("ending", ["done", "ctrl_c", "error"])
+def test_a_run_keeps_the_loaded_heap_out_of_collections_and_gives_it_back(tmp_path: Path, ending: str) -> None:
+    """Full collections that rescan torch, the encoder and the index stall every response in flight,
+    so a run freezes what is loaded before it starts; a library caller gets a normal collector back
+    however the run ends, and the checkpoint is closed."""
+    import gc
+
+    from ragloom.generator.checkpoint import Checkpoint
+    from ragloom.generator.config import Pricing
+    from ragloom.generator.display import Display, run_with_display
+    from ragloom.generator.pipeline import Stats
+    from rich.console import Console
+
+    loaded = [{"weights": [0.0] * 8} for _ in range(1000)]  # stands for what setup allocated
+    seen: dict[str, bool] = {}
+
+    def body() -> None:
+        seen["frozen"] = gc.get_freeze_count() >= len(loaded)
+        checkpoint.write_failure("job-1", "refusal", 1)
+        if ending == "ctrl_c":
+            raise KeyboardInterrupt
+        if ending == "error":
+            raise RuntimeError("backend gave up")
+
+    stats = Stats(planned=1)
+    checkpoint = Checkpoint(tmp_path)
+    display = Display(stats, Console(stderr=True, quiet=True), Pricing(), quiet=True)
+    assert gc.get_freeze_count() == 0
+    if ending == "error":
+        with pytest.raises(RuntimeError):
+            run_with_display(display, checkpoint, tmp_path, body)
+    else:
+        assert run_with_display(display, checkpoint, tmp_path, body) is (ending == "ctrl_c")
+    assert seen["frozen"]
+    assert gc.get_freeze_count() == 0
+    assert jsonl(tmp_path / "failed.jsonl") == [{"job_id": "job-1", "reason": "refusal", "attempts": 1}]
