@@ -52,12 +52,12 @@ class Stats:
 
 
 class Breaker:
-    """Stops a run once `max(20, 2 x parallelism)` requests in a row fail at the transport: the
+    """Stops a run once `max(20, parallelism)` requests in a row fail at the transport: the
     server is down, not flaky. Finished work is on disk; the message says to rerun to resume."""
 
     def __init__(self, backend: Backend, failed: str = "requests in a row failed") -> None:
         self.backend, self.failed_phrase = backend, failed
-        self.limit = max(20, 2 * backend.parallelism)
+        self.limit = max(20, backend.parallelism)
         self.streak = 0
 
     def ok(self) -> None:

@@ -177,6 +177,85 @@ def test_backend_retries_each_fault_and_succeeds(fault: str, http_client: str) -
     assert res.retries == 2 and res.retry_reasons == [reason, reason]
 
 
+def _retry_position(requests: list[dict]) -> int:
+    """Where, among the requests the server received, the first request was sent again."""
+    first = requests[0]["messages"]
+    return next(i for i, r in enumerate(requests[1:], 1) if r["messages"] == first)
+
+
+def test_a_rate_limited_request_goes_before_requests_not_yet_sent() -> None:
+    """One slot, 20 requests queued, the first answered 429 (Retry-After 0.3 s): the slot serves the
+    queue during the wait, and the retry takes it next instead of queueing behind every first ask
+    (where all of a run's rate-limited requests would pile up at its end, each adding its wait)."""
+    import asyncio
+
+    from ragloom.generator.backends import ChatRequest, make_backend
+    from ragloom.generator.config import OpenAIBackendConfig
+
+    with FakeServer(Faults(latency=0.05, first=["429"], retry_after=0.3)) as srv:
+        cfg = OpenAIBackendConfig(
+            type="openai", base_url=srv.base_url, model="fake", api_key_env=None, concurrency=1, max_retry_wait=1
+        )
+        backend = make_backend(cfg)
+        reqs = [ChatRequest([{"role": "user", "content": f"[Document 1] Title {i}\nq"}]) for i in range(20)]
+
+        async def go():  # type: ignore[no-untyped-def]
+            try:
+                return await backend.chat(reqs)
+            finally:
+                await backend.aclose()
+
+        results = asyncio.run(go())
+        requests = srv.requests
+    assert all(r.error is None for r in results) and results[0].retry_reasons == ["rate_limited"]
+    assert [f"Title {i}" in r.text for i, r in enumerate(results)] == [True] * 20
+    assert len(requests) == 21
+    # about six requests fit in the wait; without priority the retry would be the 21st request
+    assert 2 <= _retry_position(requests) <= 10
+
+
+def test_cancelled_requests_give_their_slots_back() -> None:
+    """Ctrl-C cancels requests in flight and requests queued for a slot; neither may keep a slot,
+    or the next call on the same backend would wait forever."""
+    import asyncio
+
+    from ragloom.generator.backends import ChatRequest, make_backend
+    from ragloom.generator.config import OpenAIBackendConfig
+
+    with FakeServer(Faults(latency=0.2)) as srv:
+        cfg = OpenAIBackendConfig(type="openai", base_url=srv.base_url, model="fake", api_key_env=None, concurrency=2)
+        backend = make_backend(cfg)
+
+        def ask(i: int) -> ChatRequest:
+            return ChatRequest([{"role": "user", "content": f"[Document 1] Title {i}\nq"}])
+
+        async def go():  # type: ignore[no-untyped-def]
+            try:
+                first = asyncio.create_task(backend.chat([ask(i) for i in range(6)]))  # 2 sent, 4 queued
+                await asyncio.sleep(0.05)
+                first.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await first
+                return await asyncio.wait_for(backend.chat([ask(10), ask(11)]), 5)
+            finally:
+                await backend.aclose()
+
+        results = asyncio.run(go())
+    assert [r.error for r in results] == [None, None] and "Title 10" in results[0].text
+
+
+def test_a_job_sleeping_out_a_retry_after_does_not_idle_the_server(wiki_index: Path, tmp_path: Path) -> None:
+    """With one slot, a job waiting 1 s on a 429 must not hold the run up: other jobs use the slot."""
+    with FakeServer(Faults(latency=0.01, first=["429"], retry_after=1.0)) as srv:
+        cfg = run_config(tmp_path, wiki_index, srv.base_url, 30, backend={"concurrency": 1, "max_retry_wait": 2})
+        assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
+        requests = srv.requests
+    assert sorted(_accounted(tmp_path / "out")) == [f"0-{i:06d}" for i in range(30)]
+    assert srv.peak_in_flight == 1
+    # 10 ms per request: other jobs' requests went out during the 1 s wait
+    assert _retry_position(requests) >= 5
+
+
 def test_sigint_stops_gracefully(wiki_index: Path, tmp_path: Path) -> None:
     with FakeServer(Faults(latency=0.05)) as srv:
         cfg = run_config(tmp_path, wiki_index, srv.base_url, 600, backend={"concurrency": 4})
