@@ -146,10 +146,13 @@ def _tally(texts: list[str | None], wall: float) -> dict:
     return {"wall_s": round(wall, 3), "lost": len(texts) - len(ok), "duplicates": len(tags) - len(set(tags))}
 
 
+BACKEND_LOOPS = {"raw_aiohttp": raw_aiohttp, "raw_asyncopenai": raw_openai, "ragloom": ragloom_backend}
+
+
 def bench_backend(name: str, n: int, conc: int, latency: float, **faults: float) -> dict:
     ideal = n * latency / conc
     out: dict = {"requests": n, "in_flight": conc, "latency_s": latency, "ideal_s": ideal, **faults}
-    for label, fn in (("raw_aiohttp", raw_aiohttp), ("raw_asyncopenai", raw_openai), ("ragloom", ragloom_backend)):
+    for label, fn in BACKEND_LOOPS.items():
         with Server(latency=latency, **faults) as srv:
             cpu0 = os.times()
             r = asyncio.run(fn(srv.base_url, n, conc))
@@ -300,10 +303,9 @@ def main() -> None:
         report["G2_backend_faults"] = {
             "runs": runs,
             "median_wall_over_ideal": {
-                k: statistics.median(r[k]["wall_over_ideal"] for r in runs)
-                for k in ("raw_aiohttp", "raw_asyncopenai", "ragloom")
+                k: statistics.median(r[k]["wall_over_ideal"] for r in runs) for k in BACKEND_LOOPS
             },
-            "lost": {k: [r[k]["lost"] for r in runs] for k in ("raw_aiohttp", "raw_asyncopenai", "ragloom")},
+            "lost": {k: [r[k]["lost"] for r in runs] for k in BACKEND_LOOPS},
         }
         print("G2 median", json.dumps(report["G2_backend_faults"]["median_wall_over_ideal"]), flush=True)
     if only & {"g3", "g4"}:

@@ -53,7 +53,8 @@ class Stats:
 
 class Breaker:
     """Stops a run once `max(20, parallelism)` requests in a row (for the openai backend, twice its
-    concurrency) fail at the transport: the server is down, not flaky. Finished work is on disk; the message says to rerun to resume."""
+    concurrency) fail at the transport: the server is down, not flaky. Finished work is on disk;
+    the message says to rerun to resume."""
 
     def __init__(self, backend: Backend, failed: str = "requests in a row failed") -> None:
         self.backend, self.failed_phrase = backend, failed

@@ -63,6 +63,10 @@ class _Status(Exception):
             message += f" - {raw.strip()[:300]}"
         return cls(status, message, raw, retry_after)
 
+    @classmethod
+    def from_sdk(cls, e: openai.APIStatusError) -> _Status:
+        return cls(e.status_code, str(e.message), e.response.text, e.response.headers.get("retry-after"))
+
 
 class _Timeout(Exception):
     pass
@@ -217,8 +221,7 @@ class _SDK:
         try:
             return await self.client.post(path, body=body, cast_to=object)
         except openai.APIStatusError as e:
-            retry_after = e.response.headers.get("retry-after")
-            raise _Status(e.status_code, str(e.message), e.response.text, retry_after) from None
+            raise _Status.from_sdk(e) from None
         except openai.APITimeoutError:
             raise _Timeout() from None
         except openai.APIConnectionError as e:
@@ -319,7 +322,7 @@ class OpenAIBackend:
             ) from None
         except openai.APIStatusError as e:
             if e.status_code in (401, 403):
-                raise BackendError(self._fatal_message(_Status(e.status_code, str(e.message), "", None))) from None
+                raise BackendError(self._fatal_message(_Status.from_sdk(e))) from None
             return
         except (json.JSONDecodeError, openai.APIResponseValidationError):
             return

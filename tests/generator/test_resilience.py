@@ -3,6 +3,7 @@ server, empty 200s, dropped connections, Ctrl-C. Nothing finished is lost; nothi
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import resource
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_openai import FakeServer, Faults
@@ -32,6 +34,31 @@ def _generate_cmd(cfg: Path) -> list[str]:
 
 def _accounted(out: Path) -> list[str]:
     return [r["job_id"] for r in jsonl(out / "examples.jsonl")] + [f["job_id"] for f in jsonl(out / "failed.jsonl")]
+
+
+def _backend(base_url: str, **cfg: Any) -> Any:
+    """An openai backend aimed at the fake server; `cfg` sets other backend keys."""
+    from ragloom.generator.backends import make_backend
+    from ragloom.generator.config import OpenAIBackendConfig
+
+    return make_backend(OpenAIBackendConfig(type="openai", base_url=base_url, model="fake", api_key_env=None, **cfg))
+
+
+def _ask(title: str) -> Any:
+    """A chat request the fake server answers with a pair naming `title`."""
+    from ragloom.generator.backends import ChatRequest
+
+    return ChatRequest([{"role": "user", "content": f"[Document 1] {title}\nq"}])
+
+
+def _chat_and_close(backend: Any, requests: list[Any]) -> list[Any]:
+    async def go() -> list[Any]:
+        try:
+            return await backend.chat(requests)
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(go())
 
 
 def test_sigkill_at_five_random_moments_then_resume(wiki_index: Path, tmp_path: Path) -> None:
@@ -139,30 +166,9 @@ def test_server_dying_mid_run_trips_the_breaker(wiki_index: Path, tmp_path: Path
 @pytest.mark.parametrize("http_client", ["direct", "aiohttp", "httpx"])
 @pytest.mark.parametrize("fault", ["empty", "drop", "hang", "bad_json", "429", "500"])
 def test_backend_retries_each_fault_and_succeeds(fault: str, http_client: str) -> None:
-    import asyncio
-
-    from ragloom.generator.backends import ChatRequest, make_backend
-    from ragloom.generator.config import OpenAIBackendConfig
-
     with FakeServer(Faults(first=[fault, fault], hang_seconds=5, retry_after=0.05)) as srv:
-        cfg = OpenAIBackendConfig(
-            type="openai",
-            base_url=srv.base_url,
-            model="fake",
-            api_key_env=None,
-            timeout=0.5,
-            max_retry_wait=0.1,
-            http_client=http_client,
-        )
-        backend = make_backend(cfg)
-
-        async def go():  # type: ignore[no-untyped-def]
-            try:
-                return await backend.chat([ChatRequest([{"role": "user", "content": "[Document 1] Nile\nq"}])])
-            finally:
-                await backend.aclose()
-
-        (res,) = asyncio.run(go())
+        backend = _backend(srv.base_url, timeout=0.5, max_retry_wait=0.1, http_client=http_client)
+        (res,) = _chat_and_close(backend, [_ask("Nile")])
     if fault == "bad_json":
         # the transport was fine; the content is the model's mistake, left to validation (invalid_json)
         assert res.error is None and res.text == "this is not json {"
@@ -187,25 +193,9 @@ def test_a_rate_limited_request_goes_before_requests_not_yet_sent() -> None:
     """One slot, 20 requests queued, the first answered 429 (Retry-After 0.3 s): the slot serves the
     queue during the wait, and the retry takes it next instead of queueing behind every first ask
     (where all of a run's rate-limited requests would pile up at its end, each adding its wait)."""
-    import asyncio
-
-    from ragloom.generator.backends import ChatRequest, make_backend
-    from ragloom.generator.config import OpenAIBackendConfig
-
     with FakeServer(Faults(latency=0.05, first=["429"], retry_after=0.3)) as srv:
-        cfg = OpenAIBackendConfig(
-            type="openai", base_url=srv.base_url, model="fake", api_key_env=None, concurrency=1, max_retry_wait=1
-        )
-        backend = make_backend(cfg)
-        reqs = [ChatRequest([{"role": "user", "content": f"[Document 1] Title {i}\nq"}]) for i in range(20)]
-
-        async def go():  # type: ignore[no-untyped-def]
-            try:
-                return await backend.chat(reqs)
-            finally:
-                await backend.aclose()
-
-        results = asyncio.run(go())
+        backend = _backend(srv.base_url, concurrency=1, max_retry_wait=1)
+        results = _chat_and_close(backend, [_ask(f"Title {i}") for i in range(20)])
         requests = srv.requests
     assert all(r.error is None for r in results) and results[0].retry_reasons == ["rate_limited"]
     assert [f"Title {i}" in r.text for i, r in enumerate(results)] == [True] * 20
@@ -217,26 +207,17 @@ def test_a_rate_limited_request_goes_before_requests_not_yet_sent() -> None:
 def test_cancelled_requests_give_their_slots_back() -> None:
     """Ctrl-C cancels requests in flight and requests queued for a slot; neither may keep a slot,
     or the next call on the same backend would wait forever."""
-    import asyncio
-
-    from ragloom.generator.backends import ChatRequest, make_backend
-    from ragloom.generator.config import OpenAIBackendConfig
-
     with FakeServer(Faults(latency=0.2)) as srv:
-        cfg = OpenAIBackendConfig(type="openai", base_url=srv.base_url, model="fake", api_key_env=None, concurrency=2)
-        backend = make_backend(cfg)
+        backend = _backend(srv.base_url, concurrency=2)
 
-        def ask(i: int) -> ChatRequest:
-            return ChatRequest([{"role": "user", "content": f"[Document 1] Title {i}\nq"}])
-
-        async def go():  # type: ignore[no-untyped-def]
+        async def go() -> list[Any]:
             try:
-                first = asyncio.create_task(backend.chat([ask(i) for i in range(6)]))  # 2 sent, 4 queued
+                first = asyncio.create_task(backend.chat([_ask(f"Title {i}") for i in range(6)]))  # 2 sent, 4 queued
                 await asyncio.sleep(0.05)
                 first.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await first
-                return await asyncio.wait_for(backend.chat([ask(10), ask(11)]), 5)
+                return await asyncio.wait_for(backend.chat([_ask("Title 10"), _ask("Title 11")]), 5)
             finally:
                 await backend.aclose()
 
