@@ -127,13 +127,31 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    import json
+
     from .config import load_config
-    from .run import run_generate
+    from .run import dry_run, execute
 
     cfg = load_config(args.config, args.set)
-    return run_generate(
-        cfg, dry_run=args.dry_run, overwrite=args.overwrite, quiet=args.quiet, retry_failed=args.retry_failed
+    if args.dry_run:
+        print(json.dumps(dry_run(cfg), indent=2))
+        return 0
+    result = execute(
+        cfg,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        retry_failed=args.retry_failed,
+        summary_console=_summary_console(),
     )
+    return exit_code(result.interrupted, result.stats.outcome())
+
+
+def exit_code(interrupted: bool, outcome: str) -> int:
+    """0: every job finished (accepted, or failed with its reason: see the summary and failed.jsonl);
+    3: jobs left unfinished by server errors (rerun to resume); 130: interrupted."""
+    if interrupted:
+        return 130
+    return 3 if outcome == "unfinished" else 0
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -184,7 +202,7 @@ def _radit_lm_ft(args: argparse.Namespace) -> int:
         context_field=args.context_field,
         plain_copy=args.no_retrieval_copy,
     )
-    return run_lm_ft(
+    result = run_lm_ft(
         pairs,
         index,
         Path(args.out),
@@ -194,7 +212,9 @@ def _radit_lm_ft(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         quiet=args.quiet,
         export_view=args.export_format,
+        summary_console=_summary_console(),
     )
+    return exit_code(result.interrupted, result.stats.outcome())
 
 
 def _lsr_backend(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -249,7 +269,7 @@ def _radit_lsr(args: argparse.Namespace) -> int:
         LSR, index, **what, k=args.k, tau=args.tau, length_normalize=args.length_normalize, backend=backend_id
     )
     backend = make_backend(backend_cfg)
-    return run_lsr(
+    result = run_lsr(
         pairs,
         index,
         backend,
@@ -260,4 +280,12 @@ def _radit_lsr(args: argparse.Namespace) -> int:
         identity=ident,
         overwrite=args.overwrite,
         quiet=args.quiet,
+        summary_console=_summary_console(),
     )
+    return exit_code(result.interrupted, result.stats.outcome())
+
+
+def _summary_console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
