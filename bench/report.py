@@ -47,7 +47,12 @@ def write_run(out: Path, n: int, seed: int = 0) -> None:
     passages = [{"id": f"wiki:{v['title']}", "title": v["title"], "text": v["extract"]} for v in data.values()]
     out.mkdir(parents=True)
     counts = {p: n // 5 + (i < n % 5) for i, p in enumerate(PARADIGMS)}
-    cfg = {"seed": seed, "count": n, "paradigms": dict.fromkeys(PARADIGMS, 1), "pricing": {"prompt_per_million": 0.15, "completion_per_million": 0.6}}
+    cfg = {
+        "seed": seed,
+        "count": n,
+        "paradigms": dict.fromkeys(PARADIGMS, 1),
+        "pricing": {"prompt_per_million": 0.15, "completion_per_million": 0.6},
+    }
     (out / "run.json").write_text(json.dumps({"plan_hash": "bench", "config": cfg, "count": n, "paradigms": counts}))
     with (out / "examples.jsonl").open("w") as fh:
         for i in range(n):
@@ -65,8 +70,17 @@ def write_run(out: Path, n: int, seed: int = 0) -> None:
                 "instruction": " ".join(words[: rng.randint(8, 25)]) + "?",
                 "answer": " ".join(words[: rng.randint(10, 80)]),
                 "documents": docs,
-                "exemplar": {"id": f"ex-{i % 152}", "source": "builtin", "text": "Who painted the Mona Lisa?", "task_type": "qa", "options": []},
-                "generation": {"attempts": 1 + (rng.random() < 0.2), "usage": {"prompt_tokens": 1400, "completion_tokens": 90}},
+                "exemplar": {
+                    "id": f"ex-{i % 152}",
+                    "source": "builtin",
+                    "text": "Who painted the Mona Lisa?",
+                    "task_type": "qa",
+                    "options": [],
+                },
+                "generation": {
+                    "attempts": 1 + (rng.random() < 0.2),
+                    "usage": {"prompt_tokens": 1400, "completion_tokens": 90},
+                },
                 "ragloom_version": "0.1.0",
             }
             fh.write(json.dumps(rec) + "\n")
@@ -77,7 +91,10 @@ def load(page: Path, profile: Path) -> tuple[float, int]:
     """(wall seconds of a --dump-dom run, the page's data-ready-ms)."""
     t0 = time.perf_counter()
     proc = subprocess.run(
-        ["chromium", *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=600
+        ["chromium", *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     wall = time.perf_counter() - t0
     m = re.search(r'data-ready-ms="(\d+)"', proc.stdout)
@@ -118,7 +135,11 @@ def main() -> None:
         parse_only(tmp / "big" / "report.html", tmp / "parse_only.html")
         runs: dict[str, list[tuple[float, int]]] = {"big": [], "small": [], "parse_only": []}
         for i in range(args.repeats):
-            for name, page in (("big", tmp / "big" / "report.html"), ("small", tmp / "small" / "report.html"), ("parse_only", tmp / "parse_only.html")):
+            for name, page in (
+                ("big", tmp / "big" / "report.html"),
+                ("small", tmp / "small" / "report.html"),
+                ("parse_only", tmp / "parse_only.html"),
+            ):
                 runs[name].append(load(page, tmp / f"profile-{name}-{i}"))
         for name, rs in runs.items():
             results[f"{name}_ready_ms"] = [r for _, r in rs]

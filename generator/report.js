@@ -137,7 +137,7 @@
       }))));
       add(box, [el("h3", { text: "Per paradigm" }),
         table(["paradigm", "planned", "accepted", "failed", "jobs retried", "rejected attempts"], trs, { id: "per-paradigm" }),
-        el("p", { class: "note", text: "jobs retried: accepted after more than one attempt; rejected attempts: replies validation turned down (accepted jobs' earlier attempts plus every attempt of a failed job)." +
+        el("p", { class: "note", id: "paradigm-note", text: "jobs retried: accepted after more than one attempt; rejected attempts: replies validation turned down (accepted jobs' earlier attempts plus every attempt of a failed job)." +
           (D.skipped_records ? " " + D.skipped_records + " records of an unexpected shape were skipped." : "") })]);
       add(box, el("div", { class: "grid" }, [
         el("div", {}, counts("Failed after all attempts", D.failure_reasons)),

@@ -64,9 +64,7 @@ def clean_config(value: Any) -> Any:
 
 def env_secrets() -> list[str]:
     """Values of credential-named environment variables (8+ characters), to blank wherever they appear."""
-    return sorted(
-        {v for k, v in os.environ.items() if is_secret_key(k) and len(v) >= 8}, key=len, reverse=True
-    )
+    return sorted({v for k, v in os.environ.items() if is_secret_key(k) and len(v) >= 8}, key=len, reverse=True)
 
 
 def load_run(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -88,7 +86,7 @@ def load_run(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict
 
 
 def _overview(run: dict[str, Any], records: list[dict[str, Any]], failed: list[dict[str, Any]]) -> dict[str, Any]:
-    stats = run.get("stats") if isinstance(run.get("stats"), dict) else {}
+    stats: dict[str, Any] = run["stats"] if isinstance(run.get("stats"), dict) else {}
     cfg = run.get("config") or {}
     pricing = cfg.get("pricing") if isinstance(cfg.get("pricing"), dict) else None
     index = run.get("index") or cfg.get("index") or {}

@@ -116,7 +116,18 @@ def _generate_record(r: dict[str, Any], passages: Table, exemplars: Table, rules
         e = exemplars.add(key, row)
     attempts = int((r.get("generation") or {}).get("attempts") or 1)
     quality, curation = _round(r.get("quality")), _round(r.get("curation"))
-    return [r["id"], r["paradigm"], r["instruction"], r["answer"], docs, e, attempts, quality, curation, record_issues(r)]
+    return [
+        r["id"],
+        r["paradigm"],
+        r["instruction"],
+        r["answer"],
+        docs,
+        e,
+        attempts,
+        quality,
+        curation,
+        record_issues(r),
+    ]
 
 
 def generate_view(run: dict[str, Any], records: list[dict[str, Any]], failed: list[dict[str, Any]]) -> dict[str, Any]:
@@ -215,7 +226,9 @@ def _quality_figure(by_p: dict[str, list[list[Any]]]) -> dict[str, Any] | None:
             for k, v in (q.get("scores") or {}).items():
                 if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
                     scores[k].append(float(v))
-        found = Counter(str(q.get("found") or q.get("paradigm_found")) for q in qs if "found" in q or "paradigm_found" in q)
+        found = Counter(
+            str(q.get("found") or q.get("paradigm_found")) for q in qs if "found" in q or "paradigm_found" in q
+        )
         out[p] = {
             "n": len(qs),
             "passed": sum(q.get("ok") is not False and not q.get("issues") for q in qs),

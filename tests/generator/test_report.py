@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from fake_openai import FakeServer, Faults
+from ragloom.generator.report import clean_config, write_report
 from runs import jsonl, run_config
 
 from ragloom.cli import main
-from ragloom.generator.report import clean_config, write_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -109,10 +109,19 @@ class Dom(HTMLParser):
 
 
 def _doc(i: int, role: str, rank: int | None, rule: str | None, text: str | None = None) -> dict:
-    return {"id": f"wiki:{i}", "title": f"Article {i}", "text": text or f"Passage number {i}.", "role": role, "rank": rank, "rule": rule}
+    return {
+        "id": f"wiki:{i}",
+        "title": f"Article {i}",
+        "text": text or f"Passage number {i}.",
+        "role": role,
+        "rank": rank,
+        "rule": rule,
+    }
 
 
-def _record(job: str, paradigm: str, q: str, a: str, sources: int, *, attempts: int = 1, text: str | None = None) -> dict:
+def _record(
+    job: str, paradigm: str, q: str, a: str, sources: int, *, attempts: int = 1, text: str | None = None
+) -> dict:
     docs = [_doc(100 + k, "source", k, None, text if k == 0 else None) for k in range(sources)]
     docs += [_doc(200 + k, "distractor", 200 + 5 * k, "band") for k in range(10 - sources - 1)]
     docs.append(_doc(999, "distractor", None, "random"))
@@ -124,8 +133,19 @@ def _record(job: str, paradigm: str, q: str, a: str, sources: int, *, attempts: 
         "instruction": q,
         "answer": a,
         "documents": docs,
-        "exemplar": {"id": "ex-7", "source": "builtin", "text": "Who painted the Mona Lisa?", "task_type": "qa", "options": []},
-        "generation": {"backend": "openai", "model": "fake", "attempts": attempts, "usage": {"prompt_tokens": 100, "completion_tokens": 10}},
+        "exemplar": {
+            "id": "ex-7",
+            "source": "builtin",
+            "text": "Who painted the Mona Lisa?",
+            "task_type": "qa",
+            "options": [],
+        },
+        "generation": {
+            "backend": "openai",
+            "model": "fake",
+            "attempts": attempts,
+            "usage": {"prompt_tokens": 100, "completion_tokens": 10},
+        },
         "ragloom_version": "0.1.0",
     }
 
@@ -137,19 +157,46 @@ def write_generate_run(out: Path) -> Path:
         "seed": 0,
         "count": 10,
         "paradigms": {"single_doc_answer": 1, "multi_doc_answer": 1, "useless_doc": 1},
-        "backend": {"type": "openai", "base_url": "http://127.0.0.1:9/v1?api-key=QUERYSECRET", "api_key_env": "MY_KEY", "model": "fake"},
+        "backend": {
+            "type": "openai",
+            "base_url": "http://127.0.0.1:9/v1?api-key=QUERYSECRET",
+            "api_key_env": "MY_KEY",
+            "model": "fake",
+        },
         "sampling": {"temperature": 0.7, "max_tokens": 512},
         "hf_token": "hf_CONFIGSECRET",
         "pricing": {"prompt_per_million": 1000.0, "completion_per_million": 2000.0},
     }
-    run = {"plan_hash": "abc", "config": config, "count": 10, "paradigms": {"single_doc_answer": 4, "multi_doc_answer": 3, "useless_doc": 3}}
+    run = {
+        "plan_hash": "abc",
+        "config": config,
+        "count": 10,
+        "paradigms": {"single_doc_answer": 4, "multi_doc_answer": 3, "useless_doc": 3},
+    }
     (out / "run.json").write_text(json.dumps(run))
     records = [
-        _record("0-000000", "single_doc_answer", "Who designed the Eiffel Tower?", "Gustave Eiffel's company.", 1, text=INJECTED),
-        _record("0-000001", "single_doc_answer", "When was the Great Wall begun?", "In the 7th century BC.", 1, attempts=3),
+        _record(
+            "0-000000",
+            "single_doc_answer",
+            "Who designed the Eiffel Tower?",
+            "Gustave Eiffel's company.",
+            1,
+            text=INJECTED,
+        ),
+        _record(
+            "0-000001", "single_doc_answer", "When was the Great Wall begun?", "In the 7th century BC.", 1, attempts=3
+        ),
         _record("0-000002", "single_doc_answer", "What does DNA stand for?", "Deoxyribonucleic acid.", 1),
-        _record("0-000003", "multi_doc_answer", "Which river and mountain are the largest?", "The Amazon and Everest.", 3),
-        _record("0-000004", "multi_doc_answer", "How are Einstein and photosynthesis linked?", "Through the photoelectric effect.", 2),
+        _record(
+            "0-000003", "multi_doc_answer", "Which river and mountain are the largest?", "The Amazon and Everest.", 3
+        ),
+        _record(
+            "0-000004",
+            "multi_doc_answer",
+            "How are Einstein and photosynthesis linked?",
+            "Through the photoelectric effect.",
+            2,
+        ),
         _record("0-000005", "useless_doc", "Why is the sky blue?", "Rayleigh scattering.", 1),
     ]
     (out / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -233,7 +280,9 @@ def test_text_search_from_the_url_hash(chromium: str, tmp_path: Path) -> None:
     assert [e["attrs"]["data-id"] for e in dom.find(tag="article")] == ["0-000000"]
 
 
-def test_an_example_shows_sources_and_distractors_apart_with_rank_rule_and_exemplar(chromium: str, tmp_path: Path) -> None:
+def test_an_example_shows_sources_and_distractors_apart_with_rank_rule_and_exemplar(
+    chromium: str, tmp_path: Path
+) -> None:
     page = write_report(write_generate_run(tmp_path / "run"))
     dom = dump(chromium, page, tmp_path, "q=amazon")
     items = dom.find(tag="li")
@@ -264,7 +313,9 @@ def test_overview_screenshot(chromium: str, tmp_path: Path) -> None:
 
     page = write_report(write_generate_run(tmp_path / "run"))
     shot = tmp_path / "overview.png"
-    _, log = browse(chromium, page, tmp_path, extra=(f"--screenshot={shot}", "--window-size=1280,1000", "--hide-scrollbars"))
+    _, log = browse(
+        chromium, page, tmp_path, extra=(f"--screenshot={shot}", "--window-size=1280,1000", "--hide-scrollbars")
+    )
     assert not [line for line in log.splitlines() if ":CONSOLE" in line]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", shot.read_bytes()[16:24]) == (1280, 1000)
@@ -333,13 +384,15 @@ def test_a_record_of_the_wrong_shape_is_skipped_and_counted(chromium: str, tmp_p
     assert main(["report", str(out), "--to", str(tmp_path / "page.html")]) == 0
     dom = dump(chromium, tmp_path / "page.html", tmp_path)
     assert dom.one(id="summary")["attrs"]["data-count"] == "6"
-    assert "1 records of an unexpected shape were skipped" in dom.one(cls="note", tag="p")["text"]
+    assert "1 records of an unexpected shape were skipped" in dom.one(id="paradigm-note")["text"]
 
 
 # ---------------------------------------------------------------- real runs and RA-DIT runs
 
 
-def test_report_of_a_real_generate_run_counts_what_the_files_hold(chromium: str, wiki_index: Path, tmp_path: Path) -> None:
+def test_report_of_a_real_generate_run_counts_what_the_files_hold(
+    chromium: str, wiki_index: Path, tmp_path: Path
+) -> None:
     from ragloom.generator.config import load_config
     from ragloom.generator.run import plan_jobs
 
@@ -366,12 +419,33 @@ def test_report_of_a_real_generate_run_counts_what_the_files_hold(chromium: str,
     assert dom.one(id="page")["text"] == f"page 1 of {-(-len(records) // 20)}"
 
 
-def test_report_of_a_real_radit_lm_ft_run_groups_prompts_per_pair(chromium: str, wiki_corpus: Path, wiki_index: Path, tmp_path: Path) -> None:
+def test_report_of_a_real_radit_lm_ft_run_groups_prompts_per_pair(
+    chromium: str, wiki_corpus: Path, wiki_index: Path, tmp_path: Path
+) -> None:
     rows = [json.loads(line) for line in wiki_corpus.read_text().splitlines()][:5]
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"instruction": f"What is {r['title']}?", "output": r["text"][:40]}) + "\n" for r in rows))
+    pairs.write_text(
+        "".join(json.dumps({"instruction": f"What is {r['title']}?", "output": r["text"][:40]}) + "\n" for r in rows)
+    )
     out = tmp_path / "lmft"
-    assert main(["radit", "lm-ft", "--pairs", str(pairs), "--index", str(wiki_index), "--k", "3", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "radit",
+                "lm-ft",
+                "--pairs",
+                str(pairs),
+                "--index",
+                str(wiki_index),
+                "--k",
+                "3",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     recs = jsonl(out / "examples.jsonl")
     assert main(["report", str(out)]) == 0
     dom = dump(chromium, out / "report.html", tmp_path)
@@ -387,13 +461,34 @@ def write_lsr_run(out: Path) -> Path:
     (out / "run.json").write_text(json.dumps({"kind": "radit-lsr", "plan_hash": "x", "config": cfg}))
 
     def ctx(pid: str, rank: int, rs: float, lp: float, lsr: float) -> dict:
-        return {"id": pid, "title": pid.upper(), "text": f"text {pid}", "rank": rank, "retriever_score": rs, "lm_logprob": lp, "lm_tokens": 4, "lsr_score": lsr}
+        return {
+            "id": pid,
+            "title": pid.upper(),
+            "text": f"text {pid}",
+            "rank": rank,
+            "retriever_score": rs,
+            "lm_logprob": lp,
+            "lm_tokens": 4,
+            "lsr_score": lsr,
+        }
 
     recs = [
-        {"job_id": "q1", "id": "q1", "query": "Who built the tower?", "answers": ["Eiffel"], "source": "pairs",
-         "ctxs": [ctx("a", 0, 0.9, -12.0, 0.1), ctx("b", 1, 0.8, -2.0, 0.7), ctx("c", 2, 0.5, -7.0, 0.2)]},
-        {"job_id": "q2", "id": "q2", "query": "Where is Everest?", "answers": ["Nepal"], "source": "pairs",
-         "ctxs": [ctx("d", 0, 0.7, -1.0, 0.6), ctx("a", 1, 0.6, -3.0, 0.3), ctx("e", 2, 0.2, -5.0, 0.1)]},
+        {
+            "job_id": "q1",
+            "id": "q1",
+            "query": "Who built the tower?",
+            "answers": ["Eiffel"],
+            "source": "pairs",
+            "ctxs": [ctx("a", 0, 0.9, -12.0, 0.1), ctx("b", 1, 0.8, -2.0, 0.7), ctx("c", 2, 0.5, -7.0, 0.2)],
+        },
+        {
+            "job_id": "q2",
+            "id": "q2",
+            "query": "Where is Everest?",
+            "answers": ["Nepal"],
+            "source": "pairs",
+            "ctxs": [ctx("d", 0, 0.7, -1.0, 0.6), ctx("a", 1, 0.6, -3.0, 0.3), ctx("e", 2, 0.2, -5.0, 0.1)],
+        },
     ]
     (out / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     return out
@@ -418,7 +513,13 @@ def test_failed_jobs_are_placed_in_the_paradigm_the_plan_gave_them(tmp_path: Pat
     from ragloom.generator.report_data import plan_paradigms
     from ragloom.generator.run import plan_jobs
 
-    weights = {"useless_doc": 3, "single_doc_support": 1, "multi_doc_support": 2, "single_doc_answer": 1, "multi_doc_answer": 0}
+    weights = {
+        "useless_doc": 3,
+        "single_doc_support": 1,
+        "multi_doc_support": 2,
+        "single_doc_answer": 1,
+        "multi_doc_answer": 0,
+    }
     path = run_config(tmp_path, tmp_path / "idx", "http://127.0.0.1:9/v1", 57, seed=11, paradigms=weights)
     cfg = load_config(str(path), [])
     jobs, _ = plan_jobs(cfg)
