@@ -47,12 +47,12 @@
     rows.forEach(function (r) { t.appendChild(r.nodeType ? r : el("tr", {}, r.map(function (c) { return el("td", { text: fmt(c) }); }))); });
     return t;
   }
-  function counts(title, obj, note) {
+  function counts(title, obj, note, key) {
     var keys = Object.keys(obj || {});
     var box = el("div", {}, el("h3", { text: title }));
     if (obj == null) return add(box, el("p", { class: "note", text: note || "not recorded in run.json" }));
     if (!keys.length) return add(box, el("p", { class: "note", text: "none" }));
-    return add(box, table(["reason", "count"], keys.map(function (k) { return [k, obj[k]]; }), { "data-table": title }));
+    return add(box, table([key || "reason", "count"], keys.map(function (k) { return [k, obj[k]]; }), { "data-table": title }));
   }
   function color(i) { return PALETTE[i % PALETTE.length]; }
   function legend(names) {
@@ -143,8 +143,8 @@
         el("div", {}, counts("Failed after all attempts", D.failure_reasons)),
         el("div", {}, counts("Rejected (asked again)", st.rejected, "not recorded in run.json (older run): failed.jsonl keeps only each failed job's last reason")),
         el("div", {}, counts("Transport retries", st.retried)),
-        el("div", {}, counts("Distractor rules", st.distractor_rules || D.distractor_rules)),
-        D.exemplars_dropped ? el("div", {}, counts("Exemplars dropped", D.exemplars_dropped)) : null]));
+        el("div", {}, counts("Distractor rules", st.distractor_rules || D.distractor_rules, null, "rule")),
+        D.exemplars_dropped ? el("div", {}, counts("Exemplars dropped", D.exemplars_dropped, null, "why")) : null]));
       if (!u.recorded) add(box, el("p", { class: "note", text: "Token totals of the whole run are not recorded in run.json; shown: the accepted records' last attempts." }));
     },
     figures: function (box) {
@@ -237,7 +237,7 @@
   var LMFT = {
     overview: function (box) {
       add(box, el("div", { class: "cards" }, [stat("source pairs", D.pairs, "stat-pairs"), stat("prompt/completion examples", D.examples, "stat-examples"), stat("failed", D.failed, "stat-failed")]));
-      add(box, el("div", { class: "grid" }, [el("div", {}, counts("Examples per kind", D.per_kind)), el("div", {}, counts("Pairs per source dataset", D.sources)),
+      add(box, el("div", { class: "grid" }, [el("div", {}, counts("Examples per kind", D.per_kind, null, "kind")), el("div", {}, counts("Pairs per source dataset", D.sources, null, "source")),
         el("div", {}, counts("Failures", D.failure_reasons))]));
     },
     figures: function (box) {
@@ -268,7 +268,7 @@
     overview: function (box) {
       add(box, el("div", { class: "cards" }, [stat("queries", D.queries, "stat-queries"), stat("chunks scored", D.chunks, "stat-chunks"), stat("failed", D.failed, "stat-failed"),
         stat("LM prefers the retriever's top chunk", D.lm_prefers_retriever_top1 == null ? null : Math.round(D.lm_prefers_retriever_top1 * 1000) / 10 + "%", "stat-agree")]));
-      add(box, el("div", { class: "grid" }, [el("div", {}, counts("Queries per source", D.sources)), el("div", {}, counts("Failures", D.failure_reasons))]));
+      add(box, el("div", { class: "grid" }, [el("div", {}, counts("Queries per source", D.sources, null, "source")), el("div", {}, counts("Failures", D.failure_reasons))]));
     },
     figures: function (box) {
       var f = D.figures, grid = el("div", { class: "grid" }), pr = Object.keys(f.preferred_rank);

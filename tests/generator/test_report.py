@@ -524,3 +524,29 @@ def test_failed_jobs_are_placed_in_the_paradigm_the_plan_gave_them(tmp_path: Pat
     cfg = load_config(str(path), [])
     jobs, _ = plan_jobs(cfg)
     assert plan_paradigms(cfg.model_dump(mode="json"), 57) == {j.id: j.paradigm for j in jobs}
+
+
+def test_quality_verdicts_are_drawn_and_records_with_issues_can_be_filtered(chromium: str, tmp_path: Path) -> None:
+    out = write_generate_run(tmp_path / "run")
+    recs = jsonl(out / "examples.jsonl")
+    verdicts = [
+        ("states", True, 0.8),
+        ("supports", False, 0.4),
+        ("states", True, 0.6),
+        ("states", True, 0.9),
+        ("no_help", False, 0.2),
+        ("no_help", True, 0.1),
+    ]
+    for r, (found, ok, score) in zip(recs, verdicts):
+        r["quality"] = {"found": found, "ok": ok, "scores": {"support": score}}
+    recs[5]["curation"] = {"issues": ["duplicate_instruction"]}
+    (out / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    page = write_report(out)
+    dom = dump(chromium, page, tmp_path, "issue=paradigm_mismatch")
+    assert [e["attrs"]["data-id"] for e in dom.find(tag="article")] == ["0-000001", "0-000004"]
+    assert {"fig-quality", "fig-quality-scores"} <= {e["attrs"].get("id") for e in dom.find(tag="figure")}
+    cells = [e["text"] for e in dom.find(tag="td")]
+    i = cells.index("states 2, supports 1")  # single_doc_answer: 3 checked, 2 passed
+    assert cells[i - 3 : i] == ["single_doc_answer", "3", "2"]
+    dom = dump(chromium, page, tmp_path, "issue=duplicate_instruction")
+    assert [e["attrs"]["data-id"] for e in dom.find(tag="article")] == ["0-000005"]
