@@ -55,10 +55,14 @@
     return add(box, table([key || "reason", "count"], keys.map(function (k) { return [k, obj[k]]; }), { "data-table": title }));
   }
   function color(i) { return PALETTE[i % PALETTE.length]; }
-  function legend(names) {
+  function legend(series) {
     var p = el("div", { class: "legend" });
-    names.forEach(function (n, i) { var sw = el("i"); sw.style.background = color(i); add(p, [sw, n]); });
+    series.forEach(function (s, i) { var sw = el("i"); sw.style.background = s.color || color(i); add(p, [sw, s.name]); });
     return p;
+  }
+  function pcolor(p) {  /* one colour per paradigm, in the overview table's order */
+    var names = (D.per_paradigm || []).map(function (r) { return r.paradigm; });
+    return color(Math.max(0, names.indexOf(p)));
   }
 
   /* ------------------------------------------------------------- figures (inline SVG) */
@@ -88,7 +92,7 @@
       if (i % every === 0) svg.appendChild(sv("text", { x: x + bw / 2, y: H - B + 13, "text-anchor": "middle" }, c));
     });
     if (o.xlabel) svg.appendChild(sv("text", { x: L + (W - L) / 2, y: H - 4, "text-anchor": "middle" }, o.xlabel));
-    return figure(o.title, [svg, o.series.length > 1 ? legend(o.series.map(function (s) { return s.name; })) : null, o.note ? el("div", { class: "note", text: o.note }) : null], o.id);
+    return figure(o.title, [svg, o.series.length > 1 ? legend(o.series) : null, o.note ? el("div", { class: "note", text: o.note }) : null], o.id);
   }
   function boxChart(o) {
     var rows = o.rows.filter(function (r) { return r.q; });
@@ -97,7 +101,7 @@
     var sx = function (v) { return L + (W - L - R) * v / max; };
     var svg = sv("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img" });
     rows.forEach(function (r, i) {
-      var y = 6 + i * rowH, q = r.q, c = color(i);
+      var y = 6 + i * rowH, q = r.q, c = r.color || color(i);
       svg.appendChild(sv("text", { x: L - 6, y: y + 12, "text-anchor": "end" }, r.label));
       svg.appendChild(sv("line", { x1: sx(q[0]), x2: sx(q[4]), y1: y + 8, y2: y + 8, stroke: c }));
       var b = sv("rect", { x: sx(q[1]), y: y + 1, width: Math.max(sx(q[3]) - sx(q[1]), 1), height: 14, fill: c, "fill-opacity": 0.25, stroke: c });
@@ -144,29 +148,29 @@
         el("div", {}, counts("Rejected (asked again)", st.rejected, "not recorded in run.json (older run): failed.jsonl keeps only each failed job's last reason")),
         el("div", {}, counts("Transport retries", st.retried)),
         el("div", {}, counts("Distractor rules", st.distractor_rules || D.distractor_rules, null, "rule")),
-        D.exemplars_dropped ? el("div", {}, counts("Exemplars dropped", D.exemplars_dropped, null, "why")) : null]));
+        D.exemplars_dropped && Object.keys(D.exemplars_dropped).length ? el("div", {}, counts("Exemplars dropped", D.exemplars_dropped, null, "why")) : null]));
       if (!u.recorded) add(box, el("p", { class: "note", text: "Token totals of the whole run are not recorded in run.json; shown: the accepted records' last attempts." }));
     },
     figures: function (box) {
-      var f = D.figures, names = Object.keys(f.lengths);
+      var f = D.figures, names = D.per_paradigm.map(function (r) { return r.paradigm; }).filter(function (p) { return f.lengths[p]; });
       var grid = el("div", { class: "grid" });
-      grid.appendChild(boxChart({ id: "fig-question-length", title: "Question length (words) per paradigm", rows: names.map(function (p) { return { label: p, q: f.lengths[p].question }; }) }));
-      grid.appendChild(boxChart({ id: "fig-answer-length", title: "Answer length (words) per paradigm", rows: names.map(function (p) { return { label: p, q: f.lengths[p].answer }; }) }));
+      grid.appendChild(boxChart({ id: "fig-question-length", title: "Question length (words) per paradigm", rows: names.map(function (p) { return { label: p, q: f.lengths[p].question, color: pcolor(p) }; }) }));
+      grid.appendChild(boxChart({ id: "fig-answer-length", title: "Answer length (words) per paradigm", rows: names.map(function (p) { return { label: p, q: f.lengths[p].answer, color: pcolor(p) }; }) }));
       var r = f.ranks;
       if (r.edges) {
         grid.appendChild(barChart({ id: "fig-distractor-ranks", title: "Distractor retrieval rank, by rule", stacked: true, xlabel: "rank (bin width " + r.width + ")",
           cats: r.edges.map(String), series: Object.keys(r.by_rule).map(function (k) { return { name: k, values: r.by_rule[k] }; }),
           note: r.unranked ? r.unranked + " distractors have no rank (drawn at random)" : null }));
       }
-      var slotNames = Object.keys(f.slots);
+      var slotNames = names.filter(function (p) { return f.slots[p]; });
       if (slotNames.length) {
         var n = f.slots[slotNames[0]].length, cats = [];
         for (var i = 1; i <= n; i++) cats.push(String(i));
         grid.appendChild(barChart({ id: "fig-source-slots", title: "Source documents by slot in the final order", stacked: true, xlabel: "document slot",
-          cats: cats, series: slotNames.map(function (p) { return { name: p, values: f.slots[p] }; }) }));
+          cats: cats, series: slotNames.map(function (p) { return { name: p, values: f.slots[p], color: pcolor(p) }; }) }));
       }
       if (f.quality) {
-        var qp = Object.keys(f.quality);
+        var qp = names.filter(function (p) { return f.quality[p]; });
         grid.appendChild(barChart({ id: "fig-quality", title: "Quality check: share passed per paradigm", cats: qp, max: 1,
           series: [{ name: "passed", values: qp.map(function (p) { return f.quality[p].passed / f.quality[p].n; }) }] }));
         var keys = [];
