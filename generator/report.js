@@ -97,8 +97,11 @@
   function boxChart(o) {
     var rows = o.rows.filter(function (r) { return r.q; });
     var W = o.width || 460, L = 150, R = 12, rowH = 24, H = rows.length * rowH + 28;
-    var max = Math.max.apply(null, rows.map(function (r) { return r.q[4]; }).concat([1]));
-    var sx = function (v) { return L + (W - L - R) * v / max; };
+    var max = Math.max.apply(null, rows.map(function (r) { return r.q[4]; }).concat([0]));
+    var min = Math.min.apply(null, rows.map(function (r) { return r.q[0]; }).concat([0]));
+    if (max <= min) max = min + 1;
+    var sx = function (v) { return L + (W - L - R) * (v - min) / (max - min); };
+    var tick = function (v) { return Math.abs(max - min) >= 10 ? Math.round(v) : Math.round(v * 100) / 100; };
     var svg = sv("svg", { width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img" });
     rows.forEach(function (r, i) {
       var y = 6 + i * rowH, q = r.q, c = r.color || color(i);
@@ -110,7 +113,8 @@
       svg.appendChild(sv("line", { x1: sx(q[2]), x2: sx(q[2]), y1: y + 1, y2: y + 15, stroke: c, "stroke-width": 2 }));
     });
     [0, 0.5, 1].forEach(function (f) {
-      svg.appendChild(sv("text", { x: sx(max * f), y: H - 6, "text-anchor": "middle" }, fmt(Math.round(max * f))));
+      var v = min + (max - min) * f;
+      svg.appendChild(sv("text", { x: sx(v), y: H - 6, "text-anchor": "middle" }, fmt(tick(v))));
     });
     return figure(o.title, [svg, el("div", { class: "note", text: o.note || "box: quartiles, bar: median, whiskers: min to max" })], o.id);
   }
@@ -203,7 +207,7 @@
         });
         return { items: fj, noun: "failed jobs", draw: drawFailure };
       }
-      var lc = searchText(function (r) { return r[2] + "\n" + r[3]; });
+      var lc = s.q && searchText(function (r) { return r[2] + "\n" + r[3]; });
       var items = D.records.filter(function (r, i) {
         return (!s.paradigm || r[1] === s.paradigm) && (!s.issue || (s.issue === "(any issue)" ? r[9].length > 0 : r[9].indexOf(s.issue) >= 0)) && (!s.q || lc[i].indexOf(s.q) >= 0);
       });
@@ -253,7 +257,7 @@
     },
     controls: function (c, s) { add(c, select("source", "all sources", Object.keys(D.sources), s)); },
     list: function (s) {
-      var lc = searchText(function (p) { return p[0] + "\n" + p[2] + "\n" + p[3].map(function (x) { return x[1]; }).join("\n"); });
+      var lc = s.q && searchText(function (p) { return p[0] + "\n" + p[2] + "\n" + p[3].map(function (x) { return x[1]; }).join("\n"); });
       return { noun: "source pairs", draw: drawPair, items: D.records.filter(function (p, i) { return (!s.source || String(p[1]) === s.source) && (!s.q || lc[i].indexOf(s.q) >= 0); }) };
     }
   };
@@ -282,7 +286,7 @@
     },
     controls: function (c, s) { add(c, select("source", "all sources", Object.keys(D.sources), s)); },
     list: function (s) {
-      var lc = searchText(function (q) { return q[1] + "\n" + q[2].join("\n"); });
+      var lc = s.q && searchText(function (q) { return q[1] + "\n" + q[2].join("\n"); });
       return { noun: "queries", draw: drawQuery, items: D.records.filter(function (q, i) { return (!s.source || String(q[3]) === s.source) && (!s.q || lc[i].indexOf(s.q) >= 0); }) };
     }
   };
