@@ -1,4 +1,4 @@
-"""`ragloom init | generate | export`."""
+"""`ragloom init | generate | export | report | push | radit`."""
 
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--to", required=True, help="PATH.jsonl, PATH.parquet, or a directory for `datasets`")
     e.set_defaults(func=_export)
 
+    rp = sub.add_parser("report", help="write one self-contained HTML page to look at a run (opens offline)")
+    rp.add_argument("out", help="the run's output directory (generate, radit lm-ft or radit lsr)")
+    rp.add_argument("--to", help="where to write the page (default: OUT/report.html)")
+    rp.set_defaults(func=_report)
+
     p = sub.add_parser("push", help="upload a run's export and dataset card to the Hugging Face Hub")
     p.add_argument("out", help="the run's output directory")
     p.add_argument("--repo", required=True, help="USER/NAME of the dataset repo (created if missing)")
@@ -95,6 +100,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--api-key-env", help="environment variable holding the API key")
     ls.add_argument("--concurrency", type=int, default=8)
     ls.set_defaults(func=_radit_lsr)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(Path(args.out), Path(args.to) if args.to else None)
+    print(f"wrote {path}")
+    return 0
 
 
 def _push(args: argparse.Namespace) -> int:
