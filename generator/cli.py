@@ -48,6 +48,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--overwrite", action="store_true", help="discard a different run in the output directory")
     g.add_argument("--retry-failed", action="store_true", help="ask again for jobs that failed validation")
     g.add_argument("--quiet", action="store_true")
+    g.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("export", help="write a view of a run's records with a dataset card")
@@ -154,6 +155,7 @@ def _generate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         overwrite=args.overwrite,
         retry_failed=args.retry_failed,
+        report=not args.no_report,
         summary_console=_summary_console(),
     )
     return exit_code(result.interrupted, result.stats.outcome())

@@ -157,6 +157,7 @@ async def aexecute(
     progress: bool = True,
     overwrite: bool = False,
     retry_failed: bool = False,
+    report: bool = True,
     console: Console | None = None,
     summary_console: Console | None = None,
 ) -> RunResult:
@@ -195,6 +196,12 @@ async def aexecute(
         pipeline = Pipeline(cfg, index, backend, templates, checkpoint, stats, on_progress=display.update)
         interrupted = await arun_with_display(display, checkpoint, Path(cfg.output), pipeline.run(todo))
         rundir.write_info(stats=stats.as_dict())
+        if report and not interrupted:
+            from .report import write_report
+
+            page = write_report(Path(cfg.output))
+            if summary_console is not None:
+                summary_console.print(f"report: {page}", soft_wrap=True, highlight=False)
         return RunResult(Path(cfg.output), stats, interrupted)
     finally:
         with contextlib.suppress(Exception):
@@ -207,10 +214,12 @@ async def agenerate(
     progress: bool = True,
     overwrite: bool = False,
     retry_failed: bool = False,
+    report: bool = True,
 ) -> datasets.Dataset:
     """Generate (or resume) the run `config` describes, inside the running event loop; return its
-    records as a `datasets.Dataset`. `config`: a `RunConfig`, a dict, or a YAML path."""
-    result = await aexecute(config, progress=progress, overwrite=overwrite, retry_failed=retry_failed)
+    records as a `datasets.Dataset`. `config`: a `RunConfig`, a dict, or a YAML path. `report`: also
+    write `OUTPUT/report.html`."""
+    result = await aexecute(config, progress=progress, overwrite=overwrite, retry_failed=retry_failed, report=report)
     if result.interrupted:  # finished records are on disk; calling again resumes
         raise asyncio.CancelledError(f"interrupted; finished records are in {result.out / EXAMPLES}")
     return result.dataset()
@@ -239,9 +248,11 @@ def generate(
     progress: bool = True,
     overwrite: bool = False,
     retry_failed: bool = False,
+    report: bool = True,
 ) -> datasets.Dataset:
     """`agenerate` for plain code and notebooks: blocks until the run is done."""
-    return run_sync(agenerate(config, progress=progress, overwrite=overwrite, retry_failed=retry_failed))
+    kw = {"progress": progress, "overwrite": overwrite, "retry_failed": retry_failed, "report": report}
+    return run_sync(agenerate(config, **kw))
 
 
 def execute(config: RunConfig | dict[str, Any] | str | Path, **kw: Any) -> RunResult:

@@ -146,6 +146,7 @@ def test_secrets_never_leave_the_environment(hub, wiki_index: Path, tmp_path: Pa
         assert main(["generate", "--config", str(tmp_path / "run401.yaml")]) == 2
     # the exception a library user would see
     from ragloom.generator.config import load_config
+
     import ragloom
     from ragloom.errors import BackendError
 

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 from fake_openai import FakeServer, Faults
 from runs import jsonl, run_config
@@ -119,7 +118,15 @@ def test_retry_failed_leaves_one_line_per_job(wiki_index: Path, tmp_path: Path) 
         assert main(["generate", "--config", str(cfg), "--quiet", "--retry-failed"]) == 0
     assert sorted(_ids(out)[1]) == _plan_ids(12)
     with FakeServer() as srv:
-        args = ["generate", "--config", str(cfg), "--quiet", "--retry-failed", "--set", f"backend.base_url={srv.base_url}"]
+        args = [
+            "generate",
+            "--config",
+            str(cfg),
+            "--quiet",
+            "--retry-failed",
+            "--set",
+            f"backend.base_url={srv.base_url}",
+        ]
         assert main(args) == 0
     done, failed = _ids(out)
     assert sorted(done) == _plan_ids(12) and failed == []
@@ -254,13 +261,18 @@ def test_the_library_works_inside_a_running_event_loop(wiki_index: Path, tmp_pat
         ds, more = asyncio.run(notebook_cell())
     done, failed = _ids(tmp_path / "out")
     assert len(done) + len(failed) == 9  # the second call resumed nothing: --overwrite, a new plan
-    assert isinstance(ds, datasets.Dataset) and 4 <= len(ds) <= 6 and set(ds["paradigm"]) <= {
-        "useless_doc",
-        "single_doc_support",
-        "multi_doc_support",
-        "single_doc_answer",
-        "multi_doc_answer",
-    }
+    assert (
+        isinstance(ds, datasets.Dataset)
+        and 4 <= len(ds) <= 6
+        and set(ds["paradigm"])
+        <= {
+            "useless_doc",
+            "single_doc_support",
+            "multi_doc_support",
+            "single_doc_answer",
+            "multi_doc_answer",
+        }
+    )
     assert isinstance(more, datasets.Dataset) and len(more) == len(done)
     assert len(ds[0]["documents"]) == 10
 
@@ -343,3 +355,34 @@ def test_pushed_card_holds_no_server_paths_or_extras(wiki_index: Path, tmp_path:
     meta = yaml.safe_load(card.split("---\n")[1])
     assert meta["license"] == "cc-by-sa-3.0" and meta["language"] == ["en"] and meta["pretty_name"] == "Wiki RAG"
     shutil.rmtree(tmp_path / "exp")
+
+
+def test_generate_writes_the_report_unless_told_not_to(wiki_index: Path, tmp_path: Path) -> None:
+    with FakeServer() as srv:
+        cfg = run_config(tmp_path, wiki_index, srv.base_url, 4)
+        assert main(["generate", "--config", str(cfg), "--quiet", "--no-report"]) == 0
+        assert not (tmp_path / "out" / "report.html").exists()
+        assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
+    page = (tmp_path / "out" / "report.html").read_text()
+    first = jsonl(tmp_path / "out" / "examples.jsonl")[0]
+    assert page.startswith("<!DOCTYPE html>") and f'"{first["id"]}"' in page
+
+
+def test_the_notebook_example_gets_datasets_back(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(root / "examples" / "notebook.py"),
+            "--workdir",
+            str(tmp_path / "nb"),
+            "--passages",
+            "250",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "generate -> Dataset with" in done.stdout and "agenerate -> Dataset with" in done.stdout
+    assert "Traceback" not in done.stderr
