@@ -22,15 +22,14 @@ _PROPER = re.compile(
 _OPTION = re.compile(r"(?:^|\s|\()([A-D])[).:]\s*(.+?)(?=\s+\(?[A-D][).:]\s|$)", re.DOTALL)
 _LEADING_LETTER = re.compile(r"^\W*(?:answer\W*)?(?:option\W*)?\(?([A-D])\b", re.IGNORECASE)
 
-STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been before being
+_STOPWORD_TEXT = """a about above after again against all also am an and any are as at be because been before being
     below between both but by can could did do does doing down during each few for from further had has
     have having he her here hers him his how i if in into is it its itself just me more most my no nor
     not now of off on once only or other our out over own same she should so some such than that the
     their them then there these they this those through to too under until up very was we were what
     when where which while who whom why will with would you your yours one many much known called
-    including however although though well became become used use first second new""".split()
-)
+    including however although though well became become used use first second new"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def split_sentences(text: str, limit: int = 40) -> list[str]:
