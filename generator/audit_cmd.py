@@ -80,24 +80,28 @@ def parse_fail_on(value: str | None) -> set[str]:
 
 
 def print_table(summary: AuditSummary, file: IO[str]) -> None:
+    """Two tables: records per paradigm (clean and with each issue), then every issue's count."""
     from rich.console import Console
     from rich.table import Table
 
-    codes = sorted(summary.issues)
+    console = Console(file=file, width=None if file.isatty() else 120)
     t = Table(title=f"ragloom audit: {summary.records} records")
-    for col in ("paradigm", "records", "clean", *codes):
-        t.add_column(col, justify="left" if col == "paradigm" else "right")
+    for col in ("paradigm", "records", "clean", "issues"):
+        t.add_column(col, justify="left" if col in ("paradigm", "issues") else "right")
     for name, row in sorted(summary.by_paradigm.items()):
-        t.add_row(name, str(row["records"]), str(row["clean"]), *(str(row[c]) for c in codes))
-    console = Console(file=file)
+        issues = ", ".join(f"{c} {n}" for c, n in sorted(row.items()) if c not in ("records", "clean"))
+        t.add_row(name, str(row["records"]), str(row["clean"]), issues or "-")
     console.print(t)
+    if summary.issues:
+        it = Table("issue", "records")
+        for code, n in summary.issues.most_common():
+            it.add_row(code, str(n))
+        console.print(it)
     if summary.leaks:
         console.print("distractor leaks by check: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.leaks.items())))
     if summary.skipped:
-        console.print(
-            "skipped (record lacks what the check needs): "
-            + ", ".join(f"{k} x{v}" for k, v in sorted(summary.skipped.items()))
-        )
+        skipped = ", ".join(f"{k} x{v}" for k, v in sorted(summary.skipped.items()))
+        console.print(f"skipped (the records lack what the check needs): {skipped}")
 
 
 def run_audit(
