@@ -22,7 +22,7 @@ from ragloom.retrieval import Passage
 from ragloom.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fake_openai import FakeServer, Faults  # noqa: E402
+from fake_openai import FakeServer, Faults
 
 BASE = {"index": "idx", "count": 1, "backend": {"type": "openai", "model": "m"}}
 EX = Exemplar("e", "Who painted The Starry Night?", "builtin")
