@@ -3,7 +3,7 @@
 Chat completions answer with a (question, answer) pair; completions with `echo` + `logprobs`
 score text. Knobs: latency and jitter; a cap on requests served at once (the rest queue);
 rates of 429 (with Retry-After), 500, hangs, invalid JSON content, dropped connections and
-200 with an empty body; a fixed status for every request (401, 404); and the first N
+200 with an empty body, replies cut off at max_tokens (finish_reason "length"); a fixed status for every request (401, 404); and the first N
 requests can be forced to fail in a given way. Every request is counted by outcome.
 
 Built on aiohttp so that one process serves thousands of requests per second. Run it alone
@@ -45,9 +45,10 @@ class Faults:
     rate_bad_json: float = 0.0
     rate_drop: float = 0.0
     rate_empty: float = 0.0
+    rate_length: float = 0.0  # a reply cut off mid-JSON with finish_reason "length"
     max_in_flight: int = 0  # 0: unlimited; else requests beyond it wait their turn (server-side queue)
     fixed_status: int | None = None
-    first: list[str] = field(default_factory=list)  # e.g. ["429", "500", "hang", "bad_json", "drop", "empty"]
+    first: list[str] = field(default_factory=list)  # e.g. ["429", "500", "hang", "bad_json", "drop", "empty", "length"]
     reject_json_schema: bool = False
     reject_json_object: bool = False  # with reject_json_schema: a server with no response_format support
     rate_too_long: float = 0.0  # this share of prompts (chosen by the prompt's hash) gets a context-length 400
@@ -159,6 +160,7 @@ class FakeServer:
             ("bad_json", f.rate_bad_json),
             ("drop", f.rate_drop),
             ("empty", f.rate_empty),
+            ("length", f.rate_length),
         ):
             if r < rate:
                 return name
@@ -249,6 +251,10 @@ class FakeServer:
         if f.rate_empty_content and self._draw() < f.rate_empty_content:
             self.counts["empty_content"] += 1
             content = ""
+        if outcome == "length":
+            reply = chat_completion(body, content[: len(content) // 2])
+            reply["choices"][0]["finish_reason"] = "length"
+            return web.json_response(reply)
         return web.json_response(chat_completion(body, content))
 
 
