@@ -54,12 +54,20 @@ class Faults:
     rate_too_long: float = 0.0  # this share of prompts (chosen by the prompt's hash) gets a context-length 400
     rate_empty_content: float = 0.0  # a well-formed 200 whose message content is ""
     context_length: int | None = None  # reported by /v1/models as max_model_len
+    grounded: bool = False  # answers restate document 1's first sentence (the paradigm check can pass)
     seed: int = 0
 
 
-def pair_for(prompt: str) -> dict[str, str]:
+def pair_for(prompt: str, *, grounded: bool = False) -> dict[str, str]:
     titles = re.findall(r"\[Document \d+\] (.*)", prompt) or ["this subject"]
     t = titles[0].strip()
+    if grounded:  # an answer stated by document 1: its first sentence, introduced in other words
+        body = re.search(r"\[Document 1\] [^\n]*\n([^\n]+)", prompt)
+        first = re.split(r"(?<=[.!?])\s", body.group(1).strip())[0] if body else t
+        return {
+            "question": f"What does the passage about {t} say about it first?",
+            "answer": f"The passage about {t} explains that {first[0].lower() + first[1:]}",
+        }
     return {
         "question": f"What makes {t} significant, and how is it usually described by historians?",
         "answer": f"{t} is significant for its lasting influence; accounts describe its origins and impact.",
@@ -247,7 +255,7 @@ class FakeServer:
         if "Reply with only one word: yes or no." in prompt:  # the knowledge-intensity filter
             creative = re.search(r"\b(poem|joke|haiku|story|rewrite)\b", prompt.split("Instruction:")[-1], re.I)
             return web.json_response(chat_completion(body, "No." if creative else "Yes"))
-        content = "this is not json {" if outcome == "bad_json" else json.dumps(pair_for(prompt))
+        content = "this is not json {" if outcome == "bad_json" else json.dumps(pair_for(prompt, grounded=f.grounded))
         if f.rate_empty_content and self._draw() < f.rate_empty_content:
             self.counts["empty_content"] += 1
             content = ""
