@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +27,17 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess
     cmd = [sys.executable, str(ROOT / "examples" / "quickstart.py")]
     cmd += ["--count", str(COUNT), "--passages", "300", "--workdir", str(work)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=840)
-    return done, work
+    # its own session, so a timeout also ends the llama.cpp server and the ragloom steps it started
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=840)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate()
+        pytest.fail(f"the quickstart did not finish in 840 s:\n{(out + err)[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), work
 
 
 @pytest.mark.slow
