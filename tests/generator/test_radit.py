@@ -374,7 +374,7 @@ def invented_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_lsr_with_gemma_prefers_the_chunk_that_states_the_fact(
-    gemma_server: str, invented_index: Path, tmp_path: Path
+    gemma_scoring_server: str, invented_index: Path, tmp_path: Path
 ) -> None:
     # Scoring with echo on llama-cpp-python costs ~0.3 s per prompt token here (it sorts the
     # 262k-entry vocabulary in Python for every token), so the chunks are one sentence each.
@@ -384,7 +384,7 @@ def test_lsr_with_gemma_prefers_the_chunk_that_states_the_fact(
     ]
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
     out = tmp_path / "lsr"
-    args = _lsr_args(tmp_path / "p.jsonl", invented_index, out, gemma_server, "--k", "3", "--tau", "1")
+    args = _lsr_args(tmp_path / "p.jsonl", invented_index, out, gemma_scoring_server, "--k", "3", "--tau", "1")
     args[args.index("fake")] = "gemma"
     assert main(args) == 0
     recs = {r["query"]: r for r in jsonl(out / "examples.jsonl")}
@@ -398,13 +398,15 @@ def test_lsr_with_gemma_prefers_the_chunk_that_states_the_fact(
 
 
 @pytest.mark.slow
-def test_gemma_scoring_sums_exactly_the_target_tokens(gemma_server: str) -> None:
+def test_gemma_scoring_sums_exactly_the_target_tokens(gemma_scoring_server: str) -> None:
     import asyncio
 
     from ragloom.generator.backends import ScoreRequest, make_backend
     from ragloom.generator.config import OpenAIBackendConfig
 
-    backend = make_backend(OpenAIBackendConfig(type="openai", base_url=gemma_server, model="gemma", api_key_env=None))
+    backend = make_backend(
+        OpenAIBackendConfig(type="openai", base_url=gemma_scoring_server, model="gemma", api_key_env=None)
+    )
     prefix, target = "Background: Zorblax Bridge was designed by Mirela Quandt.\n\nWho designed it?\n", "Mirela Quandt"
 
     async def go():  # type: ignore[no-untyped-def]

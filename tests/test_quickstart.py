@@ -1,0 +1,74 @@
+"""The newcomer check: `make quickstart`'s own entry point (examples/quickstart.py) at a small scale,
+with the real corpus, encoder, model and llama.cpp server, so the first ten minutes cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COUNT = 3
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    work = tmp_path_factory.mktemp("quickstart") / "qs"
+    cmd = [sys.executable, str(ROOT / "examples" / "quickstart.py")]
+    cmd += ["--count", str(COUNT), "--passages", "300", "--workdir", str(work)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # its own session, so a timeout also ends the llama.cpp server and the ragloom steps it started
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=840)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate()
+        pytest.fail(f"the quickstart did not finish in 840 s:\n{(out + err)[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), work
+
+
+@pytest.mark.slow
+def test_quickstart_exits_zero_without_errors_or_tracebacks(quickstart_run) -> None:
+    done, _ = quickstart_run
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert not re.search(r"\bERROR\b|Traceback", output), output[-4000:]
+
+
+@pytest.mark.slow
+def test_quickstart_accounts_for_every_job_as_accepted_or_failed(quickstart_run) -> None:
+    done, work = quickstart_run
+    accepted = jsonl(work / "out" / "examples.jsonl")
+    failed = jsonl(work / "out" / "failed.jsonl")
+    job_ids = [r["job_id"] for r in accepted] + [r["job_id"] for r in failed]
+    assert len(job_ids) == COUNT and len(set(job_ids)) == COUNT, (job_ids, done.stdout[-2000:])
+    assert all(r["reason"] for r in failed)
+    # the run's own summary agrees with the files
+    summary = re.search(r"done: (\d+)/(\d+) jobs finished.*?accepted (\d+) \| failed (\d+)", done.stdout + done.stderr)
+    assert summary is not None, done.stdout[-2000:]
+    assert [int(g) for g in summary.groups()] == [COUNT, COUNT, len(accepted), len(failed)]
+
+
+@pytest.mark.slow
+def test_quickstart_exports_every_accepted_record_as_a_two_turn_conversation(quickstart_run) -> None:
+    _, work = quickstart_run
+    accepted = jsonl(work / "out" / "examples.jsonl")
+    rows = jsonl(work / "export" / "messages.jsonl")
+    assert len(rows) == len(accepted)
+    for row in rows:
+        assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
+        assert row["messages"][0]["content"].startswith("### Paragraph:")
+    assert (work / "export" / "README.md").exists()
