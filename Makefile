@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
 	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip wheel -q --no-deps --no-cache-dir -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	$(PY) -m pip install -q $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
-	$(PY) -m pip install -q -e ".[dev,local]"
+	$(PY) -m pip install -q -e ".[dev,local,ray]"
 	# the vllm backend's tests build real vLLM parameter/output objects; only the engine is stood in
 	$(PY) -m pip install -q --no-deps vllm==$(VLLM_VERSION)
 	$(PY) -m pip install -q $(VLLM_PY_DEPS)

@@ -48,6 +48,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--overwrite", action="store_true", help="discard a different run in the output directory")
     g.add_argument("--retry-failed", action="store_true", help="ask again for jobs that failed validation")
     g.add_argument("--quiet", action="store_true")
+    g.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run in shards on a Ray cluster (ragloom[ray])")
+    g.add_argument("--workers", type=int, metavar="N", help="--ray: worker actors (default: execution.workers)")
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("export", help="write a view of a run's records with a dataset card")
@@ -131,6 +133,12 @@ def _generate(args: argparse.Namespace) -> int:
     from .run import run_generate
 
     cfg = load_config(args.config, args.set)
+    if args.ray is not None or args.workers is not None or cfg.execution.engine == "ray":
+        from .ray_exec import run_ray_generate, with_flags
+
+        cfg = with_flags(cfg, args.ray, args.workers)
+        flags = {"dry_run": args.dry_run, "overwrite": args.overwrite, "retry_failed": args.retry_failed}
+        return run_ray_generate(cfg, quiet=args.quiet, **flags)
     return run_generate(
         cfg, dry_run=args.dry_run, overwrite=args.overwrite, quiet=args.quiet, retry_failed=args.retry_failed
     )
