@@ -48,7 +48,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--overwrite", action="store_true", help="discard a different run in the output directory")
     g.add_argument("--retry-failed", action="store_true", help="ask again for jobs that failed validation")
     g.add_argument("--quiet", action="store_true")
-    g.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run in shards on a Ray cluster (ragloom[ray])")
+    g.add_argument(
+        "--ray", nargs="?", const="", metavar="ADDRESS", help="run in shards on a Ray cluster (ragloom[ray])"
+    )
     g.add_argument("--workers", type=int, metavar="N", help="--ray: worker actors (default: execution.workers)")
     g.set_defaults(func=_generate)
 

@@ -246,7 +246,12 @@ class Driver:
         for d in [stats_dict(self.finals), *live.values()]:
             add_stats(total, d)
         s.skipped_done, s.accepted, s.usage = total.skipped_done, total.accepted, total.usage
-        s.failed, s.rejected, s.retried, s.backend_errors = total.failed, total.rejected, total.retried, total.backend_errors
+        s.failed, s.rejected, s.retried, s.backend_errors = (
+            total.failed,
+            total.rejected,
+            total.retried,
+            total.backend_errors,
+        )
 
     def stop(self) -> None:
         for actor in self.actors:
@@ -293,7 +298,9 @@ def run_ray_generate(
     check_same_run(out, phash, overwrite)
     root = out / "shards" / phash
     if (out / EXAMPLES).exists() and not root.exists():
-        raise OutputError(f"{out} holds a single-process run of this plan; finish it without --ray or use another output")
+        raise OutputError(
+            f"{out} holds a single-process run of this plan; finish it without --ray or use another output"
+        )
     shards = cut_shards(jobs)
     ex = cfg.execution
     write_run_info(

@@ -35,7 +35,7 @@ INSTALL_HINT = "pip install 'ragloom[ray]'"
 def import_ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401  (the embedding pool needs Ray Data)
+        import ray.data
     except ImportError as e:
         raise MissingDependencyError(f"--ray needs Ray ({e.name or e}): {INSTALL_HINT}") from None
     return ray
