@@ -26,10 +26,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # this file is named ray.py: its folder must not shadow the `ray` package (nor reach Ray's workers)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-_spec = importlib.util.spec_from_file_location("bench_generation", ROOT / "bench" / "generation.py")
-assert _spec is not None and _spec.loader is not None
-_generation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_generation)
+
+
+def _load(name: str, as_name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(as_name, ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules[as_name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_load("memory", "memory")  # what bench/generation.py imports
+_generation = _load("generation", "bench_generation")
 Server, build_wiki_index = _generation.Server, _generation.build_wiki_index
 
 LATENCY, IN_FLIGHT = 0.2, 64
