@@ -3,8 +3,8 @@
 
 The plan is built once on the driver and cut into fixed shards in exemplar-grouped order
 (`by_exemplar`); a shard's jobs depend only on the plan. Each worker actor loads the encoder,
-the memory-mapped index and the backend once, then runs the ordinary `Pipeline` on one shard
-at a time into `OUT/shards/<plan_hash>/part-NNNNN.partial/` (a normal checkpoint: a retried or
+the memory-mapped index and the backend once, then runs the ordinary `Pipeline` on each shard
+it is given (two at a time) into `OUT/shards/<plan_hash>/part-NNNNN.partial/` (a normal checkpoint: a retried or
 resumed shard skips what it holds). A finished shard is renamed to `part-NNNNN/`. The driver
 skips shards that exist, merges them in shard order into `OUT/examples.jsonl` and
 `failed.jsonl`, and checks that no job id appears twice. Exactly once follows from the fixed
@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import fcntl
 import gc
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -29,31 +28,18 @@ from rich.console import Console
 from ragloom.errors import ConfigError, OutputError, RagloomError
 
 from .backends import Backend, make_backend
-from .checkpoint import EXAMPLES, FAILED, Checkpoint, check_same_run, write_run_info
+from .checkpoint import EXAMPLES, Checkpoint, check_same_run, write_run_info
 from .config import RunConfig
 from .display import Display
-from .pipeline import Pipeline, Stats, by_exemplar
+from .pipeline import Pipeline, Stats
 from .plan import plan_hash, summarize
+from .ray_shards import add_stats, cut_shards, fsync_dir, merge_shards, part_name, reopen_failed, stats_dict
 from .run import open_index, plan_jobs, run_generate
 from .templates import Templates
-from .types import Job, Usage
+from .types import Job
 
 SHARDS_PER_WORKER = 2  # in flight per actor: the next shard starts while the last one's stragglers finish
 MAX_RESTARTS = 3
-
-
-def shard_size(count: int) -> int:
-    """Jobs per shard, fixed by the plan size: 100, or more so that there are at most 2,000 shards."""
-    return max(100, -(-count // 2000))
-
-
-def cut_shards(jobs: list[Job]) -> list[list[Job]]:
-    ordered, size = by_exemplar(jobs), shard_size(len(jobs))
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
-
-
-def part_name(shard: int) -> str:
-    return f"part-{shard:05d}"
 
 
 async def run_into(
@@ -76,26 +62,6 @@ async def run_into(
     finally:
         checkpoint.close()
     return all(j.id in checkpoint.done for j in jobs)
-
-
-def stats_dict(s: Stats) -> dict[str, Any]:
-    return {
-        "skipped_done": s.skipped_done,
-        "accepted": s.accepted,
-        "failed": dict(s.failed),
-        "rejected": dict(s.rejected),
-        "retried": dict(s.retried),
-        "backend_errors": dict(s.backend_errors),
-        "usage": [s.usage.prompt_tokens, s.usage.completion_tokens],
-    }
-
-
-def add_stats(total: Stats, d: dict[str, Any]) -> None:
-    total.skipped_done += d["skipped_done"]
-    total.accepted += d["accepted"]
-    for name in ("failed", "rejected", "retried", "backend_errors"):
-        getattr(total, name).update(d[name])
-    total.usage.add(Usage(*d["usage"]))
 
 
 class ShardWorker:
@@ -135,19 +101,11 @@ class ShardWorker:
                 self.live.pop(shard, None)
             if complete:
                 os.replace(partial, final)
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
         return {"shard": shard, "complete": complete, "stats": stats_dict(stats)}
 
     async def progress(self) -> dict[int, dict[str, Any]]:
         return {shard: stats_dict(s) for shard, s in self.live.items()}
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def worker_options(cfg: RunConfig) -> dict[str, Any]:
@@ -170,29 +128,6 @@ def with_flags(cfg: RunConfig, ray: str | None, workers: int | None) -> RunConfi
             raise ConfigError(f"--workers {workers}: must be >= 1")
         ex.workers = workers
     return cfg.model_copy(update={"execution": ex})
-
-
-def merge_shards(out: Path, root: Path, count: int) -> int:
-    """Write the finished shards, in shard order, to OUT/examples.jsonl and failed.jsonl; returns
-    the number of jobs. A job id in two shards is an error: the shards were not this plan's."""
-    seen: set[str] = set()
-    for name in (EXAMPLES, FAILED):
-        tmp = out / f".{name}.merge"
-        with open(tmp, "wb") as dst:
-            for i in range(count):
-                src = root / part_name(i) / name
-                if not src.exists():
-                    continue
-                for line in src.read_bytes().splitlines(keepends=True):
-                    job_id = json.loads(line)["job_id"]
-                    if job_id in seen:
-                        raise OutputError(f"{src}: job {job_id} is in two shards; remove {root} and rerun")
-                    seen.add(job_id)
-                    dst.write(line)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, out / name)
-    return len(seen)
 
 
 def _unwrap(ray: Any, ref: Any) -> Any:
@@ -318,7 +253,7 @@ def run_ray_generate(
     )
     root.mkdir(parents=True, exist_ok=True)
     if retry_failed:
-        _reopen_failed(root, len(shards))
+        reopen_failed(root, len(shards))
     todo = [i for i in range(len(shards)) if not (root / part_name(i)).exists()]
     stats = Stats(planned=len(jobs), skipped_done=len(jobs) - sum(len(shards[i]) for i in todo))
     display = Display(stats, console, cfg.pricing, quiet=quiet)
@@ -350,12 +285,3 @@ async def _preflight(backend: Backend) -> None:
     finally:
         with contextlib.suppress(Exception):
             await backend.aclose()
-
-
-def _reopen_failed(root: Path, count: int) -> None:
-    """--retry-failed: a finished shard with failures becomes a partial one without them."""
-    for i in range(count):
-        part = root / part_name(i)
-        if (part / FAILED).exists() and (part / FAILED).stat().st_size:
-            (part / FAILED).unlink()
-            os.replace(part, root / f"{part_name(i)}.partial")
