@@ -20,6 +20,20 @@ def hub_token() -> str | None:
     return os.environ.get("HF_TOKEN") or get_token()
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a failed connection raises: OSError (requests' ConnectionError is one, huggingface_hub < 1)
+    and the HTTP client errors of later huggingface_hub releases (httpx in 1.x, httpx2 in 2.x)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    for name in ("httpx", "httpx2"):
+        try:
+            errors.append(importlib.import_module(name).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
 def push(out: Path, repo: str, *, private: bool = False, view: str | None = None) -> str:
     """Upload `out`'s records in `view` (Parquet) and the dataset card to `repo`; return its URL."""
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo):
@@ -49,6 +63,6 @@ def push(out: Path, repo: str, *, private: bool = False, view: str | None = None
                 403: "the token cannot write there; use a write token or your own namespace",
             }.get(status or 0, "see the Hub's status and retry")
             raise BackendError(f"Hugging Face Hub refused the upload to {repo} ({status}): {hint}") from None
-        except OSError as e:  # no network: requests' ConnectionError is an OSError
+        except _network_errors() as e:  # no network
             raise BackendError(f"cannot reach the Hugging Face Hub to upload {repo}: {type(e).__name__}") from None
     return f"https://huggingface.co/datasets/{repo}"

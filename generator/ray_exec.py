@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import fcntl
 import gc
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,16 @@ from rich.console import Console
 from ragloom.errors import ConfigError, OutputError, RagloomError
 
 from .backends import Backend, make_backend
-from .checkpoint import EXAMPLES, Checkpoint, check_same_run, write_run_info
+from .checkpoint import EXAMPLES, Checkpoint
 from .config import RunConfig
 from .display import Display
-from .pipeline import Pipeline, Stats
+from .pipeline import Pipeline
 from .plan import plan_hash, summarize
 from .ray_shards import add_stats, cut_shards, fsync_dir, merge_shards, part_name, reopen_failed, stats_dict
-from .run import open_index, plan_jobs, run_generate
+from .run import dry_run as plan_dry_run
+from .run import open_index, plan_jobs
+from .rundir import GENERATE, RunDir, index_identity
+from .stats import Stats
 from .templates import Templates
 from .types import Job
 
@@ -201,16 +205,21 @@ def run_ray_generate(
     overwrite: bool = False,
     quiet: bool = False,
     retry_failed: bool = False,
+    report: bool = True,
+    summary_console: Console | None = None,
     worker_cls: type = ShardWorker,
     num_gpus: float | None = None,
 ) -> int:
-    """`run_generate` on Ray. `worker_cls` (a ShardWorker subclass) and `num_gpus` (per worker,
-    instead of the backend's) are for a stand-in engine in tests and custom deployments."""
+    """`ragloom generate` on Ray; returns the exit code (0, 3: unfinished, 130: interrupted).
+    `worker_cls` (a ShardWorker subclass) and `num_gpus` (per worker, instead of the backend's)
+    are for a stand-in engine in tests and custom deployments."""
     import_ray()
     if dry_run:
-        return run_generate(cfg, dry_run=True, quiet=quiet)
+        print(json.dumps(plan_dry_run(cfg), indent=2))
+        return 0
     console = Console(stderr=True, quiet=quiet)
     index = open_index(cfg, console)  # builds a missing index on the driver, checks encoder and corpus
+    templates = Templates(cfg.templates, [p for p, w in cfg.paradigms.items() if w > 0])
     knowledge_backend = None
     if cfg.backend.type == "openai":
         backend = make_backend(cfg.backend)
@@ -224,39 +233,30 @@ def run_ray_generate(
         )
     info: dict[str, Any] = {}
     jobs, dropped = plan_jobs(cfg, knowledge_backend, info)
-    phash = plan_hash(cfg, jobs)
-    out = Path(cfg.output)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output directory {out}: {e.strerror}") from None
-    check_same_run(out, phash, overwrite)
+    phash = plan_hash(cfg, jobs, index=index_identity(index.manifest), templates=templates.digests())
+    out, shards, ex = Path(cfg.output), cut_shards(jobs), cfg.execution
     root = out / "shards" / phash
+    rundir = RunDir(out)
+    run_info = {
+        "config": cfg.model_dump(mode="json"),
+        "count": len(jobs),
+        "paradigms": summarize(jobs),
+        "index": index.manifest,
+        "exemplars_dropped": dropped,
+        **info,
+        "execution": {"engine": "ray", "workers": ex.workers, "shards": len(shards), "shard_size": len(shards[0])},
+    }
+    rundir.open(kind=GENERATE, plan_hash=phash, info=run_info, overwrite=overwrite).close()
     if (out / EXAMPLES).exists() and not root.exists():
         raise OutputError(
             f"{out} holds a single-process run of this plan; finish it without --ray or use another output"
         )
-    shards = cut_shards(jobs)
-    ex = cfg.execution
-    write_run_info(
-        out,
-        {
-            "plan_hash": phash,
-            "config": cfg.model_dump(mode="json"),
-            "count": len(jobs),
-            "paradigms": summarize(jobs),
-            "index": index.manifest,
-            "exemplars_dropped": dropped,
-            **info,
-            "execution": {"engine": "ray", "workers": ex.workers, "shards": len(shards), "shard_size": len(shards[0])},
-        },
-    )
     root.mkdir(parents=True, exist_ok=True)
     if retry_failed:
         reopen_failed(root, len(shards))
     todo = [i for i in range(len(shards)) if not (root / part_name(i)).exists()]
     stats = Stats(planned=len(jobs), skipped_done=len(jobs) - sum(len(shards[i]) for i in todo))
-    display = Display(stats, console, cfg.pricing, quiet=quiet)
+    display = Display(stats, console, cfg.pricing, quiet=quiet, summary_console=summary_console)
     ray = connect(ex.address)
     opts = worker_options(cfg) | ({} if num_gpus is None else {"num_gpus": num_gpus})
     remote = ray.remote(worker_cls).options(**opts, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)
@@ -274,9 +274,16 @@ def run_ray_generate(
         driver.stop()
         merge_shards(out, root, len(shards))
     display.summary(out, interrupted=interrupted)
+    rundir.write_info(stats=stats.as_dict())
+    if report and not interrupted:
+        from .report import write_report
+
+        page = write_report(out)
+        if summary_console is not None:
+            summary_console.print(f"report: {page}", soft_wrap=True, highlight=False)
     if interrupted:
         return 130
-    return 0 if not stats.backend_errors else 3
+    return 3 if stats.outcome() == "unfinished" else 0
 
 
 async def _preflight(backend: Backend) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 from ragloom.errors import OutputError
 
 from .checkpoint import EXAMPLES, FAILED
-from .pipeline import Stats, by_exemplar
+from .pipeline import by_exemplar
+from .stats import Stats
 from .types import Job, Usage
 
 
@@ -30,23 +31,16 @@ def part_name(shard: int) -> str:
 
 
 def stats_dict(s: Stats) -> dict[str, Any]:
-    return {
-        "skipped_done": s.skipped_done,
-        "accepted": s.accepted,
-        "failed": dict(s.failed),
-        "rejected": dict(s.rejected),
-        "retried": dict(s.retried),
-        "backend_errors": dict(s.backend_errors),
-        "usage": [s.usage.prompt_tokens, s.usage.completion_tokens],
-    }
+    return s.as_dict()
 
 
 def add_stats(total: Stats, d: dict[str, Any]) -> None:
+    """Add counters sent as `Stats.as_dict()` (from a worker) to `total`."""
     total.skipped_done += d["skipped_done"]
     total.accepted += d["accepted"]
-    for name in ("failed", "rejected", "retried", "backend_errors"):
+    for name in ("failed", "rejected", "retried", "backend_errors", "counts"):
         getattr(total, name).update(d[name])
-    total.usage.add(Usage(*d["usage"]))
+    total.usage.add(Usage(d["usage"]["prompt_tokens"], d["usage"]["completion_tokens"]))
 
 
 def fsync_dir(path: Path) -> None:

@@ -29,6 +29,7 @@ class StandInHfApi:
     calls: ClassVar[list[tuple[str, dict[str, Any]]]] = []
     uploaded: ClassVar[dict[str, bytes]] = {}
     fail_status: ClassVar[int | None] = None
+    fail_network: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         bound = inspect.signature(REAL.__init__).bind(self, *args, **kwargs)
@@ -37,6 +38,13 @@ class StandInHfApi:
     def _record(self, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         bound = inspect.signature(getattr(REAL, name)).bind(self, *args, **kwargs)
         self.calls.append((name, dict(bound.arguments)))
+        if self.fail_network:
+            import importlib
+
+            # what the installed huggingface_hub's HTTP client lets through when the Hub cannot be reached
+            # (httpx2 in 2.x, httpx in 1.x)
+            client = next(m for m in ("httpx2", "httpx") if importlib.util.find_spec(m))
+            raise importlib.import_module(client).ConnectError("[Errno -3] Temporary failure in name resolution")
         if self.fail_status:
             import requests
             from huggingface_hub.errors import HfHubHTTPError
@@ -62,6 +70,7 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> type[StandInHfApi]:
     StandInHfApi.calls.clear()
     StandInHfApi.uploaded.clear()
     StandInHfApi.fail_status = None
+    StandInHfApi.fail_network = False
     monkeypatch.setattr(huggingface_hub, "HfApi", StandInHfApi)
     return StandInHfApi
 
@@ -121,6 +130,15 @@ def test_push_refused_by_hub_is_one_line(hub, run_dir: Path, monkeypatch, capsys
     assert "USER/NAME" in capsys.readouterr().err
 
 
+def test_push_without_network_is_one_line(hub, run_dir: Path, monkeypatch, capsys) -> None:
+    """Before: push caught only OSError; huggingface_hub's httpx errors came out as a traceback."""
+    monkeypatch.setenv("HF_TOKEN", HF)
+    hub.fail_network = True
+    assert main(["push", str(run_dir), "--repo", "alice/x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot reach the Hugging Face Hub" in err and "ConnectError" in err
+
+
 def test_secrets_never_leave_the_environment(hub, wiki_index: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """A run with a sentinel key (with faults, then a 401), export, push: grep everything."""
     monkeypatch.setenv("RAGLOOM_TEST_KEY", KEY)
@@ -146,12 +164,12 @@ def test_secrets_never_leave_the_environment(hub, wiki_index: Path, tmp_path: Pa
         assert main(["generate", "--config", str(tmp_path / "run401.yaml")]) == 2
     # the exception a library user would see
     from ragloom.generator.config import load_config
-    from ragloom.generator.run import run_generate
 
+    import ragloom
     from ragloom.errors import BackendError
 
     with FakeServer(Faults(fixed_status=401)) as srv, pytest.raises(BackendError) as exc:
-        run_generate(load_config(tmp_path / "run401.yaml", [f"backend.base_url={srv.base_url}"]), quiet=True)
+        ragloom.generate(load_config(tmp_path / "run401.yaml", [f"backend.base_url={srv.base_url}"]), progress=False)
     said.append(str(exc.value))
     said.append(repr(exc.value))
     out = capsys.readouterr()
