@@ -1,4 +1,4 @@
-"""`ragloom init | generate | export | report | push | radit`."""
+"""`ragloom init | generate | audit | export | report | push | radit`."""
 
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ backend:
   api_key_env: null             # name of the environment variable holding the key, e.g. OPENAI_API_KEY
   concurrency: 4
   structured_output: auto       # auto, json_schema, json_object, off
-sampling: {temperature: 0.7, top_p: 1.0, max_tokens: 512}
-distractors: {total_docs: 10, rank_band: [200, 250]}
+sampling: {temperature: 0.7, top_p: 1.0, max_tokens: 1024}
+language: English               # the language questions and answers are written in
+distractors: {total_docs: 10, rank_band: [200, 250], max_rank: 1000}   # a short band widens deeper, to max_rank
 validation: {attempts: 3, min_question_words: 4, copy_ngram: 12}
+quality: {conformance: true, leak_screen: true}   # judge: true adds an LLM judge; combine: both | judge | encoder
 pricing: {prompt_per_million: 0.0, completion_per_million: 0.0}
 output: out
 # templates: my_prompts         # a directory with your own <paradigm>.j2 templates
@@ -76,6 +78,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--private", action="store_true")
     p.add_argument("--format", choices=ALL_VIEWS)
     p.set_defaults(func=_push)
+
+    a = sub.add_parser("audit", help="check any RAG instruction dataset: paradigm conformance, leaks, validation")
+    a.add_argument("input", metavar="IN", help="a run directory, a .jsonl/.parquet file or a datasets directory")
+    a.add_argument("--out", metavar="FILE", help="write one JSON line per record here (default: stdout)")
+    a.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    a.add_argument("--fail-on", metavar="CODE,...", help="exit 1 when any of these issue codes is found")
+    enc = a.add_mutually_exclusive_group()
+    enc.add_argument("--index", metavar="DIR", help="use this index's encoder")
+    enc.add_argument("--encoder", metavar="NAME", help="use this sentence-transformers encoder")
+    a.set_defaults(func=_audit)
 
     r = sub.add_parser("radit", help="RA-DIT data: retrieval-augmented LM fine-tuning and LM-supervised retriever data")
     rsub = r.add_subparsers(dest="radit_command", required=True)
@@ -179,6 +191,14 @@ def exit_code(interrupted: bool, outcome: str) -> int:
     if interrupted:
         return 130
     return 3 if outcome == "unfinished" else 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .audit_cmd import run_audit
+
+    return run_audit(
+        args.input, out=args.out, as_json=args.json, fail_on=args.fail_on, index=args.index, encoder=args.encoder
+    )
 
 
 def _export(args: argparse.Namespace) -> int:

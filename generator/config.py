@@ -11,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ragloom.errors import ConfigError, MissingInputError
 
+from .conformance import ConformanceThresholds
 from .types import PARADIGMS
+
+_T = ConformanceThresholds()
 
 
 class Strict(BaseModel):
@@ -85,12 +88,17 @@ BackendConfig = Annotated[OpenAIBackendConfig | VLLMBackendConfig, Field(discrim
 class Sampling(Strict):
     temperature: float = Field(0.7, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_tokens: int = Field(512, ge=1)
+    # RAG-Instruct's answers average ~81 words (~110 tokens) and its questions ~22: 1024 leaves room
+    # for a long answer, the JSON around it and a small model's preamble without cutting it off
+    max_tokens: int = Field(1024, ge=1)
 
 
 class Distractors(Strict):
     total_docs: int = Field(10, ge=1, le=100)
     rank_band: tuple[int, int] = (200, 250)
+    max_rank: int = Field(
+        1000, gt=0, le=1000, description="a short band widens deeper, window by window, down to this rank"
+    )
 
     @field_validator("rank_band")
     @classmethod
@@ -98,6 +106,45 @@ class Distractors(Strict):
         if not 0 <= v[0] < v[1] <= 1000:
             raise ValueError(f"rank_band {list(v)} must satisfy 0 <= start < end <= 1000 (search k is at most 1000)")
         return v
+
+    @model_validator(mode="after")
+    def _deeper(self) -> Distractors:
+        if self.max_rank < self.rank_band[1]:
+            raise ValueError(f"max_rank {self.max_rank} is above the end of rank_band {list(self.rank_band)}")
+        return self
+
+
+class Quality(Strict):
+    """The quality gate. Encoder defaults are calibrated on tests/fixtures/conformance.jsonl."""
+
+    conformance: bool = Field(
+        True, description="reject records whose sources do not relate to the answer as the paradigm requires"
+    )
+    judge: bool = Field(False, description="also ask the LLM judge (the run's backend) for a structured verdict")
+    combine: Literal["both", "judge", "encoder"] = Field(
+        "both",
+        description="with judge on: both = reject when either says mismatch; judge = the judge decides "
+        "(the encoder's verdict is still stored); encoder = the encoder decides (the judge's is stored)",
+    )
+    judge_cache: str | None = Field(
+        None, description="JSON lines of judge decisions (default: OUTPUT/quality_judge.jsonl)"
+    )
+    state_words: float = Field(_T.state_words, ge=0, le=1)
+    state_attr: float = Field(_T.state_attr, ge=-1, le=1)
+    support_words: float = Field(_T.support_words, ge=0, le=1)
+    support_peak: float = Field(_T.support_peak, ge=-1, le=1)
+    leak_screen: bool = Field(
+        True, description="screen distractor candidates for the answer (key spans, meaning, support)"
+    )
+    leak_similarity: float = Field(
+        0.7, gt=0, le=1, description="a candidate sentence this close to an answer sentence carries the answer"
+    )
+    leak_gate_words: int = Field(
+        2, ge=1, description="only candidate sentences sharing this many content words with the answer are embedded"
+    )
+
+    def thresholds(self) -> ConformanceThresholds:
+        return ConformanceThresholds(self.state_words, self.state_attr, self.support_words, self.support_peak)
 
 
 class Sources(Strict):
@@ -157,9 +204,11 @@ class RunConfig(Strict):
     seed: int = 0
     backend: BackendConfig
     sampling: Sampling = Field(default_factory=Sampling)
+    language: str = Field("English", min_length=1, description="the language q* and a* are written in")
     distractors: Distractors = Field(default_factory=Distractors)
     sources: Sources = Field(default_factory=Sources)
     validation: Validation = Field(default_factory=Validation)
+    quality: Quality = Field(default_factory=Quality)
     pricing: Pricing = Field(default_factory=Pricing)
     output: str = "out"
     templates: str | None = None

@@ -1,6 +1,6 @@
 """Turn an LLM reply into a validated `Pair`, or a rejection reason code.
 
-Reason codes: invalid_json, empty, too_short, question_copies_document,
+Reason codes: truncated (the server stopped at max_tokens: finish_reason "length"), invalid_json, empty, too_short, question_copies_document,
 answer_is_document, instruction_echo, refusal, not_multiple_choice, placeholder (the
 reply copied the output contract's placeholders).
 """
@@ -19,6 +19,7 @@ from ragloom.retrieval import Passage, normalize_text
 from .types import Exemplar, Pair
 
 REASONS = (
+    "truncated",
     "invalid_json",
     "empty",
     "too_short",
@@ -101,9 +102,19 @@ def _longest_common_run(a: list[str], b: list[str]) -> int:
 
 
 def parse_pair(
-    text: str, *, sources: tuple[Passage, ...] | list[Passage], exemplar: Exemplar, thresholds: Thresholds | None = None
+    text: str,
+    *,
+    sources: tuple[Passage, ...] | list[Passage],
+    exemplar: Exemplar,
+    thresholds: Thresholds | None = None,
+    finish_reason: str | None = None,
 ) -> tuple[Pair | None, str | None]:
-    """(pair, None) when the reply is acceptable, else (None, reason)."""
+    """(pair, None) when the reply is acceptable, else (None, reason).
+
+    A reply the server cut off at max_tokens (`finish_reason == "length"`) is `truncated`, whatever
+    its text: even when the cut left parseable JSON, the answer in it is incomplete."""
+    if finish_reason == "length":
+        return None, "truncated"
     t = thresholds or Thresholds()
     try:
         obj = extract_json(text)

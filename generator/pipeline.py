@@ -18,6 +18,9 @@ from ragloom.retrieval import Index
 from .backends import Backend, ChatResult
 from .checkpoint import Checkpoint
 from .config import RunConfig
+from .conformance import ConformanceChecker
+from .gate import Gate
+from .leaks import LeakScreen
 from .parsing import Thresholds, parse_pair
 from .prompting import Prompt, build_prompt
 from .records import Attempted, RecordBuilder
@@ -61,7 +64,15 @@ class Pipeline:
         )
         self.breaker = Breaker(backend)
         self.hit_cache = HitCache()
-        self.builder = RecordBuilder(cfg, index, templates, backend.describe())
+        q = cfg.quality
+        checker = None
+        if q.conformance or q.leak_screen:
+            checker = ConformanceChecker(index.encoder, q.thresholds())
+        screen = None
+        if q.leak_screen and checker is not None:
+            screen = LeakScreen(checker, similarity=q.leak_similarity, gate_words=q.leak_gate_words)
+        self.builder = RecordBuilder(cfg, index, templates, backend.describe(), screen)
+        self.gate = Gate(cfg, checker, backend) if checker is not None and (q.conformance or q.judge) else None
         limit = cfg.backend.max_prompt_tokens
         if limit is None and backend.context_length:
             limit = backend.context_length - cfg.sampling.max_tokens
@@ -175,6 +186,14 @@ class Pipeline:
         usage = Usage(res.prompt_tokens, res.completion_tokens)
         await accepted.put(Attempted(job, pair, prompt.hash, usage, sampling, list(prompt.truncated_sources)))
 
+    def _reject(self, job: Job, reason: str) -> None:
+        """Ask again with the next attempt's seed, or fail the job when its attempts are spent."""
+        self.stats.rejected[reason] += 1
+        if job.attempt < self.cfg.validation.attempts:
+            self._ready.put_nowait(dataclasses.replace(job, attempt=job.attempt + 1))
+        else:
+            self._fail(job, reason)
+
     def _fail(self, job: Job, reason: str, detail: str = "") -> None:
         self.checkpoint.write_failure(job.id, reason, job.attempt, detail)
         self.stats.failed[reason] += 1
@@ -195,9 +214,17 @@ class Pipeline:
             while not accepted.empty() and len(batch) < 64:
                 batch.append(accepted.get_nowait())
             items = [b for b in batch if b is not _DONE]
+            verdicts: list[Any] = [None] * len(items)
+            if items and self.gate is not None:
+                checked = await self.gate.check(items)
+                for item, v in zip(items, checked, strict=True):
+                    if v.get("ok") is False:
+                        self._reject(item.job, "paradigm_mismatch")
+                kept = [(i, v) for i, v in zip(items, checked, strict=True) if v.get("ok") is not False]
+                items, verdicts = [i for i, _ in kept], [v for _, v in kept]
             if items:
                 # records are built in the worker thread too: the event loop only writes them
-                for record in await asyncio.to_thread(self.builder.build, items):
+                for record in await asyncio.to_thread(self.builder.build, items, verdicts):
                     self.checkpoint.write_example(record)
                     self.stats.accepted += 1
                     self._job_done()
@@ -207,5 +234,5 @@ class Pipeline:
                 self.builder.counts.clear()
             if self.checkpoint.sync_due():
                 await asyncio.to_thread(self.checkpoint.sync)  # fsync off the event loop
-            if len(items) < len(batch):
+            if any(b is _DONE for b in batch):
                 return

@@ -19,6 +19,7 @@ from ragloom.retrieval import Distractor, Hit, Index, Passage, sample_distractor
 import ragloom
 
 from .config import RunConfig
+from .leaks import LeakScreen
 from .record import Document, Example, ExemplarRef, Generation
 from .sources import job_rng
 from .templates import Templates
@@ -39,46 +40,86 @@ class Attempted:
 
 class RecordBuilder:
     """Searches the accepted questions in one batch, pads each job's sources with distractors from
-    its rank band, and builds its `Example`. `counts` tallies the distractor rules used."""
+    its rank band (screened for the answer by `screen`), and builds its `Example`. `counts` tallies
+    the distractor rules used, the leaks screened out by check, and records left short."""
 
-    def __init__(self, cfg: RunConfig, index: Index, templates: Templates, backend_info: dict[str, Any]) -> None:
-        self.cfg, self.index, self.templates = cfg, index, templates
+    def __init__(
+        self,
+        cfg: RunConfig,
+        index: Index,
+        templates: Templates,
+        backend_info: dict[str, Any],
+        screen: LeakScreen | None = None,
+    ) -> None:
+        self.cfg, self.index, self.templates, self.screen = cfg, index, templates, screen
         info = {k: v for k, v in backend_info.items() if k != "base_url"}  # where the server was is not data
         self.backend_name, self.model = str(info.pop("backend", "")), str(info.pop("model", ""))
         self.settings = info
         self.counts: Counter[str] = Counter()
 
-    def build(self, items: Sequence[Attempted]) -> list[Example]:
+    def build(
+        self, items: Sequence[Attempted], quality: Sequence[dict[str, Any] | None] | None = None
+    ) -> list[Example]:
         """Search the accepted questions, then sample each one's distractors from its rank band
-        (the band's passages read in one go for the batch) and build its record."""
+        (the band's passages read in one go for the batch) and build its record; `quality` is
+        each item's gate verdict, stored in the record."""
         lo, hi = self.cfg.distractors.rank_band
         k = min(hi, len(self.index))
         scores, rows = self.index.search_rows([a.pair.question for a in items], k)
         bands = self.index.hits_from_rows(scores[:, lo:hi], rows[:, lo:hi], lo)
-        return [self._record(*args) for args in zip(items, scores, rows, bands, strict=True)]
+        if self.screen is not None:  # one encoder call for the band candidates of the whole batch
+            self.screen.prefetch([(a.pair.answer, h.passage) for a, band in zip(items, bands) for h in band])
+        verdicts = quality if quality is not None else [None] * len(items)
+        return [self._record(*args) for args in zip(items, scores, rows, bands, verdicts, strict=True)]
 
     def _random_passage(self, rng: random.Random) -> Passage:
         return self.index.store.get_rows([rng.randrange(len(self.index))])[0]
 
     def distractors(
-        self, job: Job, answer: str, scores: np.ndarray, rows: np.ndarray, band: list[Hit]
-    ) -> list[Distractor]:
-        """Sample from the band's passages alone (read 50, not 250, per record); only when the band
-        runs short are all ranks read and the draw repeated, which gives the same picks the full
-        list would have given."""
-        lo, hi = self.cfg.distractors.rank_band
-        need = max(self.cfg.distractors.total_docs - len(job.sources), 0)
-        kw: dict[str, Any] = {"sources": job.sources, "n": need, "band": (lo, hi), "answer": answer}
-        picks = sample_distractors(band, rng=job_rng(self.cfg.seed, job.id, "distractors"), **kw)
-        if len(picks) < need:
-            hits = self.index.hits_from_rows(scores[None, :], rows[None, :])[0]
-            rng = job_rng(self.cfg.seed, job.id, "distractors")
-            picks = sample_distractors(hits, rng=rng, random_passage=self._random_passage, **kw)
-        return picks
-
-    def _record(self, item: Attempted, scores: np.ndarray, rows: np.ndarray, band: list[Hit]) -> Example:
+        self, item: Attempted, scores: np.ndarray, rows: np.ndarray, band: list[Hit]
+    ) -> tuple[list[Distractor], np.ndarray]:
+        """The distractors, and the rows searched (deeper when the band ran short, for source ranks).
+        Sample from the band's passages alone (read 50, not 250, per record). Only when the band
+        runs short is the question searched down to `distractors.max_rank` and the draw repeated over
+        every rank, which gives the same band picks, then deeper windows, then random passages (ranks
+        above the band only in a corpus smaller than the band: rule `shallow`)."""
         job, pair = item.job, item.pair
-        picks = self.distractors(job, pair.answer, scores, rows, band)
+        d = self.cfg.distractors
+        need = max(d.total_docs - len(job.sources), 0)
+        screen = None
+        if self.screen is not None:
+            screen = self.screen.screen_for(
+                question=pair.question, answer=pair.answer, paradigm=job.paradigm, sources=job.sources
+            )
+        kw: dict[str, Any] = {
+            "sources": job.sources,
+            "n": need,
+            "band": d.rank_band,
+            "max_rank": d.max_rank,
+            "corpus_size": len(self.index),
+            "answer": pair.answer,
+            "screen": screen,
+        }
+        leaks: Counter[str] = Counter()
+        picks = sample_distractors(band, rng=job_rng(self.cfg.seed, job.id, "distractors"), leaks=leaks, **kw)
+        if len(picks) < need:
+            deep = min(d.max_rank, len(self.index))
+            if deep > scores.shape[0]:
+                deeper = self.index.search_rows([pair.question], deep)
+                scores, rows = deeper[0][0], deeper[1][0]
+            hits = self.index.hits_from_rows(scores[None, :], rows[None, :])[0]
+            leaks = Counter()  # the full draw repeats the band's screening: count it once
+            rng = job_rng(self.cfg.seed, job.id, "distractors")
+            picks = sample_distractors(hits, rng=rng, random_passage=self._random_passage, leaks=leaks, **kw)
+        for check, n in leaks.items():
+            self.counts[f"distractor_leak_{check}"] += n
+        return picks, rows
+
+    def _record(
+        self, item: Attempted, scores: np.ndarray, rows: np.ndarray, band: list[Hit], quality: dict[str, Any] | None
+    ) -> Example:
+        job, pair = item.job, item.pair
+        picks, rows = self.distractors(item, scores, rows, band)
         for d in picks:
             self.counts[f"distractor_rule_{d.rule}"] += 1
         if len(job.sources) + len(picks) < self.cfg.distractors.total_docs:
@@ -113,4 +154,5 @@ class RecordBuilder:
                 truncated_sources=item.truncated_sources,
             ),
             ragloom_version=ragloom.__version__,
+            quality=quality,
         )

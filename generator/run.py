@@ -93,7 +93,7 @@ def estimate(cfg: RunConfig, jobs: list[Job], index: Index, templates: Templates
 
 
 def _templates(cfg: RunConfig) -> Templates:
-    return Templates(cfg.templates, [p for p, w in cfg.paradigms.items() if w > 0])
+    return Templates(cfg.templates, [p for p, w in cfg.paradigms.items() if w > 0], language=cfg.language)
 
 
 def dry_run(config: RunConfig | dict[str, Any] | str | Path) -> dict[str, Any]:

@@ -16,13 +16,16 @@ from ragloom.errors import ConfigError, MissingInputError
 from .types import PARADIGMS, Exemplar
 
 REQUIRED_VARIABLES = ("documents", "exemplar")
-ALLOWED_VARIABLES = {"documents", "exemplar", "paradigm"}
+ALLOWED_VARIABLES = {"documents", "exemplar", "paradigm", "language"}
 
 
 class Templates:
     """Loads and checks every paradigm template once; `render` gives the user message."""
 
-    def __init__(self, directory: str | Path | None = None, paradigms: list[str] | None = None) -> None:
+    def __init__(
+        self, directory: str | Path | None = None, paradigms: list[str] | None = None, *, language: str = "English"
+    ) -> None:
+        self.language = language  # config key `language`: the language q* and a* are written in
         builtin = str(resources.files("ragloom.prompts"))
         search = [builtin] if directory is None else [str(directory), builtin]
         if directory is not None and not Path(directory).is_dir():
@@ -71,6 +74,7 @@ class Templates:
     def render(self, paradigm: str, exemplar: Exemplar, documents: tuple[Passage, ...] | list[Passage]) -> str:
         context: dict[str, Any] = {
             "paradigm": paradigm,
+            "language": self.language,
             "exemplar": {"text": exemplar.text, "task_type": exemplar.task_type, "options": list(exemplar.options)},
             "documents": [{"id": d.id, "title": d.title, "text": d.text} for d in documents],
         }

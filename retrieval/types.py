@@ -25,7 +25,8 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class Distractor:
-    """A sampled distractor; `rule` says how it was picked: band, widened or random.
+    """A sampled distractor; `rule` says how it was picked: band, widened (deeper than the band),
+    shallow (above the band, only in a corpus smaller than the band) or random.
 
     `rank` is its retrieval rank for the query, or None when it came from the random
     corpus fallback.

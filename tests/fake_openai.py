@@ -3,7 +3,7 @@
 Chat completions answer with a (question, answer) pair; completions with `echo` + `logprobs`
 score text. Knobs: latency and jitter; a cap on requests served at once (the rest queue);
 rates of 429 (with Retry-After), 500, hangs, invalid JSON content, dropped connections and
-200 with an empty body; a fixed status for every request (401, 404); and the first N
+200 with an empty body, replies cut off at max_tokens (finish_reason "length"); a fixed status for every request (401, 404); and the first N
 requests can be forced to fail in a given way. Every request is counted by outcome.
 
 Built on aiohttp so that one process serves thousands of requests per second. Run it alone
@@ -45,20 +45,29 @@ class Faults:
     rate_bad_json: float = 0.0
     rate_drop: float = 0.0
     rate_empty: float = 0.0
+    rate_length: float = 0.0  # a reply cut off mid-JSON with finish_reason "length"
     max_in_flight: int = 0  # 0: unlimited; else requests beyond it wait their turn (server-side queue)
     fixed_status: int | None = None
-    first: list[str] = field(default_factory=list)  # e.g. ["429", "500", "hang", "bad_json", "drop", "empty"]
+    first: list[str] = field(default_factory=list)  # e.g. ["429", "500", "hang", "bad_json", "drop", "empty", "length"]
     reject_json_schema: bool = False
     reject_json_object: bool = False  # with reject_json_schema: a server with no response_format support
     rate_too_long: float = 0.0  # this share of prompts (chosen by the prompt's hash) gets a context-length 400
     rate_empty_content: float = 0.0  # a well-formed 200 whose message content is ""
     context_length: int | None = None  # reported by /v1/models as max_model_len
+    grounded: bool = False  # answers restate document 1's first sentence (the paradigm check can pass)
     seed: int = 0
 
 
-def pair_for(prompt: str) -> dict[str, str]:
+def pair_for(prompt: str, *, grounded: bool = False) -> dict[str, str]:
     titles = re.findall(r"\[Document \d+\] (.*)", prompt) or ["this subject"]
     t = titles[0].strip()
+    if grounded:  # an answer stated by document 1: its first sentence, introduced in other words
+        body = re.search(r"\[Document 1\] [^\n]*\n([^\n]+)", prompt)
+        first = re.split(r"(?<=[.!?])\s", body.group(1).strip())[0] if body else t
+        return {
+            "question": f"What does the passage about {t} say about it first?",
+            "answer": f"The passage about {t} explains that {first[0].lower() + first[1:]}",
+        }
     return {
         "question": f"What makes {t} significant, and how is it usually described by historians?",
         "answer": f"{t} is significant for its lasting influence; accounts describe its origins and impact.",
@@ -159,6 +168,7 @@ class FakeServer:
             ("bad_json", f.rate_bad_json),
             ("drop", f.rate_drop),
             ("empty", f.rate_empty),
+            ("length", f.rate_length),
         ):
             if r < rate:
                 return name
@@ -245,10 +255,14 @@ class FakeServer:
         if "Reply with only one word: yes or no." in prompt:  # the knowledge-intensity filter
             creative = re.search(r"\b(poem|joke|haiku|story|rewrite)\b", prompt.split("Instruction:")[-1], re.I)
             return web.json_response(chat_completion(body, "No." if creative else "Yes"))
-        content = "this is not json {" if outcome == "bad_json" else json.dumps(pair_for(prompt))
+        content = "this is not json {" if outcome == "bad_json" else json.dumps(pair_for(prompt, grounded=f.grounded))
         if f.rate_empty_content and self._draw() < f.rate_empty_content:
             self.counts["empty_content"] += 1
             content = ""
+        if outcome == "length":
+            reply = chat_completion(body, content[: len(content) // 2])
+            reply["choices"][0]["finish_reason"] = "length"
+            return web.json_response(reply)
         return web.json_response(chat_completion(body, content))
 
 

@@ -52,6 +52,7 @@ class Ctx:
             "count": 3,
             "output": str(self.tmp / "existing-run"),
             "backend": {"type": "openai", "base_url": self.ok_url, "model": "fake", "api_key_env": None},
+            "quality": {"conformance": False},
         }
         for k, v in over.items():
             if v is None:
@@ -218,6 +219,7 @@ def test_hostile_passage_stays_inside_the_document_block(wiki_index: Path, tmp_p
             "sources": {"top_k": 1},
             "distractors": {"total_docs": 3, "rank_band": [2, 5]},
             "backend": {"type": "openai", "base_url": srv.base_url, "model": "fake", "api_key_env": None},
+            "quality": {"conformance": False},
         }
         (tmp_path / "ex.jsonl").write_text(
             json.dumps({"instruction": "Where does the river 3 flow, and how long is it?"}) + "\n"

@@ -47,6 +47,7 @@ def test_filter_drops_non_knowledge_exemplars_and_caches(wiki_index: Path, tmp_p
             "exemplars": [{"source": str(tmp_path / "ex.jsonl")}],
             "exemplar_filters": {"knowledge_filter": True},
             "backend": {"type": "openai", "base_url": srv.base_url, "model": "fake", "api_key_env": None},
+            "quality": {"conformance": False},
         }
         (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
         assert main(["generate", "--config", str(tmp_path / "run.yaml"), "--quiet"]) == 0

@@ -84,6 +84,7 @@ def run_dir(wiki_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "count": 15,
             "output": str(tmp / "out"),
             "backend": {"type": "openai", "base_url": srv.base_url, "model": "fake", "api_key_env": None},
+            "quality": {"conformance": False},
         }
         (tmp / "run.yaml").write_text(yaml.safe_dump(cfg))
         assert main(["generate", "--config", str(tmp / "run.yaml"), "--quiet"]) == 0
@@ -150,6 +151,7 @@ def test_secrets_never_leave_the_environment(hub, wiki_index: Path, tmp_path: Pa
             "count": 12,
             "output": str(tmp_path / "out"),
             "backend": {"type": "openai", "base_url": srv.base_url, "model": "fake", "api_key_env": "RAGLOOM_TEST_KEY"},
+            "quality": {"conformance": False},
         }
         (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
         assert main(["generate", "--config", str(tmp_path / "run.yaml")]) == 0

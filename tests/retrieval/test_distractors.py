@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 from ragloom.retrieval import Hit, Passage, sample_distractors
@@ -40,34 +41,88 @@ def test_same_seed_same_picks_and_different_seed_differs() -> None:
     assert [d.passage.id for d in a] != [d.passage.id for d in c]
 
 
-def test_short_band_widens_downward_then_falls_back_to_random() -> None:
-    hits = _hits(205)  # only ranks 200..204 in the band
+def test_short_band_widens_deeper_never_shallower_on_a_1000_passage_ranking() -> None:
+    # every band passage but two holds the answer: the rest must come from ranks >= 250, nearest first
+    hits = _hits(1000)
+    for r in range(200, 248):
+        p = hits[r].passage
+        hits[r] = Hit(Passage(p.id, p.title, p.text + " Zorblax Bridge"), hits[r].score, r)
+    for seed in range(10):
+        picks = sample_distractors(
+            hits, sources=[hits[0].passage], n=9, rng=random.Random(seed), answer="Zorblax Bridge"
+        )
+        assert [p.rule for p in picks].count("band") == 2
+        widened = [p for p in picks if p.rule == "widened"]
+        assert len(widened) == 7 and all(250 <= p.rank < 300 for p in widened)
+        assert all(p.rank >= 200 for p in picks)
+
+
+def test_widening_goes_window_by_window_down_to_max_rank_then_random() -> None:
+    hits = _hits(1000)
     pool = [Passage(f"r{i}", "R", f"random passage {i}") for i in range(50)]
+    leaky = {h.passage.id for h in hits if 200 <= h.rank < 400}  # the screen rejects ranks 200-399
     picks = sample_distractors(
-        hits, sources=[hits[0].passage], n=9, rng=random.Random(0), random_passage=lambda rng: rng.choice(pool)
+        hits,
+        sources=[],
+        n=60,
+        rng=random.Random(0),
+        max_rank=450,
+        screen=lambda p: "key_span" if p.id in leaky else None,
+        random_passage=lambda rng: rng.choice(pool),
     )
     rules = [p.rule for p in picks]
-    assert rules.count("band") == 5 and rules.count("widened") == 4
-    assert all(150 <= p.rank < 200 for p in picks if p.rule == "widened")
+    assert rules.count("widened") == 50 and all(400 <= p.rank < 450 for p in picks if p.rule == "widened")
+    assert rules.count("random") == 10
 
-    tiny = _hits(3)
+
+def test_shallow_ranks_only_when_the_corpus_is_smaller_than_the_band() -> None:
+    pool = [Passage(f"r{i}", "R", f"random passage {i}") for i in range(50)]
+    tiny = _hits(120)  # a 120-passage corpus: no rank 200 exists
     picks = sample_distractors(
-        tiny, sources=[tiny[0].passage], n=6, rng=random.Random(0), random_passage=lambda rng: rng.choice(pool)
+        tiny,
+        sources=[tiny[0].passage],
+        n=9,
+        rng=random.Random(0),
+        corpus_size=120,
+        random_passage=lambda rng: rng.choice(pool),
     )
-    assert [p.rule for p in picks].count("widened") == 2
-    assert [p.rule for p in picks].count("random") == 4
-    assert all(p.rank is None for p in picks if p.rule == "random")
+    assert [p.rule for p in picks] == ["shallow"] * 9
+    assert all(100 <= p.rank < 120 for p in picks)  # the window nearest the band first ([150, 200) is empty)
+    # the same short ranking from a large corpus (a search cut at k=120) never goes shallow
+    picks = sample_distractors(
+        tiny,
+        sources=[tiny[0].passage],
+        n=9,
+        rng=random.Random(0),
+        corpus_size=5000,
+        random_passage=lambda rng: rng.choice(pool),
+    )
+    assert [p.rule for p in picks] == ["random"] * 9
+
+
+def test_a_screened_candidate_is_counted_by_check_and_the_next_one_taken() -> None:
+    hits = _hits(250)
+    leaky = {f"p{r}": ("meaning" if r % 2 else "key_span") for r in range(200, 240)}
+    leaks: Counter[str] = Counter()
+    picks = sample_distractors(
+        hits, sources=[], n=10, rng=random.Random(3), screen=lambda p: leaky.get(p.id), leaks=leaks
+    )
+    assert len(picks) == 10 and all(240 <= p.rank < 250 for p in picks)
+    assert leaks["meaning"] + leaks["key_span"] == sum(leaks.values()) > 0
+    assert all(p.passage.id not in leaky for p in picks)
 
 
 def test_returns_fewer_only_when_every_rule_runs_dry() -> None:
     hits = _hits(2)
-    picks = sample_distractors(hits, sources=[hits[0].passage], n=5, rng=random.Random(0))
+    picks = sample_distractors(hits, sources=[hits[0].passage], n=5, rng=random.Random(0), corpus_size=2)
     assert [p.passage.id for p in picks] == ["p1"]
 
 
-def test_bad_band_is_rejected() -> None:
+def test_bad_band_or_max_rank_is_rejected() -> None:
     with pytest.raises(ValueError, match="band"):
         sample_distractors([], sources=[], n=1, rng=random.Random(0), band=(250, 200))
+    with pytest.raises(ValueError, match="max_rank"):
+        sample_distractors([], sources=[], n=1, rng=random.Random(0), max_rank=240)
 
 
 def test_answer_in_a_title_excludes_the_passage_and_an_empty_answer_excludes_none() -> None:

@@ -1,0 +1,140 @@
+"""`ragloom audit`: the pipeline's record checks on any RAG instruction dataset.
+
+Per record: the lexical validation (parse_pair's reason codes), paradigm conformance
+(`paradigm_mismatch`), distractor leak screening (`distractor_leak`), the rank rule
+(`distractor_rank`: a distractor ranked above the band without rule `shallow`) and, for a ragloom
+run, `short_padded` (fewer documents than distractors.total_docs). A check that needs what a record
+lacks (roles, paradigm, exemplar) is skipped and named in `skipped`. Records are checked in
+batches: one encoder call per batch for answers and sources, one for the distractors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .audit_input import AuditRecord
+from .conformance import CheckInput, ConformanceChecker
+from .leaks import LeakScreen
+from .parsing import parse_pair
+from .types import Exemplar
+
+AUDIT_CODES = ("paradigm_mismatch", "distractor_leak", "distractor_rank", "short_padded")
+
+
+@dataclass
+class AuditSummary:
+    records: int = 0
+    issues: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    by_paradigm: dict[str, Counter[str]] = field(default_factory=dict)  # paradigm -> {records, clean, <code>...}
+    leaks: Counter[str] = field(default_factory=Counter)  # by leak check
+
+    def add(self, rec: AuditRecord, result: dict[str, Any]) -> None:
+        self.records += 1
+        self.issues.update(result["issues"])
+        self.skipped.update(result["skipped"])
+        row = self.by_paradigm.setdefault(rec.paradigm or "(unknown)", Counter())
+        row["records"] += 1
+        row["clean"] += not result["issues"]
+        row.update(result["issues"])
+        self.leaks.update((result["scores"].get("leaks") or {}).values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "issues": dict(self.issues),
+            "skipped": dict(self.skipped),
+            "by_paradigm": {k: dict(v) for k, v in sorted(self.by_paradigm.items())},
+            "distractor_leaks_by_check": dict(self.leaks),
+        }
+
+
+class Auditor:
+    """Checks records in batches; `band_start` and `total_docs` come from the run when known."""
+
+    def __init__(
+        self,
+        checker: ConformanceChecker,
+        *,
+        leak_similarity: float = 0.7,
+        band_start: int = 200,
+        total_docs: int | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        self.checker = checker
+        self.screen = LeakScreen(checker, similarity=leak_similarity)
+        self.band_start, self.total_docs, self.batch_size = band_start, total_docs, batch_size
+
+    def run(
+        self, records: Sequence[AuditRecord], progress: Callable[[int], None] | None = None
+    ) -> Iterator[tuple[AuditRecord, dict[str, Any]]]:
+        for start in range(0, len(records), self.batch_size):
+            batch = records[start : start + self.batch_size]
+            yield from zip(batch, self._batch(batch), strict=True)
+            if progress:
+                progress(len(batch))
+
+    def _batch(self, batch: Sequence[AuditRecord]) -> list[dict[str, Any]]:
+        inputs = []
+        for r in batch:
+            docs = r.with_role("source") if r.has_roles else [d for d in r.documents]
+            inputs.append(
+                CheckInput(r.question, r.answer, [d.passage for d in docs], r.paradigm if r.has_roles else None)
+            )
+        verdicts = self.checker.check([i for i in inputs if i.sources])
+        it = iter(verdicts)
+        found = [next(it) if i.sources else None for i in inputs]
+        self.screen.prefetch([(r.answer, d.passage) for r in batch if r.has_roles for d in r.with_role("distractor")])
+        return [self._one(r, v) for r, v in zip(batch, found, strict=True)]
+
+    def _one(self, r: AuditRecord, verdict: dict[str, Any] | None) -> dict[str, Any]:
+        issues: list[str] = []
+        skipped: list[str] = []
+        scores: dict[str, Any] = {}
+        sources = [d.passage for d in r.with_role("source")]
+        exemplar = Exemplar("audit", r.exemplar_text or "", "audit", None, r.options)
+        if r.exemplar_text is None:
+            skipped.append("instruction_echo")
+        reply = json.dumps({"question": r.question, "answer": r.answer})
+        _, reason = parse_pair(reply, sources=sources if r.has_roles else [], exemplar=exemplar)
+        if reason:
+            issues.append(reason)
+        if verdict is None:
+            skipped += ["paradigm_mismatch", "distractor_leak"]
+        else:
+            scores.update(verdict["scores"])
+            if not r.has_roles:
+                skipped += ["paradigm_mismatch", "distractor_leak", "distractor_rank"]
+            elif r.paradigm is None:
+                skipped.append("paradigm_mismatch")
+            elif verdict["ok"] is False:
+                issues.append("paradigm_mismatch")
+        if r.has_roles:
+            self._distractors(r, sources, issues, scores)
+            if self.total_docs is not None and len(r.documents) < self.total_docs:
+                issues.append("short_padded")
+        elif r.documents and "distractor_rank" not in skipped:
+            skipped.append("distractor_rank")
+        return {
+            "id": r.id,
+            "issues": issues,
+            "paradigm_found": verdict["found"] if verdict else None,
+            "scores": scores,
+            "skipped": skipped,
+        }
+
+    def _distractors(self, r: AuditRecord, sources: list[Any], issues: list[str], scores: dict[str, Any]) -> None:
+        distractors = r.with_role("distractor")
+        if not distractors:
+            return
+        screen = self.screen.screen_for(question=r.question, answer=r.answer, paradigm=r.paradigm, sources=sources)
+        leaks = {d.passage.id: fired for d in distractors if (fired := screen(d.passage)) is not None}
+        if leaks:
+            issues.append("distractor_leak")
+            scores["leaks"] = leaks
+        if any(d.rank is not None and d.rank < self.band_start and d.rule != "shallow" for d in distractors):
+            issues.append("distractor_rank")

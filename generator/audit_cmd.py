@@ -1,0 +1,135 @@
+"""`ragloom audit IN`: the library call `audit` and the command around it (progress, table, exit code)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from ragloom.retrieval import DEFAULT_ENCODER, Encoder, EncoderSpec, read_manifest
+
+from ragloom.errors import ConfigError, OutputError
+
+from .audit import AUDIT_CODES, Auditor, AuditSummary
+from .audit_input import read_input
+from .config import Quality
+from .conformance import ConformanceChecker
+from .parsing import REASONS
+
+KNOWN_CODES = (*REASONS, *AUDIT_CODES)
+
+
+def encoder_spec(run: dict[str, Any], index: str | None, encoder: str | None) -> EncoderSpec:
+    """--index's encoder, else --encoder, else the run's index encoder, else the default (as in generate)."""
+    if index and encoder:
+        raise ConfigError("audit: give --index DIR or --encoder NAME, not both")
+    if encoder:
+        return EncoderSpec(encoder)
+    enc = read_manifest(index)["encoder"] if index else (run.get("index") or {}).get("encoder")
+    if not enc:
+        return EncoderSpec(DEFAULT_ENCODER)
+    return EncoderSpec(
+        enc["name"], enc.get("query_prefix", ""), enc.get("passage_prefix", ""), enc.get("normalize", True)
+    )
+
+
+def audit(
+    path: str | Path,
+    *,
+    index: str | None = None,
+    encoder: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[dict[str, Any]], AuditSummary]:
+    """Audit a run directory or dataset file: one result per record, and the summary.
+    `progress(done, total)` is called after each batch."""
+    records, run = read_input(path)
+    cfg = run.get("config") or {}
+    quality = Quality.model_validate(cfg.get("quality") or {})
+    dist = cfg.get("distractors") or {}
+    checker = ConformanceChecker(Encoder(encoder_spec(run, index, encoder)), quality.thresholds())
+    auditor = Auditor(
+        checker,
+        leak_similarity=quality.leak_similarity,
+        band_start=(dist.get("rank_band") or [200])[0],
+        total_docs=dist.get("total_docs"),
+    )
+    summary = AuditSummary()
+    results = []
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, len(records))
+
+    for rec, result in auditor.run(records, step):
+        summary.add(rec, result)
+        results.append(result)
+    return results, summary
+
+
+def parse_fail_on(value: str | None) -> set[str]:
+    codes = {c.strip() for c in (value or "").split(",") if c.strip()}
+    unknown = sorted(codes - set(KNOWN_CODES))
+    if unknown:
+        raise ConfigError(f"--fail-on {unknown[0]!r}: unknown code; use one of {', '.join(KNOWN_CODES)}")
+    return codes
+
+
+def print_table(summary: AuditSummary, file: IO[str]) -> None:
+    """Two tables: records per paradigm (clean and with each issue), then every issue's count."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file, width=None if file.isatty() else 120)
+    t = Table(title=f"ragloom audit: {summary.records} records")
+    for col in ("paradigm", "records", "clean", "issues"):
+        t.add_column(col, justify="left" if col in ("paradigm", "issues") else "right")
+    for name, row in sorted(summary.by_paradigm.items()):
+        issues = ", ".join(f"{c} {n}" for c, n in sorted(row.items()) if c not in ("records", "clean"))
+        t.add_row(name, str(row["records"]), str(row["clean"]), issues or "-")
+    console.print(t)
+    if summary.issues:
+        it = Table("issue", "records")
+        for code, n in summary.issues.most_common():
+            it.add_row(code, str(n))
+        console.print(it)
+    if summary.leaks:
+        console.print("distractor leaks by check: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.leaks.items())))
+    if summary.skipped:
+        skipped = ", ".join(f"{k} x{v}" for k, v in sorted(summary.skipped.items()))
+        console.print(f"skipped (the records lack what the check needs): {skipped}")
+
+
+def run_audit(
+    path: str, *, out: str | None, as_json: bool, fail_on: str | None, index: str | None, encoder: str | None
+) -> int:
+    """Exit 0 whatever the issues, 1 when a --fail-on code was found; user errors raise (exit 2)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    codes = parse_fail_on(fail_on)
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("auditing", total=None)
+        results, summary = audit(
+            path,
+            index=index,
+            encoder=encoder,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)
+    if out:
+        try:
+            Path(out).write_text(lines, encoding="utf-8")
+        except OSError as e:
+            raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
+    elif not as_json:
+        sys.stdout.write(lines)
+    if as_json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print_table(summary, sys.stderr if not out else sys.stdout)
+    return 1 if codes & set(summary.issues) else 0

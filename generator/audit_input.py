@@ -1,0 +1,153 @@
+"""Reading any RAG instruction dataset into `AuditRecord`s for `ragloom audit`.
+
+Accepted: a ragloom run directory (examples.jsonl + run.json); a JSONL/JSON file, a Parquet file or
+a `datasets` directory in the raw view (documents as {id, title, text, role, rank, rule}); the
+rag-instruct view (question, answer, documents as strings, optional paradigm).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragloom.retrieval import Passage
+
+from ragloom.errors import InputFormatError, MissingDependencyError, MissingInputError
+
+from .types import PARADIGMS
+
+_QUESTION_KEYS = ("instruction", "question", "query", "prompt")
+_ANSWER_KEYS = ("answer", "output", "response", "completion")
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    passage: Passage
+    role: str | None  # source | distractor | None (unknown)
+    rank: int | None = None
+    rule: str | None = None
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    id: str
+    question: str
+    answer: str
+    documents: list[Doc] = field(default_factory=list)
+    paradigm: str | None = None
+    exemplar_text: str | None = None
+    options: tuple[str, ...] = ()
+
+    @property
+    def has_roles(self) -> bool:
+        return bool(self.documents) and all(d.role in ("source", "distractor") for d in self.documents)
+
+    def with_role(self, role: str) -> list[Doc]:
+        return [d for d in self.documents if d.role == role]
+
+
+def _doc(raw: Any, i: int, loc: str) -> Doc:
+    if isinstance(raw, str):
+        title, _, text = raw.partition("\n") if "\n" in raw else ("", "", raw)
+        return Doc(Passage(f"doc{i}", title, text or title), None)
+    if isinstance(raw, dict) and isinstance(raw.get("text"), str):
+        role = raw.get("role") if raw.get("role") in ("source", "distractor") else None
+        rank = raw.get("rank")
+        return Doc(
+            Passage(str(raw.get("id") or f"doc{i}"), str(raw.get("title") or ""), raw["text"]),
+            role,
+            int(rank) if isinstance(rank, int | float) else None,
+            raw.get("rule"),
+        )
+    raise InputFormatError(f"{loc}: document {i} is neither a string nor an object with a `text` string")
+
+
+def to_record(row: dict[str, Any], n: int, loc: str) -> AuditRecord:
+    """One row of any accepted view; a row without a question or an answer is an error naming it."""
+    q = next((row[k] for k in _QUESTION_KEYS if isinstance(row.get(k), str)), None)
+    a = next((row[k] for k in _ANSWER_KEYS if isinstance(row.get(k), str)), None)
+    if q is None or a is None:
+        raise InputFormatError(
+            f"{loc}: no question/answer; audit reads `instruction` or `question` and `answer` or `output`"
+        )
+    docs = row.get("documents") or []
+    if not isinstance(docs, list):
+        raise InputFormatError(f"{loc}: `documents` must be a list")
+    paradigm = row.get("paradigm") if row.get("paradigm") in PARADIGMS else None
+    raw_ex = row.get("exemplar")
+    ex: dict[str, Any] = raw_ex if isinstance(raw_ex, dict) else {}
+    return AuditRecord(
+        id=str(row.get("id") or row.get("job_id") or n),
+        question=q,
+        answer=a,
+        documents=[_doc(d, i, loc) for i, d in enumerate(docs)],
+        paradigm=paradigm,
+        exemplar_text=ex.get("text"),
+        options=tuple(ex.get("options") or ()),
+    )
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputFormatError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputFormatError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        yield from ((r, f"{path}:item {i}") for i, r in enumerate(data, 1))
+        return
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                yield json.loads(line), f"{path}:{lineno}"
+            except json.JSONDecodeError as e:
+                raise InputFormatError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+
+
+def _dataset_rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
+    try:
+        import datasets
+    except ImportError:
+        raise MissingDependencyError("reading Parquet or a datasets directory needs: pip install datasets") from None
+    if path.is_dir():
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
+    else:
+        ds = datasets.Dataset.from_parquet(str(path))
+    for i, row in enumerate(ds, 1):
+        yield dict(row), f"{path}:row {i}"
+
+
+def read_input(path: str | Path) -> tuple[list[AuditRecord], dict[str, Any]]:
+    """The records of IN and what is known about how they were made (a run's run.json, else {})."""
+    p = Path(path)
+    if not p.exists():
+        raise MissingInputError(
+            f"audit input not found: {p}; give a run directory, a .jsonl/.parquet file or a datasets directory"
+        )
+    run: dict[str, Any] = {}
+    if p.is_dir() and (p / "examples.jsonl").exists():
+        if (p / "run.json").exists():
+            run = json.loads((p / "run.json").read_text(encoding="utf-8"))
+        rows = _jsonl_rows(p / "examples.jsonl")
+    elif p.is_dir() or p.suffix == ".parquet":
+        rows = _dataset_rows(p)
+    elif p.suffix in (".jsonl", ".json"):
+        rows = _jsonl_rows(p)
+    else:
+        raise InputFormatError(
+            f"{p}: unknown input; give a run directory, a .jsonl/.json/.parquet file or a datasets directory"
+        )
+    records = []
+    for n, (row, loc) in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InputFormatError(f"{loc}: expected an object, got {type(row).__name__}")
+        records.append(to_record(row, n, loc))
+    return records, run

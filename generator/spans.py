@@ -1,0 +1,107 @@
+"""Text pieces the quality checks compare: sentences, content words and an answer's key spans.
+
+Key spans are the parts of an answer that carry its facts: numbers and dates, multi-word proper
+names, and the text of the correct multiple-choice option. Spans the question already names are
+the subject, not the answer, and are left out.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from ragloom.retrieval import normalize_text
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[\"'(\[]?[A-Z0-9])")
+_NUMBER = re.compile(r"\d(?:[\d,.]*\d)?")
+# Two or more capitalised words, allowing the lower-case particles inside names
+# ("Champ de Mars", "Leonardo da Vinci", "Bank of England").
+_PROPER = re.compile(
+    r"\b[A-Z][\w'\u2019-]*(?:\s+(?:(?:of|de|da|del|di|du|la|le|van|von|der|the|and)\s+)*[A-Z][\w'\u2019-]*)+"
+)
+_OPTION = re.compile(r"(?:^|\s|\()([A-D])[).:]\s*(.+?)(?=\s+\(?[A-D][).:]\s|$)", re.DOTALL)
+_LEADING_LETTER = re.compile(r"^\W*(?:answer\W*)?(?:option\W*)?\(?([A-D])\b", re.IGNORECASE)
+
+_STOPWORD_TEXT = """a about above after again against all also am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had has
+    have having he her here hers him his how i if in into is it its itself just me more most my no nor
+    not now of off on once only or other our out over own same she should so some such than that the
+    their them then there these they this those through to too under until up very was we were what
+    when where which while who whom why will with would you your yours one many much known called
+    including however although though well became become used use first second new"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+def split_sentences(text: str, limit: int = 40) -> list[str]:
+    """Sentences of `text` (at most `limit`, the rest joined into the last), blank ones dropped."""
+    parts = [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+    if len(parts) > limit:
+        parts = [*parts[: limit - 1], " ".join(parts[limit - 1 :])]
+    return parts
+
+
+@functools.lru_cache(maxsize=16384)
+def content_words(text: str) -> frozenset[str]:
+    """Lower-cased words that carry meaning: no stopwords, no one- or two-letter words."""
+    return frozenset(w for w in normalize_text(text).split() if len(w) > 2 and w not in STOPWORDS)
+
+
+def novel_words(answer: str, question: str) -> frozenset[str]:
+    """The answer's content words that the question does not already contain."""
+    return content_words(answer) - content_words(question)
+
+
+def numbers(text: str) -> set[str]:
+    """Numbers of three or more digits (years, heights, counts), commas dropped: "8,849" -> "8849".
+    Shorter numbers ("3", "12") are too common to identify an answer."""
+    out = set()
+    for m in _NUMBER.finditer(text):
+        digits = m.group(0).rstrip(".,").replace(",", "")
+        if sum(c.isdigit() for c in digits) >= 3:
+            out.add(digits)
+    return out
+
+
+def proper_names(text: str) -> set[str]:
+    """Multi-word proper names, normalised; a leading sentence-start word such as "The" is dropped."""
+    out = set()
+    for m in _PROPER.finditer(text):
+        words = m.group(0).split()
+        while words and words[0].lower() in STOPWORDS:
+            words = words[1:]
+        if len(words) >= 2:
+            out.add(normalize_text(" ".join(words)))
+    return out
+
+
+def correct_option(question: str, answer: str) -> str | None:
+    """The text of the option the answer's leading letter picks, for a multiple-choice question."""
+    m = _LEADING_LETTER.match(answer)
+    if not m:
+        return None
+    options = {letter: body.strip().rstrip(",;") for letter, body in _OPTION.findall(question)}
+    text = options.get(m.group(1).upper())
+    return text if text and normalize_text(text) else None
+
+
+def key_spans(question: str, answer: str, *, short_answer_words: int = 4) -> list[str]:
+    """The answer's key spans, normalised, minus those the question already names; the whole answer
+    is one when it has at most `short_answer_words` words."""
+    q_norm = f" {normalize_text(question)} "
+    spans = numbers(answer) - numbers(question)
+    spans |= {n for n in proper_names(answer) if f" {n} " not in q_norm}
+    option = correct_option(question, answer)
+    if option:
+        spans.add(normalize_text(option))
+    whole = normalize_text(answer)
+    if whole and len(whole.split()) <= short_answer_words and f" {whole} " not in q_norm:
+        spans.add(whole)
+    return sorted(s for s in spans if s)
+
+
+def span_in(span: str, text: str) -> bool:
+    """`span` (from `key_spans`) occurs in the raw `text`: a number as a number ("8849" matches
+    "8,849"), anything else as whole words of the normalised text."""
+    if span.replace(".", "").isdigit():
+        return span in numbers(text)
+    return f" {span} " in f" {normalize_text(text)} "

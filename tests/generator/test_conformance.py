@@ -1,0 +1,116 @@
+"""Paradigm conformance, calibrated on hand-labelled records (tests/fixtures/conformance.jsonl).
+
+Every label in the fixture was written by hand from the Wikipedia summaries before the checker
+ran; the checker's defaults were then chosen on it. The levels asserted here are the ones reached
+(50 of 52 right: see the report in the commit history); a change that loses accuracy fails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ragloom.generator.conformance import CheckInput, ConformanceChecker, Source
+from ragloom.retrieval import Encoder
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "conformance.jsonl"
+
+
+class CountingEncoder:
+    """The real MiniLM encoder, counting its calls and the sentences it embeds."""
+
+    def __init__(self) -> None:
+        self.inner = Encoder()
+        self.calls = 0
+        self.sentences = 0
+
+    def encode_passages(self, texts: Any) -> np.ndarray:
+        self.calls += 1
+        self.sentences += len(texts)
+        return self.inner.encode_passages(texts)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> CountingEncoder:
+    return CountingEncoder()
+
+
+def _fixture() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _inputs(recs: list[dict[str, Any]], with_paradigm: bool = True) -> list[CheckInput]:
+    return [
+        CheckInput(
+            r["question"],
+            r["answer"],
+            [Source(s["title"], s["text"]) for s in r["sources"]],
+            r["paradigm"] if with_paradigm else None,
+        )
+        for r in recs
+    ]
+
+
+def test_fixture_is_large_and_balanced_enough_to_calibrate_on() -> None:
+    recs = _fixture()
+    counts = Counter((r["paradigm"], r["label"]) for r in recs)
+    assert len(recs) >= 40
+    for paradigm in ("useless_doc", "single_doc_support", "multi_doc_support", "single_doc_answer", "multi_doc_answer"):
+        assert counts[(paradigm, "conforms")] >= 5 and counts[(paradigm, "not")] >= 5
+    assert all(r["note"] and r["sources"] for r in recs)
+
+
+def test_checker_agrees_with_the_hand_labels(encoder: CountingEncoder) -> None:
+    recs = _fixture()
+    results = ConformanceChecker(encoder).check(_inputs(recs))
+    right: Counter[str] = Counter()
+    for r, res in zip(recs, results, strict=True):
+        assert res["found"] in ("states", "supports", "no_help")
+        right[r["paradigm"]] += res["ok"] == (r["label"] == "conforms")
+    total = sum(right.values())
+    assert total >= 50, f"{total}/52 right"
+    # the single-document paradigms are all right; each multi-document one misses at most one record
+    for paradigm in ("useless_doc", "single_doc_support", "single_doc_answer"):
+        n = sum(r["paradigm"] == paradigm for r in recs)
+        assert right[paradigm] == n, paradigm
+    for paradigm in ("multi_doc_support", "multi_doc_answer"):
+        assert right[paradigm] >= 9, paradigm
+
+
+def test_wrong_quickstart_answers_are_rejected_as_unsupported(encoder: CountingEncoder) -> None:
+    recs = [r for r in _fixture() if "quickstart" in r["note"]]
+    assert len(recs) == 2
+    for res in ConformanceChecker(encoder).check(_inputs(recs)):
+        assert res["ok"] is False and res["found"] == "no_help"
+
+
+def test_a_batch_is_one_encoder_call_and_repeated_sentences_are_not_embedded_again(encoder: CountingEncoder) -> None:
+    recs = _fixture()
+    checker = ConformanceChecker(encoder)
+    before = encoder.calls
+    checker.check(_inputs(recs))
+    assert encoder.calls == before + 1
+    before_sentences = encoder.sentences
+    checker.check(_inputs(recs[:10]))  # all seen: no new call
+    assert encoder.calls == before + 1 and encoder.sentences == before_sentences
+
+
+def test_without_a_paradigm_the_relation_is_found_but_not_judged(encoder: CountingEncoder) -> None:
+    recs = _fixture()[:6]
+    judged = ConformanceChecker(encoder).check(_inputs(recs))
+    unjudged = ConformanceChecker(encoder).check(_inputs(recs, with_paradigm=False))
+    assert [u["ok"] for u in unjudged] == [None] * 6
+    assert [u["found"] for u in unjudged] == [j["found"] for j in judged]
+
+
+def test_scores_are_stored_per_source_so_records_can_be_rethresholded(encoder: CountingEncoder) -> None:
+    rec = next(r for r in _fixture() if r["paradigm"] == "multi_doc_answer")
+    (res,) = ConformanceChecker(encoder).check(_inputs([rec]))
+    for key in ("attr", "peak", "words", "spans"):
+        assert len(res["scores"][key]) == len(rec["sources"])
+    assert set(res["scores"]["union"]) == {"attr", "peak", "words", "spans"}
+    json.dumps(res)  # stored in the record as is

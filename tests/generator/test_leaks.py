@@ -1,0 +1,88 @@
+"""Distractor leak screening: the answer must not reach a distractor in other words."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from ragloom.generator.conformance import ConformanceChecker
+from ragloom.generator.leaks import LeakScreen
+from ragloom.generator.spans import correct_option, key_spans
+from ragloom.retrieval import Encoder, Hit, Passage, sample_distractors
+
+EIFFEL = Passage(
+    "wiki:Eiffel Tower",
+    "Eiffel Tower",
+    "The Eiffel Tower is a lattice tower on the Champ de Mars in Paris, France. It is named after the engineer "
+    "Gustave Eiffel, whose company designed and built the tower from 1887 to 1889.",
+)
+NILE = Passage(
+    "wiki:Nile",
+    "Nile",
+    "The Nile is a major north-flowing river in northeast Africa which empties into the Mediterranean Sea. At "
+    "7,088 kilometers (4,404 mi) long, it is the longest river in the world.",
+)
+QUESTION = "When was the Eiffel Tower built, and by whom?"
+ANSWER = "The Eiffel Tower was built between 1887 and 1889 by the company of the engineer Gustave Eiffel."
+
+
+@pytest.fixture(scope="module")
+def screen() -> LeakScreen:
+    return LeakScreen(ConformanceChecker(Encoder()))
+
+
+def test_paraphrased_answer_bearing_distractor_is_screened_out(screen: LeakScreen) -> None:
+    s = screen.screen_for(question=QUESTION, answer=ANSWER, paradigm="single_doc_answer", sources=[EIFFEL])
+    paraphrase = Passage("d1", "Paris landmarks", "Eiffel's firm erected it from 1887 to 1889.")
+    assert s(paraphrase) == "key_span"
+    assert s(NILE) is None
+    hits = [Hit(paraphrase, 0.5, 210), Hit(NILE, 0.4, 220)]
+    # the substring check alone (before this screen) lets it through
+    unscreened = sample_distractors(hits, sources=[EIFFEL], n=2, rng=random.Random(0), answer=ANSWER)
+    assert "d1" in {p.passage.id for p in unscreened}
+    leaks: Counter[str] = Counter()
+    screened = sample_distractors(
+        hits, sources=[EIFFEL], n=2, rng=random.Random(0), answer=ANSWER, screen=s, leaks=leaks
+    )
+    assert [p.passage.id for p in screened] == ["wiki:Nile"] and leaks == {"key_span": 1}
+
+
+def test_a_paraphrase_without_numbers_or_names_is_caught_by_meaning(screen: LeakScreen) -> None:
+    s = screen.screen_for(
+        question="Who built the famous iron tower in Paris?",
+        answer="The iron tower was put up by the engineering firm of Gustave Eiffel.",
+    )
+    assert s(Passage("d", "Landmarks", "Eiffel's firm erected the iron tower in Paris.")) == "meaning"
+    assert s(NILE) is None
+
+
+def test_a_candidate_backing_the_answer_as_well_as_the_weakest_source_is_screened(screen: LeakScreen) -> None:
+    question = "What do the Nile and the Amazon have in common?"
+    answer = "Both are among the longest rivers on Earth and both carry enormous volumes of water to the sea."
+    amazon = Passage(
+        "a", "Amazon", "The Amazon carries the largest volume of water of any river; it is among the longest rivers."
+    )
+    s = screen.screen_for(question=question, answer=answer, paradigm="multi_doc_answer", sources=[NILE, amazon])
+    backing = Passage(
+        "c",
+        "Rivers",
+        "Rivers such as these carry enormous volumes of water, and the longest run thousands of kilometres.",
+    )
+    assert s(backing) in ("meaning", "supports_answer")
+    off_topic = Passage("o", "Moon", "The Moon is the only natural satellite of Earth and orbits it every 29.5 days.")
+    assert s(off_topic) is None
+    # the same candidate is not judged on support for a paradigm that does not state the answer
+    loose = screen.screen_for(question=question, answer=answer, paradigm="multi_doc_support", sources=[NILE, amazon])
+    assert loose(off_topic) is None
+
+
+def test_key_spans_are_numbers_names_the_correct_option_and_short_answers() -> None:
+    spans = key_spans("When was the Eiffel Tower built?", "Gustave Eiffel's company built it from 1887 to 1889.")
+    assert {"1887", "1889"} <= set(spans) and any(x.startswith("gustave eiffel") for x in spans)
+    assert "eiffel tower" not in spans  # the question's subject is not the answer
+    q = "Which sea does the Nile empty into? A) the Red Sea B) the Mediterranean Sea C) the Arabian Sea D) the Black Sea"
+    assert correct_option(q, "B) It flows north into the Mediterranean.") == "the Mediterranean Sea"
+    assert "the mediterranean sea" in key_spans(q, "B) It flows north into the Mediterranean.")
+    assert key_spans("What is the capital of Bahrain?", "Manama") == ["manama"]
+    assert "8849" in key_spans("How high is it?", "About 8,849 metres.")
