@@ -55,6 +55,7 @@ def _config(index_dir: Path, out: Path, base_url: str, jobs: int, workers: int |
         "backend.model=fake",
         "backend.api_key_env=null",
         f"backend.concurrency={IN_FLIGHT // (workers or 1)}",
+        "quality.conformance=false",  # as bench/generation.py: this measures scheduling, not the gate
     ]
     if workers:
         sets += ["execution.engine=ray", f"execution.workers={workers}"]

@@ -171,9 +171,8 @@ def test_vllm_workers_ask_for_their_tensor_parallel_gpus_and_run_the_engine(
     pytest.importorskip("vllm", reason="the test setup installs vllm==0.33.0 --no-deps")
     backend = {"type": "vllm", "model": "google/gemma-3-270m-it", "tensor_parallel_size": 2, "batch_size": 8}
     path = tmp_path / "run.yaml"
-    path.write_text(
-        json.dumps({"index": str(wiki_index), "count": 150, "output": str(tmp_path / "out"), "backend": backend})
-    )
+    cfg = {"index": str(wiki_index), "count": 150, "output": str(tmp_path / "out"), "backend": backend}
+    path.write_text(json.dumps({**cfg, "quality": {"conformance": False}}))  # the gate is tested elsewhere
     cfg = load_config(path, ["execution.engine=ray", "execution.workers=2"])
     assert worker_options(cfg)["num_gpus"] == 2
     # no GPU here: the stand-in engine runs with num_gpus=0
