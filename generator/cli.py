@@ -51,6 +51,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--retry-failed", action="store_true", help="ask again for jobs that failed validation")
     g.add_argument("--quiet", action="store_true")
     g.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
+    g.add_argument(
+        "--ray", nargs="?", const="", metavar="ADDRESS", help="run in shards on a Ray cluster (ragloom[ray])"
+    )
+    g.add_argument("--workers", type=int, metavar="N", help="--ray: worker actors (default: execution.workers)")
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("export", help="write a view of a run's records with a dataset card")
@@ -159,6 +163,14 @@ def _generate(args: argparse.Namespace) -> int:
     from .run import dry_run, execute
 
     cfg = load_config(args.config, args.set)
+    if args.ray is not None or args.workers is not None or cfg.execution.engine == "ray":
+        from .ray_exec import run_ray_generate, with_flags
+
+        cfg = with_flags(cfg, args.ray, args.workers)
+        flags = {"dry_run": args.dry_run, "overwrite": args.overwrite, "retry_failed": args.retry_failed}
+        return run_ray_generate(
+            cfg, quiet=args.quiet, report=not args.no_report, summary_console=_summary_console(), **flags
+        )
     if args.dry_run:
         print(json.dumps(dry_run(cfg), indent=2))
         return 0

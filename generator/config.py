@@ -185,6 +185,14 @@ class CorpusConfig(Strict):
     limit: int | None = Field(None, gt=0)
 
 
+class Execution(Strict):
+    """Where the pipeline runs: this process, or worker actors on a Ray cluster (`ragloom[ray]`)."""
+
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="Ray cluster address ('auto', host:port); none: a local cluster")
+    workers: int = Field(2, ge=1, le=4096, description="ray: worker actors, each with its own index and backend")
+
+
 class RunConfig(Strict):
     index: str = Field(description="index directory (built from `corpus` when missing)")
     corpus: CorpusConfig | None = None
@@ -205,6 +213,7 @@ class RunConfig(Strict):
     output: str = "out"
     templates: str | None = None
     card: Card = Field(default_factory=Card)
+    execution: Execution = Field(default_factory=Execution)
 
     @field_validator("paradigms")
     @classmethod

@@ -52,6 +52,7 @@ def plan_hash(
         exclude={
             "output": True,
             "pricing": True,
+            "execution": True,  # where it runs (this process or Ray) is not what it makes
             # how the server is reached is not what it makes: a restarted server on a new port resumes
             "backend": {
                 "concurrency",

@@ -60,10 +60,12 @@ def build_index(
     embeddings: str | None = None,
     overwrite: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    embed: Callable[..., str] | None = None,
 ) -> dict[str, Any]:
     """Build an index directory at `out` and return its manifest.
 
-    `progress(stage, done, total)` is called as passages are embedded and added.
+    `progress(stage, done, total)` is called as passages are embedded and added. `embed(store,
+    fingerprint, progress)` embeds the written store elsewhere (on Ray) and returns the shards' path.
     """
     if index_type not in INDEX_TYPES:
         raise InputFormatError(f"unknown index type {index_type!r}; use one of {', '.join(INDEX_TYPES)}")
@@ -87,6 +89,8 @@ def build_index(
             )
         store = PassageStore(tmp)
         enc = Encoder(encoder)
+        if embed is not None:
+            embeddings = embed(store, fingerprint, progress)
         index, index_params = _fill_index(store, enc, index_type, params, embeddings, tmp, progress)
         import_faiss().write_index(index, str(tmp / INDEX_FILE))
         (tmp / "embeddings.npy").unlink(missing_ok=True)
@@ -113,7 +117,7 @@ def build_index(
                 "generated_ids": stats.generated_ids,
             },
             "store": {"file": STORE_FILE, "bytes": (tmp / STORE_FILE).stat().st_size},
-            "embeddings": "precomputed" if embeddings else "encoded",
+            "embeddings": "ray" if embed else "precomputed" if embeddings else "encoded",
             "build_seconds": round(time.perf_counter() - t0, 3),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

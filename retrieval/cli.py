@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from ragloom.errors import ConfigError
+
 from .build import INDEX_TYPES, IndexParams, build_index
 from .corpus import FORMATS, CorpusSpec
 from .encoder import DEFAULT_ENCODER, EncoderSpec
@@ -60,6 +62,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--nprobe", type=int, default=64, help="ivf-pq: lists visited per query")
     b.add_argument("--hnsw-m", type=int, default=32, help="hnsw: links per node")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index directory")
+    b.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="embed in shards on Ray (default: local)")
+    b.add_argument("--shards", type=int, help="--ray: row ranges to embed (default: >= 8, ~100k passages each)")
     b.set_defaults(func=_build)
 
     i = isub.add_parser("info", help="print an index's manifest")
@@ -92,6 +96,13 @@ def _build(args: argparse.Namespace) -> int:
         args.encoder, args.query_prefix, args.passage_prefix, not args.no_normalize, args.batch_size, args.device
     )
     params = IndexParams(hnsw_m=args.hnsw_m, nlist=args.nlist, pq_m=args.pq_m, nprobe=args.nprobe)
+    embed = None
+    if args.ray is not None:
+        from .ray_embed import RayEmbedder
+
+        if args.embeddings:
+            raise ConfigError("--ray embeds the corpus itself; drop --embeddings or --ray")
+        embed = RayEmbedder(encoder, args.out, shards=args.shards, address=args.ray or None)
     t0 = time.perf_counter()
     with Progress(
         TextColumn("embedding"),
@@ -117,7 +128,10 @@ def _build(args: argparse.Namespace) -> int:
             embeddings=args.embeddings,
             overwrite=args.overwrite,
             progress=progress,
+            embed=embed,
         )
+    if embed is not None:
+        embed.cleanup()
     secs = time.perf_counter() - t0
     skipped = m["corpus"]["skipped_empty"]
     console.print(

@@ -1,0 +1,237 @@
+"""ragloom on a local Ray cluster (one per module: Ray is slow to start on a 2-core box).
+
+Generation against the fake OpenAI server on 127.0.0.1 with the real MiniLM encoder and a flat
+index: exactly once across workers, a worker that dies, a driver that is SIGKILLed, the vLLM
+wiring with a stand-in engine; sharded embedding against the single-process build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+from fake_openai import FakeServer, Faults
+from ragloom.generator.config import load_config
+from ragloom.generator.ray_exec import ShardWorker, run_ray_generate, worker_options
+from runs import jsonl, run_config
+
+from ragloom.cli import main
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    # the workers import this module (the worker subclasses below) and the vLLM stand-in
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(TESTS / "generator"), os.environ.get("PYTHONPATH", "")])
+    ctx = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False)
+    try:
+        yield ctx.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+
+
+def plan_ids(n: int) -> set[str]:
+    """Job ids of a seed-0 plan of n jobs: `<seed>-<position, 6 digits>`."""
+    return {f"0-{i:06d}" for i in range(n)}
+
+
+def finished_ids(out: Path) -> list[str]:
+    return [r["job_id"] for r in jsonl(out / "examples.jsonl") + jsonl(out / "failed.jsonl")]
+
+
+def shape(rec: dict) -> tuple:
+    """What must not depend on where a record was made (the fake server's text is a function of the prompt)."""
+    docs = [(d["id"], d["role"], d["rank"], d["rule"]) for d in rec["documents"]]
+    return rec["paradigm"], rec["instruction"], rec["answer"], rec["exemplar"]["id"], docs
+
+
+def test_two_workers_write_every_job_once_and_match_a_single_process_run(
+    cluster: str, wiki_index: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    with FakeServer() as srv:
+        local = run_config(tmp_path / "local", wiki_index, srv.base_url, 300)
+        distributed = run_config(tmp_path / "ray", wiki_index, srv.base_url, 300)
+        assert main(["generate", "--config", str(local), "--quiet"]) == 0
+        assert main(["generate", "--config", str(distributed), "--quiet", "--ray", "--workers", "2"]) == 0
+    a_out, b_out = tmp_path / "local" / "out", tmp_path / "ray" / "out"
+    ids = finished_ids(b_out)
+    assert len(ids) == 300 and set(ids) == plan_ids(300)
+    a = {r["job_id"]: shape(r) for r in jsonl(a_out / "examples.jsonl")}
+    b = {r["job_id"]: shape(r) for r in jsonl(b_out / "examples.jsonl")}
+    assert len(a) > 250 and a == b
+    fails = {r["job_id"]: r["reason"] for r in jsonl(a_out / "failed.jsonl")}
+    assert fails == {r["job_id"]: r["reason"] for r in jsonl(b_out / "failed.jsonl")}
+    run = json.loads((b_out / "run.json").read_text())
+    assert run["execution"]["shards"] == 3 and run["execution"]["workers"] == 2
+    assert run["plan_hash"] == json.loads((a_out / "run.json").read_text())["plan_hash"]
+    assert sorted(p.name for p in (b_out / "shards" / run["plan_hash"]).iterdir()) == [
+        "part-00000",
+        "part-00001",
+        "part-00002",
+    ]
+
+
+class DiesOnFirstShard(ShardWorker):
+    """Exits the whole worker process once some records of its first shard are on disk."""
+
+    async def run_shard(self, shard: int, jobs: list) -> dict:
+        try:
+            os.close(os.open(self.dir / "died", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return await super().run_shard(shard, jobs)
+        task = asyncio.ensure_future(super().run_shard(shard, jobs))
+        written = self.dir / f"part-{shard:05d}.partial" / "examples.jsonl"
+        while not (written.exists() and written.read_bytes().count(b"\n") >= 10):
+            await asyncio.sleep(0.02)
+        os._exit(1)
+        return await task
+
+
+def test_a_worker_that_dies_is_restarted_and_every_job_is_written_once(
+    cluster: str, wiki_index: Path, tmp_path: Path
+) -> None:
+    with FakeServer(Faults(latency=0.02)) as srv:
+        cfg = load_config(
+            run_config(tmp_path, wiki_index, srv.base_url, 200, execution={"engine": "ray", "workers": 2})
+        )
+        assert run_ray_generate(cfg, quiet=True, worker_cls=DiesOnFirstShard) == 0
+    out = tmp_path / "out"
+    root = next((out / "shards").iterdir())
+    assert (root / "died").exists()
+    ids = finished_ids(out)
+    assert len(ids) == 200 and set(ids) == plan_ids(200)
+    for part in ("part-00000", "part-00001"):
+        part_ids = [r["job_id"] for r in jsonl(root / part / "examples.jsonl") + jsonl(root / part / "failed.jsonl")]
+        assert len(part_ids) == len(set(part_ids)) == 100
+
+
+def _positions(out: Path, parts: list[Path]) -> set[int]:
+    ids = [r["job_id"] for p in parts for r in jsonl(p / "examples.jsonl") + jsonl(p / "failed.jsonl")]
+    return {int(i.split("-")[1]) for i in ids}
+
+
+def test_sigkilled_driver_resumes_and_never_asks_again_for_finished_shards(
+    cluster: str, wiki_index: Path, tmp_path: Path
+) -> None:
+    with FakeServer(Faults(latency=0.1)) as srv:
+        cfg = run_config(tmp_path, wiki_index, srv.base_url, 400, backend={"concurrency": 4})
+        cmd = [sys.executable, "-m", "ragloom", "generate", "--config", str(cfg), "--quiet", "--ray", cluster]
+        cmd += ["--workers", "2"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        shards = tmp_path / "out" / "shards"
+        deadline = time.monotonic() + 240
+        while not any(shards.glob("*/part-?????")):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = sorted(shards.glob("*/part-?????"))
+        asked_before = len(srv.requests)
+        assert 1 <= len(done) < 4
+        again = subprocess.run(cmd, capture_output=True, timeout=300)
+        assert again.returncode == 0, again.stderr.decode()[-2000:]
+        later = srv.requests[asked_before:]
+    # the request seed is position * 101 + attempt (seed 0): each request names its job
+    asked_again = {r["seed"] // 101 for r in later}
+    finished_before = _positions(tmp_path / "out", done)
+    assert later and finished_before and not asked_again & finished_before
+    ids = finished_ids(tmp_path / "out")
+    assert len(ids) == 400 and set(ids) == plan_ids(400)
+
+
+class WithStandInEngine(ShardWorker):
+    """The vLLM backend with its engine stood in (tests/generator/test_vllm.py: real signatures)."""
+
+    def setup(self) -> None:
+        import vllm
+        from test_vllm import StandInLLM
+
+        vllm.__dict__["LLM"] = StandInLLM
+        super().setup()
+        llm = StandInLLM.instances[-1]
+        (self.dir / f"engine-{os.getpid()}.json").write_text(json.dumps({"model": llm.model, "tp": llm.tp}))
+
+
+def test_vllm_workers_ask_for_their_tensor_parallel_gpus_and_run_the_engine(
+    cluster: str, wiki_index: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("vllm", reason="the test setup installs vllm==0.33.0 --no-deps")
+    backend = {"type": "vllm", "model": "google/gemma-3-270m-it", "tensor_parallel_size": 2, "batch_size": 8}
+    path = tmp_path / "run.yaml"
+    cfg = {"index": str(wiki_index), "count": 150, "output": str(tmp_path / "out"), "backend": backend}
+    path.write_text(json.dumps({**cfg, "quality": {"conformance": False}}))  # the gate is tested elsewhere
+    cfg = load_config(path, ["execution.engine=ray", "execution.workers=2"])
+    assert worker_options(cfg)["num_gpus"] == 2
+    # no GPU here: the stand-in engine runs with num_gpus=0
+    assert run_ray_generate(cfg, quiet=True, worker_cls=WithStandInEngine, num_gpus=0) == 0
+    root = next((tmp_path / "out" / "shards").iterdir())
+    engines = [json.loads(p.read_text()) for p in root.glob("engine-*.json")]
+    assert engines and all(e == {"model": "google/gemma-3-270m-it", "tp": 2} for e in engines)
+    ids = finished_ids(tmp_path / "out")
+    assert len(ids) == 150 and set(ids) == plan_ids(150)
+
+
+def test_ray_embedded_shards_equal_single_process_embeddings_and_a_rerun_skips_finished_ones(
+    cluster: str, wiki_index: Path, tmp_path: Path
+) -> None:
+    import faiss
+    from ragloom.retrieval import EncoderSpec, PassageStore
+    from ragloom.retrieval.embeddings import iter_embedding_shards
+    from ragloom.retrieval.ray_embed import embed_shards
+
+    store = PassageStore(wiki_index)
+    out = tmp_path / "shards"
+    assert embed_shards(store, EncoderSpec(), out, shards=4) == [0, 1, 2, 3]
+    parts = list(iter_embedding_shards(out))
+    ids = [i for p in parts for i in p[0]]
+    assert ids == [p.id for p in store.get_rows(np.arange(len(store)))]
+    single = faiss.read_index(str(wiki_index / "index.faiss"))
+    np.testing.assert_allclose(np.concatenate([p[1] for p in parts]), single.reconstruct_n(0, single.ntotal), atol=1e-5)
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("part-*.npy") if p.name != "part-00002.npy"}
+    (out / "part-00002.npy").unlink()
+    assert embed_shards(store, EncoderSpec(), out, shards=4) == [2]
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept and (out / "part-00002.npy").exists()
+
+
+def test_index_built_on_ray_answers_the_same_top_10(
+    cluster: str, wiki_corpus: Path, wiki_index: Path, tmp_path: Path
+) -> None:
+    from ragloom.retrieval import Index
+
+    out = tmp_path / "idx"
+    assert main(["index", "build", "--corpus", str(wiki_corpus), "--out", str(out), "--ray", "--shards", "3"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["embeddings"] == "ray"
+    assert not (tmp_path / ".idx.ray-embed").exists()
+    mine, theirs = Index(out), Index(wiki_index)
+    queries = ["Who painted the Mona Lisa?", "the highest mountain on Earth", "how plants turn light into sugar"]
+    queries += ["a tower in Paris", "the theory of relativity", "antibiotics discovered by accident"]
+    for q in queries:
+        assert [h.passage.id for h in mine.search([q], k=10)[0]] == [h.passage.id for h in theirs.search([q], k=10)[0]]
+
+
+def test_without_ray_installed_ray_flags_are_one_line_errors_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, wiki_corpus: Path, wiki_index: Path, tmp_path: Path, capsys
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    cfg = run_config(tmp_path, wiki_index, "http://127.0.0.1:9/v1", 5)
+    for argv in (
+        ["generate", "--config", str(cfg), "--ray"],
+        ["index", "build", "--corpus", str(wiki_corpus), "--out", str(tmp_path / "idx"), "--ray"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "pip install 'ragloom[ray]'" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.yaml"]
