@@ -58,6 +58,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="default: messages (generate), prompt-completion (radit lm-ft), lsr (radit lsr)",
     )
     e.add_argument("--to", required=True, help="PATH.jsonl, PATH.parquet, or a directory for `datasets`")
+    e.add_argument(
+        "--layout",
+        choices=["fixed", "mixed"],
+        default="fixed",
+        help="mixed: a seeded draw per record of prompt layout, numbering and titles (messages, sharegpt)",
+    )
+    e.add_argument("--seed", type=int, help="seed of the mixed layouts (default: the run's seed)")
+    e.add_argument("--plain-share", type=float, default=0.0, help="mixed: share of plain examples without documents")
     e.set_defaults(func=_export)
 
     p = sub.add_parser("push", help="upload a run's export and dataset card to the Hugging Face Hub")
@@ -139,7 +147,9 @@ def _generate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export
 
-    card, view, _ = export(Path(args.out), args.format, Path(args.to))
+    card, view, _ = export(
+        Path(args.out), args.format, Path(args.to), layout=args.layout, seed=args.seed, plain_share=args.plain_share
+    )
     print(f"wrote {args.to} ({view}) and {card}")
     return 0
 

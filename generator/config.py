@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ragloom.errors import ConfigError, MissingInputError
 
+from .decontam import EvalSet
+from .dedup import DedupConfig
+from .layout import DocumentsConfig
 from .types import PARADIGMS
 
 
@@ -122,6 +125,16 @@ class CorpusConfig(Strict):
     limit: int | None = Field(None, gt=0)
 
 
+class Curation(Strict):
+    """Dataset-level checks: duplicate instructions across the run, overlap with eval sets."""
+
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontaminate: list[EvalSet] = Field(default_factory=list)
+    decontam_ngrams: list[int] = Field(default_factory=lambda: [13, 8], min_length=1)
+    decontam_min_words: int = Field(4, ge=1, description="eval texts shorter than this are not indexed")
+    cache_dir: str | None = Field(None, description="eval-set index cache (default: ~/.cache/ragloom/decontam)")
+
+
 class RunConfig(Strict):
     index: str = Field(description="index directory (built from `corpus` when missing)")
     corpus: CorpusConfig | None = None
@@ -136,6 +149,8 @@ class RunConfig(Strict):
     distractors: Distractors = Field(default_factory=Distractors)
     sources: Sources = Field(default_factory=Sources)
     validation: Validation = Field(default_factory=Validation)
+    curation: Curation = Field(default_factory=Curation)
+    documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
     pricing: Pricing = Field(default_factory=Pricing)
     output: str = "out"
     templates: str | None = None

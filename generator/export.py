@@ -16,15 +16,12 @@ from ragloom.errors import ConfigError, MissingInputError, OutputError
 
 from .card import write_card, write_radit_card
 from .checkpoint import EXAMPLES, RUN, read_jsonl
+from .layout import FIXED, Layouter, render
 
 
 def user_turn(rec: dict[str, Any]) -> str:
-    """The RAG-Instruct prompt: numbered paragraphs, then the instruction."""
-    paras = "\n".join(
-        f"[{i}] {d['title']}\n{d['text']}" if d.get("title") else f"[{i}] {d['text']}"
-        for i, d in enumerate(rec["documents"], 1)
-    )
-    return f"### Paragraph:\n{paras}\n\n### Instruction:\n{rec['instruction']}"
+    """The RAG-Instruct prompt: numbered paragraphs, then the instruction (`--layout fixed`)."""
+    return render(rec, FIXED)
 
 
 def _rag_instruct(rec: dict[str, Any]) -> dict[str, Any]:
@@ -38,9 +35,12 @@ def _rag_instruct(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _messages(rec: dict[str, Any]) -> dict[str, Any]:
+def _messages(rec: dict[str, Any], turn: str | None = None) -> dict[str, Any]:
     return {
-        "messages": [{"role": "user", "content": user_turn(rec)}, {"role": "assistant", "content": rec["answer"]}],
+        "messages": [
+            {"role": "user", "content": turn or user_turn(rec)},
+            {"role": "assistant", "content": rec["answer"]},
+        ],
         "paradigm": rec["paradigm"],
         "id": rec["id"],
     }
@@ -51,9 +51,9 @@ def _alpaca(rec: dict[str, Any]) -> dict[str, Any]:
     return {"instruction": rec["instruction"], "input": paras, "output": rec["answer"]}
 
 
-def _sharegpt(rec: dict[str, Any]) -> dict[str, Any]:
+def _sharegpt(rec: dict[str, Any], turn: str | None = None) -> dict[str, Any]:
     return {
-        "conversations": [{"from": "human", "value": user_turn(rec)}, {"from": "gpt", "value": rec["answer"]}],
+        "conversations": [{"from": "human", "value": turn or user_turn(rec)}, {"from": "gpt", "value": rec["answer"]}],
         "id": rec["id"],
     }
 
@@ -91,6 +91,11 @@ KIND_VIEWS: dict[str, dict[str, View]] = {
     "radit-lsr": {"lsr": _lsr, "raw": _raw},
 }
 ALL_VIEWS = sorted({v for views in KIND_VIEWS.values() for v in views})
+# the views with one user turn that `--layout mixed` rewrites
+LAYOUT_VIEWS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
+    "messages": _messages,
+    "sharegpt": _sharegpt,
+}
 
 
 def load_run(out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
@@ -102,9 +107,12 @@ def load_run(out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dic
     return records, failed, run
 
 
-def export(out: Path, view: str | None, to: Path) -> tuple[Path, str, int]:
+def export(
+    out: Path, view: str | None, to: Path, *, layout: str = "fixed", seed: int | None = None, plain_share: float = 0.0
+) -> tuple[Path, str, int]:
     """Write the records of run directory `out` in `view` (None: the run kind's default) to `to`;
-    return the card's path, the view written and the number of rows."""
+    return the card's path, the view written and the number of rows. `layout="mixed"` draws a
+    prompt layout per record (seeded; see `layout.py`) for the messages and sharegpt views."""
     import datasets
 
     datasets.disable_progress_bars()  # the card and the one-line summary say what happened
@@ -114,7 +122,17 @@ def export(out: Path, view: str | None, to: Path) -> tuple[Path, str, int]:
     view = view or next(iter(views))
     if view not in views:
         raise ConfigError(f"--format {view}: a {kind} run exports as {', '.join(views)}")
-    rows = [views[view](r) for r in records]
+    try:
+        seed = run.get("config", {}).get("seed", 0) if seed is None else seed
+        layouter = Layouter(layout, seed=seed, plain_share=plain_share)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if layout == "mixed":
+        if kind != "generate" or view not in LAYOUT_VIEWS:
+            raise ConfigError(f"--layout mixed: applies to the {' and '.join(LAYOUT_VIEWS)} views of a generate run")
+        rows = [LAYOUT_VIEWS[view](r, layouter.user_turn(r)) for r in records]
+    else:
+        rows = [views[view](r) for r in records]
     to.parent.mkdir(parents=True, exist_ok=True)
     try:
         if to.suffix == ".jsonl":
@@ -135,5 +153,6 @@ def export(out: Path, view: str | None, to: Path) -> tuple[Path, str, int]:
     if kind != "generate":
         card = write_radit_card(card_dir, records, run, view=view, data_file=to.name)
     else:
-        card = write_card(card_dir, records, failed, run, view=view, data_file=to.name)
+        summary = layouter.summary() if view in LAYOUT_VIEWS else None
+        card = write_card(card_dir, records, failed, run, view=view, data_file=to.name, layouts=summary)
     return card, view, len(rows)
