@@ -39,15 +39,21 @@ T = TypeVar("T")
 
 
 class DedupConfig(BaseModel):
-    """`curation.dedup`: the three checks; a threshold of null turns that check off."""
+    """`curation.dedup`: the three checks; a threshold of null turns that check off.
+
+    Defaults calibrated on tests/fixtures/dedup_pairs.jsonl (30 duplicate pairs, 34 non-pairs
+    written by hand, many of them the same question about another entity): the highest non-pair
+    scores are cosine 0.926 ("first" vs "second person to walk on the Moon") and word-bigram
+    Jaccard 0.75 ("functions of the human liver" vs "... kidneys"). Lexical overlap cannot tell a
+    paraphrase from a swapped entity, so MinHash only catches near-verbatim repeats."""
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
     exact: bool = True
-    minhash_threshold: float | None = Field(0.5, gt=0, le=1, description="estimated Jaccard of word shingles")
+    minhash_threshold: float | None = Field(0.85, gt=0, le=1, description="estimated Jaccard of word shingles")
     shingle_words: int = Field(2, ge=1, le=5)
     num_perm: int = Field(128, ge=16, le=1024)
-    cosine_threshold: float | None = Field(0.9, gt=0, le=1, description="question-embedding cosine")
+    cosine_threshold: float | None = Field(0.93, gt=0, le=1, description="question-embedding cosine")
 
 
 @dataclass(frozen=True, slots=True)

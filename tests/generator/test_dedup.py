@@ -55,12 +55,17 @@ def test_default_thresholds_flag_no_non_pair_and_most_paraphrases(encoder) -> No
     assert recall >= 0.8  # level reached on the fixture, see the report
 
 
-def test_each_check_alone_keeps_its_precision_on_the_fixture(encoder) -> None:
-    lexical = DedupConfig(cosine_threshold=None)
-    semantic = DedupConfig(exact=False, minhash_threshold=None)
-    for cfg in (lexical, semantic):
-        precision, recall = _precision_recall(_judge(cfg, PAIRS, encoder))
-        assert precision == 1.0 and recall > 0
+def test_lexical_checks_alone_flag_no_swapped_entity_question(encoder) -> None:
+    # the fixture's duplicates are paraphrases or reworded: lexical checks are not meant to find
+    # them (recall 0 here), but they must not take "capital of Austria" for "... of Australia"
+    judged = _judge(DedupConfig(cosine_threshold=None), PAIRS, encoder)
+    assert not [p for p, h in judged if h and not p["duplicate"]]
+
+
+def test_semantic_check_alone_carries_the_recall(encoder) -> None:
+    judged = _judge(DedupConfig(exact=False, minhash_threshold=None), PAIRS, encoder)
+    precision, recall = _precision_recall(judged)
+    assert precision == 1.0 and recall >= 0.8
 
 
 def test_exact_check_ignores_case_punctuation_and_spacing() -> None:
@@ -73,9 +78,10 @@ def test_exact_check_ignores_case_punctuation_and_spacing() -> None:
 
 def test_minhash_finds_a_near_verbatim_question_without_embeddings() -> None:
     d = Deduper(DedupConfig(exact=False, cosine_threshold=None))
-    d.add("j1", "Describe the main functions of the human liver in the body.")
-    hit = d.check("Describe the main functions of the human liver in the human body.")
-    assert hit is not None and hit.check == "minhash" and hit.score >= 0.5
+    d.add("j1", "Describe the main functions of the human liver and explain how it stores energy for the body.")
+    hit = d.check("Describe the main functions of the human liver and explain how it stores energy for the human body.")
+    assert hit is not None and hit.check == "minhash" and hit.score >= 0.85
+    assert d.check("Describe the main functions of the human kidneys and explain how they filter the blood.") is None
 
 
 def test_a_resumed_deduper_knows_the_questions_already_written() -> None:
