@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generation import bench_generate, build_wiki_index  # noqa: E402
+from generation import bench_generate, build_wiki_index
 
 
 def eval_questions(n: int) -> list[dict]:

@@ -90,11 +90,28 @@ def ngram_hashes(words: np.ndarray, n: int) -> np.ndarray:
         return (np.lib.stride_tricks.sliding_window_view(words, n) * powers).sum(axis=1, dtype=np.uint64)
 
 
-def _sorted(hashes: list[np.ndarray], where: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    h = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
-    p = np.concatenate(where) if where else np.empty(0, dtype=np.int32)
-    order = np.argsort(h, kind="stable")
-    return h[order], p[order].astype(np.int32)
+def _all_ngrams(words: Sequence[np.ndarray], n: int, chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
+    """The n-gram hashes of many texts at once, and the index of the text each came from: the
+    rolling hash runs over all words joined, and windows that cross a text boundary are dropped."""
+    lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    if not len(words) or lengths.max(initial=0) < n:
+        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
+    flat = np.concatenate(words)
+    text_of = np.repeat(np.arange(len(words)), lengths)
+    starts = np.arange(len(flat) - n + 1)
+    keep = starts[text_of[starts] == text_of[starts + n - 1]]
+    out = np.empty(len(keep), dtype=np.uint64)
+    powers = np.cumprod(np.full(n, _MULT, dtype=np.uint64), dtype=np.uint64)
+    win = np.lib.stride_tricks.sliding_window_view(flat, n)
+    with np.errstate(over="ignore"):
+        for a in range(0, len(keep), chunk):
+            out[a : a + chunk] = (win[keep[a : a + chunk]] * powers).sum(axis=1, dtype=np.uint64)
+    return out, text_of[keep]
+
+
+def _sorted(hashes: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(hashes, kind="stable")
+    return hashes[order], where[order].astype(np.int32)
 
 
 def _lookup(table: tuple[np.ndarray, np.ndarray], q: np.ndarray) -> int | None:
@@ -186,17 +203,19 @@ class EvalIndex:
         uniq = list(dict.fromkeys(ids))
         pos = {k: i for i, k in enumerate(uniq)}
         words = [word_hashes(t) for t in texts]
-        where = [pos[r] for r in ids]
+        where = np.asarray([pos[r] for r in ids], dtype=np.int32)
         grams: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for n in ns:
-            hs = [ngram_hashes(w, n) for w in words]
-            grams[n] = _sorted(hs, [np.full(len(h), p, dtype=np.int32) for h, p in zip(hs, where, strict=True)])
-        short_ix = [i for i, w in enumerate(words) if min_words <= len(w) < max(ns)]
-        short = _sorted(
-            [ngram_hashes(words[i], len(words[i])) for i in short_ix],
-            [np.array([where[i]], np.int32) for i in short_ix],
-        )
-        lengths = sorted({len(words[i]) for i in short_ix})
+            h, text = _all_ngrams(words, n)
+            grams[n] = _sorted(h, where[text])
+        lengths = sorted({len(w) for w in words if min_words <= len(w) < max(ns)})
+        short_h, short_p = [np.empty(0, np.uint64)], [np.empty(0, np.int32)]
+        for n in lengths:  # a whole text of n words is its one n-gram
+            ix = np.asarray([i for i, w in enumerate(words) if len(w) == n])
+            h, text = _all_ngrams([words[i] for i in ix], n)
+            short_h.append(h)
+            short_p.append(where[ix[text]])
+        short = _sorted(np.concatenate(short_h), np.concatenate(short_p))
         idx = cls(s.name, uniq, grams, short, lengths, cosine=s.cosine)
         if s.cosine is not None and embed is not None:
             idx.vectors = np.asarray(embed(texts), dtype=np.float32)

@@ -47,7 +47,9 @@ class Verdict:
 
 
 def _docs_block(sources: Sequence[dict[str, Any]]) -> str:
-    return "\n".join(f"[{i}] {d.get('title') or ''}\n{d['text']}".replace("] \n", "] ") for i, d in enumerate(sources, 1))
+    return "\n".join(
+        f"[{i}] {d.get('title') or ''}\n{d['text']}".replace("] \n", "] ") for i, d in enumerate(sources, 1)
+    )
 
 
 def prefix(question: str, sources: Sequence[dict[str, Any]]) -> str:
@@ -61,7 +63,10 @@ def requests_for(paradigm: str, question: str, answer: str, sources: Sequence[di
     target = " " + answer.strip()
     reqs = [ScoreRequest(prefix(question, sources), target), ScoreRequest(prefix(question, []), target)]
     if paradigm == "multi_doc_answer":
-        reqs += [ScoreRequest(prefix(question, [s for j, s in enumerate(sources) if j != i]), target) for i in range(len(sources))]
+        reqs += [
+            ScoreRequest(prefix(question, [s for j, s in enumerate(sources) if j != i]), target)
+            for i in range(len(sources))
+        ]
     return reqs
 
 
@@ -75,7 +80,11 @@ def judge(paradigm: str, results: Sequence[ScoreResult], cfg: NecessityConfig) -
         return Verdict(None, {"error": next(r.error for r in results if r.error)})
     with_docs, closed = _mean(results[0]), _mean(results[1])
     gain = with_docs - closed
-    scores: dict[str, Any] = {"with_sources": round(with_docs, 4), "closed_book": round(closed, 4), "gain": round(gain, 4)}
+    scores: dict[str, Any] = {
+        "with_sources": round(with_docs, 4),
+        "closed_book": round(closed, 4),
+        "gain": round(gain, 4),
+    }
     if paradigm == "useless_doc":
         return Verdict("paradigm_mismatch" if gain > cfg.margin else None, scores)
     if gain <= cfg.margin:

@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
-
-from ragloom.errors import ConfigError, MissingInputError
 from ragloom.generator.config import RunConfig
 from ragloom.generator.decontam import Decontaminator, EvalIndex, EvalSet, contamination_table
+
+from ragloom.errors import ConfigError, MissingInputError
 
 HERE = Path(__file__).resolve().parents[1] / "fixtures" / "decontam"
 PLANTED = [json.loads(line) for line in (HERE / "planted.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -77,7 +77,9 @@ def test_no_false_positive_on_200_unrelated_records(decon: Decontaminator, encod
     recs = unrelated_records()
     assert len(recs) == 200
     vecs = encoder.encode_queries([r["instruction"] for r in recs])
-    flagged = [(r["instruction"], decon.check(r["instruction"], r["answer"], v)) for r, v in zip(recs, vecs, strict=True)]
+    flagged = [
+        (r["instruction"], decon.check(r["instruction"], r["answer"], v)) for r, v in zip(recs, vecs, strict=True)
+    ]
     assert [f for f in flagged if f[1]] == []
 
 

