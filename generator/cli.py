@@ -30,6 +30,10 @@ backend:
 sampling: {temperature: 0.7, top_p: 1.0, max_tokens: 512}
 distractors: {total_docs: 10, rank_band: [200, 250]}
 validation: {attempts: 3, min_question_words: 4, copy_ngram: 12}
+documents: {order: balanced}    # balanced, shuffle, sources_first or sources_last
+curation:                       # duplicates across the run are re-asked; eval-set overlaps fail as `contaminated`
+  dedup: {minhash_threshold: 0.85, cosine_threshold: 0.93}
+  # decontaminate: [{name: popqa, path: popqa_test.jsonl, fields: [question]}]   # or hf: DATASET, split: test
 pricing: {prompt_per_million: 0.0, completion_per_million: 0.0}
 output: out
 # templates: my_prompts         # a directory with your own <paradigm>.j2 templates
