@@ -36,7 +36,9 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy generator retrieval ragloom
 
+# the report tests drive Debian's chromium headless (never a downloaded browser)
 test: lint
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs
 
 quickstart: install

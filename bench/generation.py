@@ -200,7 +200,7 @@ def raw_retrieval_seconds(index_dir: Path, queries_sources: list[str], queries_q
 
 def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int, latency: float) -> dict:
     from ragloom.generator.config import load_config
-    from ragloom.generator.run import run_generate
+    from ragloom.generator.run import execute
 
     out_dir = tmp / f"out-{name}"
     with Server(latency=latency) as srv:
@@ -220,22 +220,12 @@ def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int,
         )
         fds0, rss0 = _fds(), rss_mb()
         t = time.perf_counter()
-        import ragloom.generator.run as run_mod
-
-        seen: dict = {}
-        real_pipeline = run_mod.Pipeline
-
-        class Spy(real_pipeline):  # type: ignore[valid-type,misc]
-            def __init__(self, *a, **kw) -> None:  # type: ignore[no-untyped-def]
-                super().__init__(*a, **kw)
-                seen["stats"] = self.stats
-
-        run_mod.Pipeline = Spy  # type: ignore[misc]
         cpu0, srv_cpu0 = os.times(), srv.cpu_seconds()
         with MemorySampler() as samp:
-            rc = run_generate(cfg, quiet=True)
+            result = execute(cfg, progress=False, report=False)
         cpu1, srv_cpu1 = os.times(), srv.cpu_seconds()
-        run_mod.Pipeline = real_pipeline  # type: ignore[misc]
+        seen = {"stats": result.stats}
+        rc = 3 if result.stats.outcome() == "unfinished" else 0
         wall = time.perf_counter() - t
         fds1, rss1 = _fds(), rss_mb()
         server = srv.stats()

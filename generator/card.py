@@ -1,4 +1,10 @@
-"""The dataset card: Hub YAML metadata, how the data was made, statistics, the exact config."""
+"""The dataset card: Hub metadata (huggingface_hub's `DatasetCardData`), how the data was made,
+statistics, and the config with nothing private in it.
+
+The card travels with `push`: it never holds a server URL, `extra_body`/`extra_headers`, or an absolute
+local path (a path is reduced to its last component). Licence, language and name come from the
+config's `card:` section, since only the user knows what the corpus is; unset, the card says so.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,29 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from huggingface_hub import DatasetCard, DatasetCardData
 
 import ragloom
 
+from .record import Example, LmFtRecord, LsrRecord, Record
 from .types import PARADIGM_DEFINITIONS
 
+_PATH_KEYS = {"index", "output", "path", "source", "templates", "knowledge_cache", "dir", "pairs"}
+_PRIVATE_KEYS = {"base_url", "extra_body", "extra_headers", "default_query", "api_key_env"}
 
-def statistics(records: list[dict[str, Any]], failed: list[dict[str, Any]]) -> dict[str, Any]:
+
+def public_config(cfg: Any, key: str = "") -> Any:
+    """`cfg` without server addresses or request extras, and with local paths cut to their name."""
+    if isinstance(cfg, dict):
+        return {k: public_config(v, k) for k, v in cfg.items() if k not in _PRIVATE_KEYS}
+    if isinstance(cfg, list):
+        return [public_config(v, key) for v in cfg]
+    if key in _PATH_KEYS and isinstance(cfg, str) and ("/" in cfg or "\\" in cfg):
+        return Path(cfg).name
+    return cfg
+
+
+def statistics(records: list[Example], failed: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(records)
 
     def mean(xs: list[float]) -> float:
@@ -24,11 +46,14 @@ def statistics(records: list[dict[str, Any]], failed: list[dict[str, Any]]) -> d
     total = n + len(failed)
     return {
         "examples": n,
-        "per_paradigm": dict(sorted(Counter(r["paradigm"] for r in records).items())),
-        "mean_question_words": mean([len(r["instruction"].split()) for r in records]),
-        "mean_answer_words": mean([len(r["answer"].split()) for r in records]),
-        "mean_source_documents": mean([sum(d["role"] == "source" for d in r["documents"]) for r in records]),
-        "mean_documents": mean([len(r["documents"]) for r in records]),
+        "per_paradigm": dict(sorted(Counter(r.paradigm for r in records).items())),
+        "mean_question_words": mean([len(r.instruction.split()) for r in records]),
+        "mean_answer_words": mean([len(r.answer.split()) for r in records]),
+        "mean_source_documents": mean([len(r.sources) for r in records]),
+        "mean_documents": mean([len(r.documents) for r in records]),
+        "distractor_rules": dict(
+            sorted(Counter(d.rule for r in records for d in r.documents if d.role == "distractor").items())
+        ),
         "failed_jobs": len(failed),
         "failure_reasons": {k: {"count": v, "rate": round(v / total, 4)} for k, v in reasons.most_common()},
     }
@@ -41,9 +66,24 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
+def card_data(
+    cfg: dict[str, Any], n: int, *, task_categories: list[str], tags: list[str], data_file: str
+) -> DatasetCardData:
+    card = cfg.get("card") or {}
+    return DatasetCardData(
+        license=card.get("license") or "unknown",
+        language=card.get("language") or None,
+        pretty_name=card.get("pretty_name"),
+        size_categories=[_size_category(n)],
+        task_categories=task_categories,
+        tags=tags,
+        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": data_file}]}],
+    )
+
+
 def write_card(
     directory: Path,
-    records: list[dict[str, Any]],
+    records: list[Example],
     failed: list[dict[str, Any]],
     run: dict[str, Any],
     *,
@@ -54,32 +94,33 @@ def write_card(
     stats = statistics(records, failed)
     cfg = run.get("config", {})
     backend = cfg.get("backend", {})
-    meta = {
-        "license": "cc-by-sa-4.0",
-        "task_categories": ["question-answering", "text-generation"],
-        "language": ["en"],
-        "size_categories": [_size_category(stats["examples"])],
-        "tags": ["rag", "synthetic", "ragloom", "rag-instruct"],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": data_file}]}],
-    }
-    sources = sorted({r["exemplar"]["source"] for r in records})
+    meta = card_data(
+        cfg,
+        stats["examples"],
+        task_categories=["question-answering", "text-generation"],
+        tags=["rag", "synthetic", "ragloom", "rag-instruct"],
+        data_file=data_file,
+    )
+    sources = sorted({r.exemplar.source for r in records})
+    licence = (cfg.get("card") or {}).get("license")
     lines = [
-        "---",
-        yaml.safe_dump(meta, sort_keys=False).strip(),
-        "---",
-        "",
-        "# RAG instruction data made with ragloom",
+        f"# {(cfg.get('card') or {}).get('pretty_name') or 'RAG instruction data made with ragloom'}",
         "",
         f"{stats['examples']} retrieval-augmented instruction examples in the `{view}` view, generated with "
         f"[ragloom](https://pypi.org/project/ragloom/) {ragloom.__version__} following RAG-Instruct "
         "(arXiv 2501.00353): instruction simulation from exemplar instructions, source documents retrieved "
         "for each exemplar, and distractors sampled from retrieval ranks beyond the top 200.",
         "",
+        ""
+        if licence
+        else "Licence: not stated. The documents are the corpus's text: set `card.license` to the "
+        "corpus's licence before publishing.",
+        "",
         "## How it was made",
         "",
         f"- Model: `{backend.get('model')}` via the `{backend.get('type')}` backend",
         f"- Sampling: `{json.dumps(cfg.get('sampling', {}))}`; seed {cfg.get('seed')}",
-        f"- Exemplar sources: {', '.join(sources) or 'none'}",
+        f"- Exemplar sources: {', '.join(Path(s).name for s in sources) or 'none'}",
         f"- Documents per example: {cfg.get('distractors', {}).get('total_docs')}, distractor rank band "
         f"{cfg.get('distractors', {}).get('rank_band')}",
         f"- Index: encoder `{run.get('index', {}).get('encoder', {}).get('name')}`, "
@@ -98,65 +139,64 @@ def write_card(
         f"- mean question words: {stats['mean_question_words']}",
         f"- mean answer words: {stats['mean_answer_words']}",
         f"- mean source documents: {stats['mean_source_documents']}",
-        f"- jobs that failed validation on every attempt: {stats['failed_jobs']}",
+        f"- distractors by rule: {', '.join(f'{k} {v}' for k, v in stats['distractor_rules'].items()) or 'none'}",
+        f"- jobs that ended without a record: {stats['failed_jobs']}",
         *[f"  - {k}: {v['count']} ({v['rate']:.1%})" for k, v in stats["failure_reasons"].items()],
         "",
-        *curation_section(directory, records, failed, run, layouts)[0],
+        *curation_section(directory, [r.to_dict() for r in records], failed, run, layouts)[0],
         *_stats_and_config({"statistics": stats}, cfg),
     ]
-    return _write(directory, lines)
+    return _write(directory, meta, lines)
 
 
 def _stats_and_config(stats: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
-    """The card's closing blocks: statistics as JSON, then the exact config as YAML."""
+    """The card's closing blocks: statistics as JSON, then the config (nothing private) as YAML."""
     json_block = ["```json", json.dumps(stats, indent=2), "```", ""]
-    return [*json_block, "## Config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).strip(), "```", ""]
+    shown = yaml.safe_dump(public_config(cfg), sort_keys=False).strip()
+    return [*json_block, "## Config", "", "```yaml", shown, "```", ""]
 
 
-def _write(directory: Path, lines: list[str]) -> Path:
+def _write(directory: Path, meta: DatasetCardData, lines: list[str]) -> Path:
     path = directory / "README.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    card = DatasetCard(f"---\n{meta.to_yaml()}\n---\n\n" + "\n".join(lines))
+    card.save(path)
     return path
 
 
-def radit_statistics(records: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+def radit_statistics(records: list[Record], kind: str) -> dict[str, Any]:
     if kind == "radit-lm-ft":
-        pairs = {r["pair_id"] for r in records}
+        lm = [r for r in records if isinstance(r, LmFtRecord)]
         return {
-            "examples": len(records),
-            "pairs": len(pairs),
-            "per_kind": dict(sorted(Counter(r["kind"] for r in records).items())),
-            "sources": dict(sorted(Counter(r["source"] for r in records).items())),
+            "examples": len(lm),
+            "pairs": len({r.pair_id for r in lm}),
+            "per_kind": dict(sorted(Counter(r.kind for r in lm).items())),
+            "sources": dict(sorted(Counter(r.source for r in lm).items())),
         }
-    k = [len(r["ctxs"]) for r in records]
-    agree = [max(r["ctxs"], key=lambda c: c["lsr_score"])["rank"] == 0 for r in records if r["ctxs"]]
+    lsr = [r for r in records if isinstance(r, LsrRecord) and r.ctxs]
+    k = [len(r.ctxs) for r in lsr]
+    agree = [max(r.ctxs, key=lambda c: c.lsr_score).rank == 0 for r in lsr]
     return {
-        "queries": len(records),
+        "queries": len(lsr),
         "chunks_per_query": round(sum(k) / len(k), 2) if k else 0,
-        "mean_top_lsr_score": round(sum(max(c["lsr_score"] for c in r["ctxs"]) for r in records) / len(records), 4)
-        if records
-        else 0,
+        "mean_top_lsr_score": round(sum(max(c.lsr_score for c in r.ctxs) for r in lsr) / len(lsr), 4) if lsr else 0,
         "lm_prefers_retriever_top1": round(sum(agree) / len(agree), 4) if agree else 0,
-        "sources": dict(sorted(Counter(r["source"] for r in records).items())),
+        "sources": dict(sorted(Counter(r.source for r in lsr).items())),
     }
 
 
-def write_radit_card(
-    directory: Path, records: list[dict[str, Any]], run: dict[str, Any], *, view: str, data_file: str
-) -> Path:
+def write_radit_card(directory: Path, records: list[Record], run: dict[str, Any], *, view: str, data_file: str) -> Path:
     kind = run.get("kind", "")
     cfg = run.get("config", {})
     stats = radit_statistics(records, kind)
     n = stats.get("examples", stats.get("queries", 0))
     lm_ft = kind == "radit-lm-ft"
-    meta = {
-        "license": "other",
-        "task_categories": ["text-generation"] if lm_ft else ["text-retrieval"],
-        "language": ["en"],
-        "size_categories": [_size_category(n)],
-        "tags": ["rag", "ragloom", "ra-dit", "lm-finetuning" if lm_ft else "retriever-training"],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": data_file}]}],
-    }
+    meta = card_data(
+        cfg,
+        n,
+        task_categories=["text-generation"] if lm_ft else ["text-retrieval"],
+        tags=["rag", "ragloom", "ra-dit", "lm-finetuning" if lm_ft else "retriever-training"],
+        data_file=data_file,
+    )
     index = cfg.get("index") or {}
     if lm_ft:
         what = (
@@ -186,10 +226,6 @@ def write_radit_card(
             else "",
         ]
     lines = [
-        "---",
-        yaml.safe_dump(meta, sort_keys=False).strip(),
-        "---",
-        "",
         "# RA-DIT " + ("fine-tuning" if lm_ft else "retriever-training") + " data made with ragloom",
         "",
         what,
@@ -197,8 +233,8 @@ def write_radit_card(
         "## How it was made",
         "",
         f"- ragloom {ragloom.__version__}",
-        f"- Source datasets: {', '.join(stats['sources']) or 'none'}",
-        f"- Index: `{index.get('dir')}`, encoder `{index.get('encoder')}`, {index.get('passages')} passages"
+        f"- Source datasets: {', '.join(Path(s).name for s in stats['sources']) or 'none'}",
+        f"- Index: `{Path(str(index.get('dir'))).name}`, encoder `{index.get('encoder')}`, {index.get('passages')} passages"
         if index
         else "- Index: none",
         *[h for h in how if h],
@@ -207,7 +243,7 @@ def write_radit_card(
         "",
         *_stats_and_config(stats, cfg),
     ]
-    return _write(directory, lines)
+    return _write(directory, meta, lines)
 
 
 # -- curation: figures, source slots, contamination, layouts (issue 14) ----------------------

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-import ragloom
 from ragloom.errors import InputFormatError, OutputError
+
+from .record import Record
 
 EXAMPLES = "examples.jsonl"
 FAILED = "failed.jsonl"
@@ -51,57 +52,78 @@ def read_jsonl(path: Path, *, repair: bool) -> list[dict[str, Any]]:
 
 
 class Checkpoint:
-    """Appends records and failures; remembers every job id already on disk."""
+    """Appends records and failures; remembers every job id already on disk.
 
-    def __init__(self, out: Path, *, fsync_every: int = 16, fsync_seconds: float = 1.0) -> None:
+    `sync_inline=False` leaves fsync to the caller (`sync_due` says when): the pipeline runs it in a
+    worker thread so the event loop never blocks on the disk."""
+
+    def __init__(
+        self, out: Path, *, fsync_every: int = 16, fsync_seconds: float = 1.0, sync_inline: bool = True
+    ) -> None:
         self.out = out
         self.fsync_every = fsync_every
         self.fsync_seconds = fsync_seconds
+        self.sync_inline = sync_inline
         self.examples = read_jsonl(out / EXAMPLES, repair=True)
         self.failed = read_jsonl(out / FAILED, repair=True)
         self.done: set[str] = {r["job_id"] for r in self.examples} | {r["job_id"] for r in self.failed}
         self._files: dict[str, TextIO] = {}
         self._pending = 0
         self._last_sync = time.monotonic()
+        self._lock = threading.Lock()
 
     def _file(self, name: str) -> TextIO:
         if name not in self._files:
             self._files[name] = open(self.out / name, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
         return self._files[name]
 
-    def write_example(self, record: dict[str, Any]) -> None:
-        self._append(EXAMPLES, record)
+    def write_example(self, record: Record) -> None:
+        self._append(EXAMPLES, record.to_dict())
 
-    def write_failure(self, job_id: str, reason: str, attempts: int) -> None:
-        self._append(FAILED, {"job_id": job_id, "reason": reason, "attempts": attempts})
+    def write_failure(self, job_id: str, reason: str, attempts: int, detail: str = "") -> None:
+        entry: dict[str, Any] = {"job_id": job_id, "reason": reason, "attempts": attempts}
+        if detail:
+            entry["detail"] = detail
+        self._append(FAILED, entry)
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         job_id = record["job_id"]
-        if job_id in self.done:
-            return
         line = json.dumps(record, ensure_ascii=False) + "\n"
-        try:
-            fh = self._file(name)
-            fh.write(line)
-            fh.flush()
-        except OSError as e:
-            raise OutputError(
-                f"cannot write {self.out / name}: {e.strerror or e}; free space and rerun to resume"
-            ) from None
-        self.done.add(job_id)
-        self._pending += 1
-        if self._pending >= self.fsync_every or time.monotonic() - self._last_sync >= self.fsync_seconds:
+        with self._lock:
+            if job_id in self.done:
+                return
+            try:
+                fh = self._file(name)
+                fh.write(line)
+                fh.flush()
+            except OSError as e:
+                raise OutputError(
+                    f"cannot write {self.out / name}: {e.strerror or e}; free space and rerun to resume"
+                ) from None
+            self.done.add(job_id)
+            self._pending += 1
+        if self.sync_inline and self.sync_due():
             self.sync()
 
+    def sync_due(self) -> bool:
+        return self._pending >= self.fsync_every or (
+            self._pending > 0 and time.monotonic() - self._last_sync >= self.fsync_seconds
+        )
+
     def sync(self) -> None:
+        with self._lock:
+            files = list(self._files.values())
+            self._pending = 0
+            self._last_sync = time.monotonic()
         try:
-            for fh in self._files.values():
+            for fh in files:
                 fh.flush()
                 os.fsync(fh.fileno())
-        except OSError as e:
-            raise OutputError(f"cannot write {self.out}: {e.strerror or e}; free space and rerun to resume") from None
-        self._pending = 0
-        self._last_sync = time.monotonic()
+        except (OSError, ValueError) as e:  # ValueError: closed meanwhile
+            if isinstance(e, OSError):
+                raise OutputError(
+                    f"cannot write {self.out}: {e.strerror or e}; free space and rerun to resume"
+                ) from None
 
     def close(self) -> None:
         try:
@@ -113,34 +135,3 @@ class Checkpoint:
                 except OSError:
                     pass
             self._files.clear()
-
-
-def write_run_info(out: Path, info: dict[str, Any]) -> None:
-    """Write `OUT/run.json` atomically: `info` plus the versions and the start time of this run."""
-    info = {
-        **info,
-        "versions": {"ragloom": ragloom.__version__, "python": platform.python_version()},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    tmp = out / (RUN + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out / RUN)
-
-
-def check_same_run(out: Path, plan_hash: str, overwrite: bool) -> None:
-    """Refuse to mix two different runs in one output directory."""
-    path = out / RUN
-    if not path.exists():
-        if (out / EXAMPLES).exists() and not overwrite:
-            raise OutputError(f"{out} holds examples but no {RUN}; pass --overwrite to start over")
-        return
-    old = json.loads(path.read_text(encoding="utf-8"))
-    if old.get("plan_hash") == plan_hash:
-        return
-    if not overwrite:
-        raise OutputError(
-            f"{out} holds a run with a different config (plan {old.get('plan_hash')} vs {plan_hash}); "
-            "use another output directory or pass --overwrite"
-        )
-    for name in (EXAMPLES, FAILED, RUN):
-        (out / name).unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""`ragloom init | generate | export`."""
+"""`ragloom init | generate | export | report | push | radit`."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--overwrite", action="store_true", help="discard a different run in the output directory")
     g.add_argument("--retry-failed", action="store_true", help="ask again for jobs that failed validation")
     g.add_argument("--quiet", action="store_true")
+    g.add_argument("--no-report", action="store_true", help="do not write OUT/report.html at the end")
     g.set_defaults(func=_generate)
 
     e = sub.add_parser("export", help="write a view of a run's records with a dataset card")
@@ -71,6 +72,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, help="seed of the mixed layouts (default: the run's seed)")
     e.add_argument("--plain-share", type=float, default=0.0, help="mixed: share of plain examples without documents")
     e.set_defaults(func=_export)
+
+    rp = sub.add_parser("report", help="write one self-contained HTML page to look at a run (opens offline)")
+    rp.add_argument("out", help="the run's output directory (generate, radit lm-ft or radit lsr)")
+    rp.add_argument("--to", help="where to write the page (default: OUT/report.html)")
+    rp.set_defaults(func=_report)
 
     p = sub.add_parser("push", help="upload a run's export and dataset card to the Hugging Face Hub")
     p.add_argument("out", help="the run's output directory")
@@ -109,6 +115,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ls.set_defaults(func=_radit_lsr)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(Path(args.out), Path(args.to) if args.to else None)
+    print(f"wrote {path}")
+    return 0
+
+
 def _push(args: argparse.Namespace) -> int:
     from .push import push
 
@@ -139,13 +153,32 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    import json
+
     from .config import load_config
-    from .run import run_generate
+    from .run import dry_run, execute
 
     cfg = load_config(args.config, args.set)
-    return run_generate(
-        cfg, dry_run=args.dry_run, overwrite=args.overwrite, quiet=args.quiet, retry_failed=args.retry_failed
+    if args.dry_run:
+        print(json.dumps(dry_run(cfg), indent=2))
+        return 0
+    result = execute(
+        cfg,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        retry_failed=args.retry_failed,
+        report=not args.no_report,
+        summary_console=_summary_console(),
     )
+    return exit_code(result.interrupted, result.stats.outcome())
+
+
+def exit_code(interrupted: bool, outcome: str) -> int:
+    """0: every job finished (accepted, or failed with its reason: see the summary and failed.jsonl);
+    3: jobs left unfinished by server errors (rerun to resume); 130: interrupted."""
+    if interrupted:
+        return 130
+    return 3 if outcome == "unfinished" else 0
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -198,7 +231,7 @@ def _radit_lm_ft(args: argparse.Namespace) -> int:
         context_field=args.context_field,
         plain_copy=args.no_retrieval_copy,
     )
-    return run_lm_ft(
+    result = run_lm_ft(
         pairs,
         index,
         Path(args.out),
@@ -208,7 +241,9 @@ def _radit_lm_ft(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         quiet=args.quiet,
         export_view=args.export_format,
+        summary_console=_summary_console(),
     )
+    return exit_code(result.interrupted, result.stats.outcome())
 
 
 def _lsr_backend(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -263,7 +298,7 @@ def _radit_lsr(args: argparse.Namespace) -> int:
         LSR, index, **what, k=args.k, tau=args.tau, length_normalize=args.length_normalize, backend=backend_id
     )
     backend = make_backend(backend_cfg)
-    return run_lsr(
+    result = run_lsr(
         pairs,
         index,
         backend,
@@ -274,4 +309,12 @@ def _radit_lsr(args: argparse.Namespace) -> int:
         identity=ident,
         overwrite=args.overwrite,
         quiet=args.quiet,
+        summary_console=_summary_console(),
     )
+    return exit_code(result.interrupted, result.stats.outcome())
+
+
+def _summary_console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)

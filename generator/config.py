@@ -55,10 +55,17 @@ class OpenAIBackendConfig(Strict):
     max_retry_wait: float = Field(60.0, gt=0)
     structured_output: Literal["auto", "json_schema", "json_object", "off"] = "auto"
     extra_body: dict[str, Any] = Field(default_factory=dict)
-    http_client: Literal["direct", "aiohttp", "httpx"] = Field(
-        "direct",
-        description="direct: post the JSON over one aiohttp session (least CPU per request); "
-        "aiohttp or httpx: through the openai SDK with that transport",
+    extra_headers: dict[str, str] = Field(
+        default_factory=dict, description="headers sent with every request (gateways); never put a key here"
+    )
+    default_query: dict[str, str] = Field(
+        default_factory=dict, description="query parameters sent with every request, e.g. {api-version: ...}"
+    )
+    auth_header: Literal["bearer", "api-key"] = Field(
+        "bearer", description="how the key is sent: `Authorization: Bearer KEY`, or Azure's `api-key: KEY`"
+    )
+    max_prompt_tokens: int | None = Field(
+        None, gt=0, description="prompt budget in tokens; default: the server's context length minus max_tokens"
     )
 
 
@@ -71,6 +78,7 @@ class VLLMBackendConfig(Strict):
     dtype: str = "auto"
     batch_size: int = Field(256, ge=1)
     structured_output: bool = True
+    max_prompt_tokens: int | None = Field(None, gt=0, description="default: max_model_len minus max_tokens")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -116,6 +124,14 @@ class Pricing(Strict):
     completion_per_million: float = Field(0.0, ge=0)
 
 
+class Card(Strict):
+    """Dataset-card metadata: what the corpus is licensed under and written in (ragloom cannot know)."""
+
+    license: str | None = Field(None, description="an SPDX-style Hub licence id, e.g. cc-by-sa-4.0; default: unknown")
+    language: list[str] = Field(default_factory=list, description="ISO 639-1 codes of the corpus, e.g. [en]")
+    pretty_name: str | None = None
+
+
 class CorpusConfig(Strict):
     path: str
     format: Literal["jsonl", "tsv", "parquet", "csv", "hf", "text"] | None = None
@@ -154,6 +170,7 @@ class RunConfig(Strict):
     pricing: Pricing = Field(default_factory=Pricing)
     output: str = "out"
     templates: str | None = None
+    card: Card = Field(default_factory=Card)
 
     @field_validator("paradigms")
     @classmethod
@@ -274,9 +291,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return loaded or {}
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
-    data: dict[str, Any] = {}
-    source = str(path) if path else "--set"
+def load_config(
+    path: str | Path | None, overrides: list[str] | None = None, *, base: dict[str, Any] | None = None
+) -> RunConfig:
+    """Validate a config from YAML at `path` (or the dict `base`), with `a.b=c` overrides applied."""
+    import copy
+
+    data: dict[str, Any] = copy.deepcopy(base) if base is not None else {}
+    source = str(path) if path else ("config" if base is not None else "--set")
     if path is not None:
         data = load_yaml(path)
     apply_overrides(data, overrides or [])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -13,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .checkpoint import Checkpoint
 from .config import Pricing
-from .pipeline import Stats
+from .stats import Stats
 
 
 class Display:
@@ -26,8 +28,11 @@ class Display:
         quiet: bool = False,
         log_every: float = 10.0,
         label: str = "generating",
+        summary_console: Console | None = None,
     ) -> None:
+        """`summary_console`: where the closing summary goes (default: `console`, silent when quiet)."""
         self.stats, self.console, self.pricing, self.quiet = stats, console, pricing, quiet
+        self.summary_console = summary_console or (None if quiet else console)
         self.live = console.is_terminal and not quiet
         self.log_every = log_every
         self._last_log = time.monotonic()
@@ -79,8 +84,11 @@ class Display:
 
     def summary(self, out: Path, *, interrupted: bool) -> None:
         s = self.stats
-        c = Console(stderr=True, highlight=False)
-        head = "interrupted" if interrupted else "done"
+        c = self.summary_console
+        if c is None:
+            return
+        heads = {"complete": "done", "finished_with_failures": "finished with failures", "unfinished": "unfinished"}
+        head = "interrupted" if interrupted else heads[s.outcome()]
         c.print(
             f"{head}: {s.skipped_done + s.finished}/{s.planned} jobs finished "
             f"({s.skipped_done} from earlier runs); {self.line()}",
@@ -91,34 +99,54 @@ class Display:
                 "rejected (asked again): " + ", ".join(f"{k} {v}" for k, v in s.rejected.most_common()), soft_wrap=True
             )
         if s.failed:
-            c.print(
-                "failed after all attempts: " + ", ".join(f"{k} {v}" for k, v in s.failed.most_common()), soft_wrap=True
-            )
+            c.print("failed (no record): " + ", ".join(f"{k} {v}" for k, v in s.failed.most_common()), soft_wrap=True)
         if s.backend_errors:
             c.print(
                 "unfinished (server errors, rerun to resume): "
                 + ", ".join(f"{k} {v}" for k, v in s.backend_errors.most_common()),
                 soft_wrap=True,
             )
-        c.print(f"records: {out / 'examples.jsonl'}", soft_wrap=True)
+        c.print(f"records: {out / 'examples.jsonl'}", soft_wrap=True, highlight=False)
 
 
-def run_with_display(display: Display, checkpoint: Checkpoint, out: Path, body: Callable[[], object]) -> bool:
-    """Run `body` under the live display, close the checkpoint whatever happens, print the summary.
-    Returns True when Ctrl-C stopped it (finished work is on disk; the summary says how much)."""
-    interrupted = False
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
     # What is loaded by now (torch, the encoder, the index, the plan) lives for the whole run. A full
     # collection that scans it holds the GIL for ~0.25 s, stalling the event loop and every response
     # in flight (bench/generation.py G3: one or two per 1,000 jobs); frozen, collections scan only
     # what the run itself allocates.
     gc.freeze()
     try:
-        with display:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def run_with_display(display: Display, checkpoint: Checkpoint, out: Path, body: Callable[[], object]) -> bool:
+    """Run `body` under the live display, close the checkpoint whatever happens, print the summary.
+    Returns True when Ctrl-C stopped it (finished work is on disk; the summary says how much)."""
+    interrupted = False
+    try:
+        with _frozen_heap(), display:
             body()
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        gc.unfreeze()
+        checkpoint.close()
+    display.summary(out, interrupted=interrupted)
+    return interrupted
+
+
+async def arun_with_display(display: Display, checkpoint: Checkpoint, out: Path, body: Awaitable[object]) -> bool:
+    """`run_with_display` for a coroutine in the running loop; a cancellation (Ctrl-C under
+    asyncio.run) counts as an interrupt."""
+    interrupted = False
+    try:
+        with _frozen_heap(), display:
+            await body
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        interrupted = True
+    finally:
         checkpoint.close()
     display.summary(out, interrupted=interrupted)
     return interrupted

@@ -12,72 +12,75 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ragloom.errors import ConfigError, MissingInputError, OutputError
+from ragloom.errors import ConfigError, InputFormatError, MissingInputError, OutputError
 
 from .card import write_card, write_radit_card
-from .checkpoint import EXAMPLES, RUN, read_jsonl
+from .checkpoint import EXAMPLES, FAILED, read_jsonl
 from .layout import FIXED, Layouter, render
+from .record import Example, LmFtRecord, LsrRecord, Record, from_dict
+from .rundir import GENERATE, read_run_json
 
 
-def user_turn(rec: dict[str, Any]) -> str:
+def user_turn(rec: Example) -> str:
     """The RAG-Instruct prompt: numbered paragraphs, then the instruction (`--layout fixed`)."""
-    return render(rec, FIXED)
+    return render(rec.to_dict(), FIXED)
 
 
-def _rag_instruct(rec: dict[str, Any]) -> dict[str, Any]:
-    docs = [f"{d['title']}\n{d['text']}" if d.get("title") else d["text"] for d in rec["documents"]]
+def _rag_instruct(rec: Example) -> dict[str, Any]:
+    docs = [f"{d.title}\n{d.text}" if d.title else d.text for d in rec.documents]
     return {
-        "question": rec["instruction"],
-        "answer": rec["answer"],
+        "question": rec.instruction,
+        "answer": rec.answer,
         "documents": docs,
-        "paradigm": rec["paradigm"],
-        "id": rec["id"],
+        "paradigm": rec.paradigm,
+        "id": rec.id,
     }
 
 
-def _messages(rec: dict[str, Any], turn: str | None = None) -> dict[str, Any]:
+def _messages(rec: Example, turn: str | None = None) -> dict[str, Any]:
     return {
         "messages": [
             {"role": "user", "content": turn or user_turn(rec)},
-            {"role": "assistant", "content": rec["answer"]},
+            {"role": "assistant", "content": rec.answer},
         ],
-        "paradigm": rec["paradigm"],
-        "id": rec["id"],
+        "paradigm": rec.paradigm,
+        "id": rec.id,
     }
 
 
-def _alpaca(rec: dict[str, Any]) -> dict[str, Any]:
+def _alpaca(rec: Example) -> dict[str, Any]:
     paras = user_turn(rec).split("\n\n### Instruction:\n")[0]
-    return {"instruction": rec["instruction"], "input": paras, "output": rec["answer"]}
+    return {"instruction": rec.instruction, "input": paras, "output": rec.answer}
 
 
-def _sharegpt(rec: dict[str, Any], turn: str | None = None) -> dict[str, Any]:
+def _sharegpt(rec: Example, turn: str | None = None) -> dict[str, Any]:
     return {
-        "conversations": [{"from": "human", "value": turn or user_turn(rec)}, {"from": "gpt", "value": rec["answer"]}],
-        "id": rec["id"],
+        "conversations": [{"from": "human", "value": turn or user_turn(rec)}, {"from": "gpt", "value": rec.answer}],
+        "id": rec.id,
     }
 
 
-def _raw(rec: dict[str, Any]) -> dict[str, Any]:
-    return rec
+def _raw(rec: Record) -> dict[str, Any]:
+    return rec.to_dict()
 
 
-def _prompt_completion(rec: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": rec["prompt"], "completion": rec["completion"]}
+def _prompt_completion(rec: LmFtRecord) -> dict[str, Any]:
+    return {"prompt": rec.prompt, "completion": rec.completion}
 
 
-def _lm_ft_messages(rec: dict[str, Any]) -> dict[str, Any]:
+def _lm_ft_messages(rec: LmFtRecord) -> dict[str, Any]:
     return {
-        "messages": [{"role": "user", "content": rec["prompt"]}, {"role": "assistant", "content": rec["completion"]}],
-        "id": rec["id"],
+        "messages": [{"role": "user", "content": rec.prompt}, {"role": "assistant", "content": rec.completion}],
+        "id": rec.id,
     }
 
 
-def _lsr(rec: dict[str, Any]) -> dict[str, Any]:
-    return {"query": rec["query"], "answers": rec["answers"], "ctxs": rec["ctxs"], "id": rec["id"]}
+def _lsr(rec: LsrRecord) -> dict[str, Any]:
+    d = rec.to_dict()
+    return {"query": d["query"], "answers": d["answers"], "ctxs": d["ctxs"], "id": d["id"]}
 
 
-View = Callable[[dict[str, Any]], dict[str, Any]]
+View = Callable[[Any], dict[str, Any]]
 # the views of each kind of run (run.json "kind"; generate runs have none); the first is the default
 KIND_VIEWS: dict[str, dict[str, View]] = {
     "generate": {
@@ -92,19 +95,27 @@ KIND_VIEWS: dict[str, dict[str, View]] = {
 }
 ALL_VIEWS = sorted({v for views in KIND_VIEWS.values() for v in views})
 # the views with one user turn that `--layout mixed` rewrites
-LAYOUT_VIEWS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
-    "messages": _messages,
-    "sharegpt": _sharegpt,
-}
+LAYOUT_VIEWS: dict[str, Callable[[Example, str], dict[str, Any]]] = {"messages": _messages, "sharegpt": _sharegpt}
 
 
 def load_run(out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """(records as JSON dicts in id order, failed jobs, run.json) of a run directory."""
     if not (out / EXAMPLES).exists():
         raise MissingInputError(f"{out}: no {EXAMPLES}; run `ragloom generate` first")
-    run = json.loads((out / RUN).read_text(encoding="utf-8")) if (out / RUN).exists() else {}
+    run = read_run_json(out)
     records = sorted(read_jsonl(out / EXAMPLES, repair=False), key=lambda r: r["id"])
-    failed = read_jsonl(out / "failed.jsonl", repair=False)
+    failed = read_jsonl(out / FAILED, repair=False)
     return records, failed, run
+
+
+def load_typed(out: Path) -> tuple[str, list[Record], list[dict[str, Any]], dict[str, Any]]:
+    """(kind, typed records, failed jobs, run.json) of a run directory."""
+    dicts, failed, run = load_run(out)
+    kind = run.get("kind", GENERATE)
+    try:
+        return kind, [from_dict(kind, d) for d in dicts], failed, run
+    except (KeyError, TypeError) as e:
+        raise InputFormatError(f"{out / EXAMPLES}: a record lacks {e} for a {kind} run; was it edited?") from None
 
 
 def export(
@@ -116,8 +127,7 @@ def export(
     import datasets
 
     datasets.disable_progress_bars()  # the card and the one-line summary say what happened
-    records, failed, run = load_run(out)
-    kind = run.get("kind", "generate")
+    kind, records, failed, run = load_typed(out)
     views = KIND_VIEWS[kind]
     view = view or next(iter(views))
     if view not in views:
@@ -128,13 +138,13 @@ def export(
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if layout == "mixed":
-        if kind != "generate" or view not in LAYOUT_VIEWS:
+        if kind != GENERATE or view not in LAYOUT_VIEWS:
             raise ConfigError(f"--layout mixed: applies to the {' and '.join(LAYOUT_VIEWS)} views of a generate run")
-        rows = [LAYOUT_VIEWS[view](r, layouter.user_turn(r)) for r in records]
+        rows = [LAYOUT_VIEWS[view](r, layouter.user_turn(r.to_dict())) for r in records if isinstance(r, Example)]
     else:
         rows = [views[view](r) for r in records]
-    to.parent.mkdir(parents=True, exist_ok=True)
     try:
+        to.parent.mkdir(parents=True, exist_ok=True)
         if to.suffix == ".jsonl":
             tmp = to.with_suffix(".jsonl.tmp")
             tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -153,6 +163,7 @@ def export(
     if kind != "generate":
         card = write_radit_card(card_dir, records, run, view=view, data_file=to.name)
     else:
+        examples = [r for r in records if isinstance(r, Example)]
         summary = layouter.summary() if view in LAYOUT_VIEWS else None
-        card = write_card(card_dir, records, failed, run, view=view, data_file=to.name, layouts=summary)
+        card = write_card(card_dir, examples, failed, run, view=view, data_file=to.name, layouts=summary)
     return card, view, len(rows)

@@ -2,8 +2,9 @@
 would help answer an exemplar instruction, keep the ones where it would.
 
 Decisions are cached on disk as JSON lines keyed by (model, instruction text), so a rerun, a resumed
-run or another run over the same exemplars asks nothing twice. A reply that is neither yes nor no
-keeps the exemplar and is not cached (it is asked again next time).
+run or another run over the same exemplars asks nothing twice. A reply that is neither yes nor no, or
+a request that failed, keeps the exemplar and is cached as undecided (`helps: null`): asked again, it
+could be decided otherwise, which would change the plan and make the run refuse to resume.
 """
 
 from __future__ import annotations
@@ -47,17 +48,25 @@ def parse_decision(reply: str) -> bool | None:
 class DecisionCache:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.decisions: dict[tuple[str, str], bool] = {}  # (model, text hash) -> retrieval helps
+        self.decisions: dict[tuple[str, str], bool | None] = {}  # (model, text hash) -> helps (None: undecided)
         if path.exists():
             for line in path.read_text(encoding="utf-8").splitlines():
                 try:
                     rec = json.loads(line)
-                    self.decisions[(rec["model"], rec["text_hash"])] = bool(rec["helps"])
+                    helps = rec["helps"]
+                    self.decisions[(rec["model"], rec["text_hash"])] = None if helps is None else bool(helps)
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a torn last line from a kill: asked again
 
+    def has(self, model: str | None, text: str) -> bool:
+        """Whether a decision (undecided included) is cached; with model None (a dry run), any model's."""
+        h = text_hash(text)
+        if model is not None:
+            return (model, h) in self.decisions
+        return any(th == h for (_, th) in self.decisions)
+
     def get(self, model: str | None, text: str) -> bool | None:
-        """The model's decision; with model None (a dry run), any model's."""
+        """The model's decision (None: undecided or not cached); with model None (a dry run), any model's."""
         h = text_hash(text)
         if model is not None:
             return self.decisions.get((model, h))
@@ -110,7 +119,7 @@ def knowledge_filter(
     def lookup(text: str) -> bool | None:
         return cache.get(model, text)
 
-    todo = [t for t in unique if lookup(t) is None]
+    todo = [t for t in unique if not cache.has(model, t)]
     info["cached"] = len(unique) - len(todo)
     if todo and backend is not None:
         replies = asyncio.run(_ask(backend, todo))
@@ -121,7 +130,6 @@ def knowledge_filter(
             decision = parse_decision(reply or "")
             if decision is None:
                 info["undecided"] += 1
-                continue
             entries.append({"model": model, "text_hash": text_hash(text), "helps": decision, "text": text[:200]})
         cache.add(entries)
         info["asked"] = len(todo)

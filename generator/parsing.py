@@ -38,19 +38,15 @@ _PLACEHOLDER = re.compile(
 
 
 class PairSchema(BaseModel):
-    """What the LLM must return; its JSON schema goes into structured-output requests."""
+    """What the LLM must return. Its JSON schema, from this model, goes into structured-output
+    requests; replies are read leniently (extra keys ignored), see `parse_pair`."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid", title="pair")
     question: str
     answer: str
 
 
-PAIR_JSON_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
-    "required": ["question", "answer"],
-    "additionalProperties": False,
-}
+PAIR_JSON_SCHEMA: dict[str, Any] = PairSchema.model_json_schema()
 
 _REFUSAL = re.compile(
     r"\b(i can(?:no|')t (?:help|answer|assist|provide)|i am unable to|i'm unable to|as an ai\b|i'm sorry, but|"
@@ -110,7 +106,10 @@ def parse_pair(
     """(pair, None) when the reply is acceptable, else (None, reason)."""
     t = thresholds or Thresholds()
     try:
-        raw = PairSchema.model_validate(extract_json(text))
+        obj = extract_json(text)
+        if not isinstance(obj, dict):
+            return None, "invalid_json"
+        raw = PairSchema.model_validate({k: obj.get(k) for k in PairSchema.model_fields})
     except (ValueError, ValidationError):
         return None, "invalid_json"
     q, a = raw.question.strip(), raw.answer.strip()

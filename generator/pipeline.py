@@ -9,70 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import random
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from ragloom.retrieval import Hit, Index, Passage, sample_distractors
+from ragloom.retrieval import Index
 
-import ragloom
-
-from .backends import Backend, ChatRequest
+from .backends import Backend, ChatResult
 from .checkpoint import Checkpoint
 from .config import RunConfig
-from .parsing import PAIR_JSON_SCHEMA, Thresholds, parse_pair
-from .sources import HitCache, job_rng, select_sources
+from .parsing import Thresholds, parse_pair
+from .prompting import Prompt, build_prompt
+from .records import Attempted, RecordBuilder
+from .sources import HitCache, select_sources
+from .stats import Breaker, Stats
 from .templates import Templates
-from .types import Attempted, Job, Usage
+from .types import Job, Usage
 
 _DONE = object()
-
-
-@dataclass
-class Stats:
-    """Live counters; `rejected` and `failed` are keyed by reason code."""
-
-    planned: int = 0
-    skipped_done: int = 0
-    accepted: int = 0
-    failed: Counter[str] = field(default_factory=Counter)
-    rejected: Counter[str] = field(default_factory=Counter)
-    retried: Counter[str] = field(default_factory=Counter)
-    backend_errors: Counter[str] = field(default_factory=Counter)
-    usage: Usage = field(default_factory=Usage)
-    pipeline_seconds: float = 0.0  # from the first job queued to the last record written
-
-    @property
-    def finished(self) -> int:
-        return self.accepted + sum(self.failed.values())
-
-
-class Breaker:
-    """Stops a run once `max(20, parallelism)` requests in a row (for the openai backend, twice its
-    concurrency) fail at the transport: the server is down, not flaky. Finished work is on disk;
-    the message says to rerun to resume."""
-
-    def __init__(self, backend: Backend, failed: str = "requests in a row failed") -> None:
-        self.backend, self.failed_phrase = backend, failed
-        self.limit = max(20, backend.parallelism)
-        self.streak = 0
-
-    def ok(self) -> None:
-        self.streak = 0
-
-    def failed(self, error: str) -> None:
-        self.streak += 1
-        if self.streak >= self.limit:
-            from ragloom.errors import BackendError
-
-            where = self.backend.describe().get("base_url", self.backend.name)
-            raise BackendError(
-                f"{self.streak} {self.failed_phrase} ({error}) at {where}; is the server up? Rerun to resume"
-            )
 
 
 def by_exemplar(jobs: Sequence[Job]) -> list[Job]:
@@ -107,6 +61,11 @@ class Pipeline:
         )
         self.breaker = Breaker(backend)
         self.hit_cache = HitCache()
+        self.builder = RecordBuilder(cfg, index, templates, backend.describe())
+        limit = cfg.backend.max_prompt_tokens
+        if limit is None and backend.context_length:
+            limit = backend.context_length - cfg.sampling.max_tokens
+        self.max_prompt_tokens = limit
 
     async def run(self, jobs: Sequence[Job]) -> None:
         t0 = time.perf_counter()
@@ -150,15 +109,6 @@ class Pipeline:
             for job in picked:
                 ready.put_nowait(job)
 
-    def _request(self, job: Job) -> tuple[ChatRequest, str]:
-        prompt = self.templates.render(job.paradigm, job.exemplar, job.sources)
-        s = self.cfg.sampling
-        seed = (self.cfg.seed * 1_000_003 + job.position * 101 + job.attempt) % (2**31)
-        req = ChatRequest(
-            [{"role": "user", "content": prompt}], s.temperature, s.top_p, s.max_tokens, seed, PAIR_JSON_SCHEMA
-        )
-        return req, hashlib.sha256(prompt.encode()).hexdigest()[:16]
-
     async def _llm_worker(
         self, ready: asyncio.Queue[Any], accepted: asyncio.Queue[Any], prefetch: asyncio.Semaphore
     ) -> None:
@@ -177,12 +127,20 @@ class Pipeline:
             for job in batch:
                 if job.attempt == 1:
                     prefetch.release()
-            reqs = [self._request(j) for j in batch]
-            results = await self.backend.chat([r for r, _ in reqs])
-            for job, (req, phash), res in zip(batch, reqs, results, strict=True):
-                await self._judge(job, req, phash, res, accepted)
+            prompts: list[tuple[Job, Prompt]] = []
+            for job in batch:
+                prompt = build_prompt(job, self.templates, self.cfg, self.max_prompt_tokens)
+                if prompt is None:
+                    self._fail(job, "prompt_too_long")
+                else:
+                    prompts.append((job, prompt))
+            if not prompts:
+                continue
+            results = await self.backend.chat([p.request for _, p in prompts])
+            for (job, prompt), res in zip(prompts, results, strict=True):
+                await self._judge(job, prompt, res, accepted)
 
-    async def _judge(self, job: Job, req: ChatRequest, phash: str, res: Any, accepted: asyncio.Queue[Any]) -> None:
+    async def _judge(self, job: Job, prompt: Prompt, res: ChatResult, accepted: asyncio.Queue[Any]) -> None:
         st = self.stats
         st.usage.add(Usage(res.prompt_tokens, res.completion_tokens))
         for r in res.retry_reasons:
@@ -193,19 +151,34 @@ class Pipeline:
             # Transport failures are not the job's fault: it stays unfinished and is retried on resume.
             self._job_done()
             return
+        if res.failure:
+            # the server refused this request (not every request): the job fails, the run goes on
+            self.breaker.rejected(res.failure, res.detail)
+            self._fail(job, res.failure, res.detail)
+            return
         self.breaker.ok()
-        pair, reason = parse_pair(res.text, sources=job.sources, exemplar=job.exemplar, thresholds=self.thresholds)
+        pair = None
+        reason: str | None = "empty_response"
+        if res.text.strip():
+            pair, reason = parse_pair(res.text, sources=job.sources, exemplar=job.exemplar, thresholds=self.thresholds)
+            if pair is None and res.finish_reason == "length":
+                reason = "truncated"  # cut off at max_tokens: whatever failed, the cut is why
         if pair is None:
             st.rejected[str(reason)] += 1
             if job.attempt < self.cfg.validation.attempts:
                 self._ready.put_nowait(dataclasses.replace(job, attempt=job.attempt + 1))
                 return
-            self.checkpoint.write_failure(job.id, str(reason), job.attempt)
-            st.failed[str(reason)] += 1
-            self._job_done()
+            self._fail(job, str(reason))
             return
+        req = prompt.request
         sampling = {"temperature": req.temperature, "top_p": req.top_p, "max_tokens": req.max_tokens, "seed": req.seed}
-        await accepted.put(Attempted(job, pair, phash, Usage(res.prompt_tokens, res.completion_tokens), sampling))
+        usage = Usage(res.prompt_tokens, res.completion_tokens)
+        await accepted.put(Attempted(job, pair, prompt.hash, usage, sampling, list(prompt.truncated_sources)))
+
+    def _fail(self, job: Job, reason: str, detail: str = "") -> None:
+        self.checkpoint.write_failure(job.id, reason, job.attempt, detail)
+        self.stats.failed[reason] += 1
+        self._job_done()
 
     def _job_done(self) -> None:
         self._remaining -= 1
@@ -224,87 +197,15 @@ class Pipeline:
             items = [b for b in batch if b is not _DONE]
             if items:
                 # records are built in the worker thread too: the event loop only writes them
-                for record in await asyncio.to_thread(self._records, items):
+                for record in await asyncio.to_thread(self.builder.build, items):
                     self.checkpoint.write_example(record)
                     self.stats.accepted += 1
                     self._job_done()
+                    if record.generation.truncated_sources:
+                        self.stats.counts["truncated_sources"] += 1
+                self.stats.counts.update(self.builder.counts)
+                self.builder.counts.clear()
+            if self.checkpoint.sync_due():
+                await asyncio.to_thread(self.checkpoint.sync)  # fsync off the event loop
             if len(items) < len(batch):
                 return
-
-    def _records(self, items: list[Attempted]) -> list[dict[str, Any]]:
-        """Search the accepted questions, then sample each one's distractors from its rank band
-        (the band's passages read in one go for the batch) and build its record."""
-        lo, hi = self.cfg.distractors.rank_band
-        scores, rows = self.index.search_rows([a.pair.question for a in items], min(hi, len(self.index)))
-        bands = self.index.hits_from_rows(scores[:, lo:hi], rows[:, lo:hi], lo)
-        return [self._record(*args) for args in zip(items, scores, rows, bands, strict=True)]
-
-    def _random_passage(self, rng: random.Random) -> Passage:
-        return self.index.store.get_rows([rng.randrange(len(self.index))])[0]
-
-    def _distractors(self, job: Job, answer: str, scores: Any, rows: Any, band_hits: list[Hit]) -> list[Any]:
-        """Sample from the band's passages alone (read 50, not 250, per record); only when the band
-        runs short are all ranks read and the draw repeated, which gives the same picks the full
-        list would have given."""
-        lo, hi = self.cfg.distractors.rank_band
-        need = max(self.cfg.distractors.total_docs - len(job.sources), 0)
-        kw: dict[str, Any] = {"sources": job.sources, "n": need, "band": (lo, hi), "answer": answer}
-        picks = sample_distractors(band_hits, rng=job_rng(self.cfg.seed, job.id, "distractors"), **kw)
-        if len(picks) < need:
-            hits = self.index.hits_from_rows(scores[None, :], rows[None, :])[0]
-            rng = job_rng(self.cfg.seed, job.id, "distractors")
-            picks = sample_distractors(hits, rng=rng, random_passage=self._random_passage, **kw)
-        return picks
-
-    def _record(self, item: Attempted, scores: Any, rows: Any, band_hits: list[Hit]) -> dict[str, Any]:
-        job, pair = item.job, item.pair
-        picks = self._distractors(job, pair.answer, scores, rows, band_hits)
-        rng = job_rng(self.cfg.seed, job.id, "distractors-order")
-
-        def rank_of(p: Passage) -> int | None:
-            row = self.index.store.row_of(p.id)
-            where = (rows == row).nonzero()[0] if row is not None else []
-            return int(where[0]) if len(where) else None
-
-        docs = [
-            {"id": p.id, "title": p.title, "text": p.text, "role": "source", "rank": rank_of(p), "rule": None}
-            for p in job.sources
-        ]
-        docs += [
-            {
-                "id": d.passage.id,
-                "title": d.passage.title,
-                "text": d.passage.text,
-                "role": "distractor",
-                "rank": d.rank,
-                "rule": d.rule,
-            }
-            for d in picks
-        ]
-        rng.shuffle(docs)
-        ex = job.exemplar
-        return {
-            "id": job.id,
-            "job_id": job.id,
-            "paradigm": job.paradigm,
-            "instruction": pair.question,
-            "answer": pair.answer,
-            "documents": docs,
-            "exemplar": {
-                "id": ex.id,
-                "source": ex.source,
-                "text": ex.text,
-                "task_type": ex.task_type,
-                "options": list(ex.options),
-            },
-            "generation": {
-                **{k: v for k, v in self.backend.describe().items() if k != "base_url"},
-                "sampling": item.sampling,
-                "template": f"{job.paradigm}.j2",
-                "template_hash": self.templates.digest(job.paradigm),
-                "prompt_hash": item.prompt_hash,
-                "usage": {"prompt_tokens": item.usage.prompt_tokens, "completion_tokens": item.usage.completion_tokens},
-                "attempts": job.attempt,
-            },
-            "ragloom_version": ragloom.__version__,
-        }

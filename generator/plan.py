@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 from collections import Counter
+from typing import Any
 
 from .config import RunConfig
 from .types import PARADIGMS, Exemplar, Job
@@ -40,8 +41,12 @@ def make_plan(cfg: RunConfig, sources: list[list[Exemplar]], weights: list[float
     return jobs
 
 
-def plan_hash(cfg: RunConfig, jobs: list[Job]) -> str:
-    """Identifies the work: the plan and every setting that changes what a record contains."""
+def plan_hash(
+    cfg: RunConfig, jobs: list[Job], *, index: dict[str, Any] | None = None, templates: dict[str, str] | None = None
+) -> str:
+    """Identifies the work: the plan, every setting that changes what a record contains, what the
+    index holds (`index`: its manifest's encoder, size and corpus fingerprint, so an index rebuilt at
+    the same path is another run) and the templates' digests (an edited template is another run)."""
     settings = cfg.model_dump(
         mode="json",
         exclude={
@@ -56,11 +61,15 @@ def plan_hash(cfg: RunConfig, jobs: list[Job]) -> str:
                 "batch_size",
                 "base_url",
                 "api_key_env",
-                "http_client",
+                "extra_headers",
+                "default_query",
+                "auth_header",
             },
+            "card": True,
         },
     )
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    ident = {"settings": settings, "index": index or {}, "templates": templates or {}}
+    h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode())
     for j in jobs:
         h.update(f"{j.id}|{j.paradigm}|{j.exemplar.id}|{j.n_sources}\n".encode())
     return h.hexdigest()[:20]

@@ -20,6 +20,19 @@ def hub_token() -> str | None:
     return os.environ.get("HF_TOKEN") or get_token()
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a failed connection raises: OSError (requests' ConnectionError is one) and httpx's errors,
+    which huggingface_hub raises since it moved to httpx."""
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        import httpx
+
+        errors.append(httpx.HTTPError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def push(out: Path, repo: str, *, private: bool = False, view: str | None = None) -> str:
     """Upload `out`'s records in `view` (Parquet) and the dataset card to `repo`; return its URL."""
     if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", repo):
@@ -49,6 +62,6 @@ def push(out: Path, repo: str, *, private: bool = False, view: str | None = None
                 403: "the token cannot write there; use a write token or your own namespace",
             }.get(status or 0, "see the Hub's status and retry")
             raise BackendError(f"Hugging Face Hub refused the upload to {repo} ({status}): {hint}") from None
-        except OSError as e:  # no network: requests' ConnectionError is an OSError
+        except _network_errors() as e:  # no network: httpx (huggingface_hub >= 1.0) or requests/OS errors
             raise BackendError(f"cannot reach the Hugging Face Hub to upload {repo}: {type(e).__name__}") from None
     return f"https://huggingface.co/datasets/{repo}"

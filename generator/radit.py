@@ -6,18 +6,19 @@
   LSR(c) = softmax(score / tau) over the k chunks; one record per query in the shape
   Atlas- / DPR-style retriever trainers read. Corpus mode cuts x and y from sampled chunks.
 
-Both write `OUT/examples.jsonl` through `Checkpoint` (resumable, each record once) and
-`OUT/run.json`; a finished run is exported to `OUT/train.jsonl` with a dataset card.
+Both use the run directory of `generate` (`RunDir`: resumable, each record once, `OUT/run.json`);
+a query that cannot be scored (the server refused it, no log-probabilities, tokens that do not align)
+is a failed job in `OUT/failed.jsonl`, not a stopped run. A finished run is exported to
+`OUT/train.jsonl` with a dataset card.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,17 @@ import numpy as np
 from ragloom.retrieval import Hit, Index, Passage
 from rich.console import Console
 
-from ragloom.errors import ConfigError, OutputError
+from ragloom.errors import ConfigError
 
 from .backends import Backend, ScoreRequest
-from .checkpoint import Checkpoint, check_same_run, write_run_info
+from .checkpoint import Checkpoint
 from .config import Pricing
-from .display import Display, run_with_display
-from .pipeline import Breaker, Stats
+from .display import Display, arun_with_display, run_with_display
+from .record import LmFtRecord, LsrChunk, LsrRecord
+from .run import run_sync
+from .rundir import RunDir, identity_hash, index_identity
 from .scoring import lsr_scores
+from .stats import Breaker, Stats
 from .types import InstructionPair
 
 LM_FT = "radit-lm-ft"
@@ -85,50 +89,41 @@ def corpus_pairs(index: Index, n: int, seed: int, x_words: int, y_words: int) ->
     return out, skipped
 
 
-def open_run(out: Path, kind: str, identity: dict[str, Any], overwrite: bool) -> Checkpoint:
+def open_run(out: Path, kind: str, identity: dict[str, Any], overwrite: bool) -> tuple[RunDir, Checkpoint]:
     """Create or resume the run directory; a different run there is an error unless `overwrite`."""
-    phash = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output directory {out}: {e.strerror}") from None
-    check_same_run(out, phash, overwrite)
-    write_run_info(
-        out,
-        {
-            "kind": kind,
-            "plan_hash": phash,
-            "config": identity,
-        },
+    rundir = RunDir(out)
+    checkpoint = rundir.open(
+        kind=kind, plan_hash=identity_hash(identity), info={"config": identity}, overwrite=overwrite
     )
-    return Checkpoint(out)
+    return rundir, checkpoint
+
+
+@dataclass
+class RaditResult:
+    out: Path
+    stats: Stats
+    interrupted: bool = False
 
 
 def _chunk(h: Hit) -> dict[str, Any]:
     return {"id": h.passage.id, "title": h.passage.title, "rank": h.rank, "score": round(float(h.score), 6)}
 
 
-def lm_ft_records(pair: InstructionPair, hits: Sequence[Hit] | None, plain_copy: bool) -> list[dict[str, Any]]:
+def lm_ft_records(pair: InstructionPair, hits: Sequence[Hit] | None, plain_copy: bool) -> list[LmFtRecord]:
     """k records (one per chunk), or one with the record's own context; plus the plain pair if asked."""
-    base = {"completion": pair.output, "pair_id": pair.id, "source": pair.source}
-    out: list[dict[str, Any]] = []
+    y, pid, src = pair.output, pair.id, pair.source
+    out: list[LmFtRecord] = []
     if hits is None:
         out.append(
-            {"id": f"{pair.id}#ctx", "prompt": lm_ft_prompt(pair.instruction, context=pair.context), "kind": "context"}
+            LmFtRecord(f"{pid}#ctx", lm_ft_prompt(pair.instruction, context=pair.context), y, "context", pid, src)
         )
     else:
         for h in hits:
-            out.append(
-                {
-                    "id": f"{pair.id}#{h.rank}",
-                    "prompt": lm_ft_prompt(pair.instruction, h.passage),
-                    "kind": "retrieved",
-                    "chunk": _chunk(h),
-                }
-            )
+            prompt = lm_ft_prompt(pair.instruction, h.passage)
+            out.append(LmFtRecord(f"{pid}#{h.rank}", prompt, y, "retrieved", pid, src, _chunk(h)))
     if plain_copy:
-        out.append({"id": f"{pair.id}#plain", "prompt": pair.instruction, "kind": "plain"})
-    return [{"job_id": r["id"], **r, **base} for r in out]
+        out.append(LmFtRecord(f"{pid}#plain", pair.instruction, y, "plain", pid, src))
+    return out
 
 
 def _expected_ids(pair: InstructionPair, k: int, use_context: bool, plain_copy: bool) -> list[str]:
@@ -148,15 +143,16 @@ def run_lm_ft(
     quiet: bool = False,
     batch_size: int = 256,
     export_view: str = "prompt-completion",
-) -> int:
+    summary_console: Console | None = None,
+) -> RaditResult:
     use_context = index is None
     if index is not None and k > len(index):
         raise ConfigError(f"--k {k}: the index holds only {len(index)} passages")
     console = Console(stderr=True, quiet=quiet)
-    checkpoint = open_run(out, LM_FT, identity, overwrite)
+    rundir, checkpoint = open_run(out, LM_FT, identity, overwrite)
     todo = [p for p in pairs if any(i not in checkpoint.done for i in _expected_ids(p, k, use_context, plain_copy))]
     stats = Stats(planned=len(pairs), skipped_done=len(pairs) - len(todo))
-    display = Display(stats, console, Pricing(), quiet=quiet, label="lm-ft")
+    display = Display(stats, console, Pricing(), quiet=quiet, label="lm-ft", summary_console=summary_console)
 
     def body() -> None:
         for start in range(0, len(todo), batch_size):
@@ -170,10 +166,11 @@ def run_lm_ft(
                 stats.accepted += 1
             display.update()
 
-    if run_with_display(display, checkpoint, out, body):
-        return 130
-    _finish(out, export_view, console)
-    return 0
+    interrupted = run_with_display(display, checkpoint, out, body)
+    rundir.write_info(stats=stats.as_dict())
+    if not interrupted:
+        _finish(out, export_view, console)
+    return RaditResult(out, stats, interrupted)
 
 
 async def _score_pairs(
@@ -215,9 +212,16 @@ async def _score_pairs(
             for r in results:
                 stats.retried.update(r.retry_reasons)
             error = next((r.error for r in results if r.error), None)
-            if error:
+            if error:  # the transport failed: the query stays unfinished, a rerun resumes it
                 stats.backend_errors[error] += 1
                 breaker.failed(error)
+                on_progress()
+                continue
+            failed = next((r for r in results if r.failure), None)
+            if failed is not None:  # this query cannot be scored: it fails with its reason, the run goes on
+                breaker.rejected(str(failed.failure), failed.detail)
+                checkpoint.write_failure(pair.id, str(failed.failure), 1, failed.detail)
+                stats.failed[str(failed.failure)] += 1
                 on_progress()
                 continue
             breaker.ok()
@@ -225,28 +229,19 @@ async def _score_pairs(
             used = [r.logprob / max(len(r.tokens), 1) for r in results] if length_normalize else raw
             lsr = lsr_scores(used, tau)
             ctxs = [
-                {
-                    "id": h.passage.id,
-                    "title": h.passage.title,
-                    "text": h.passage.text,
-                    "rank": h.rank,
-                    "retriever_score": round(float(h.score), 6),
-                    "lm_logprob": r.logprob,
-                    "lm_tokens": len(r.tokens),
-                    "lsr_score": s,
-                }
+                LsrChunk(
+                    h.passage.id,
+                    h.passage.title,
+                    h.passage.text,
+                    h.rank,
+                    round(float(h.score), 6),
+                    r.logprob,
+                    len(r.tokens),
+                    s,
+                )
                 for h, r, s in zip(hits, results, lsr)
             ]
-            checkpoint.write_example(
-                {
-                    "job_id": pair.id,
-                    "id": pair.id,
-                    "query": pair.instruction,
-                    "answers": [pair.output],
-                    "ctxs": ctxs,
-                    "source": pair.source,
-                }
-            )
+            checkpoint.write_example(LsrRecord(pair.id, pair.instruction, [pair.output], ctxs, pair.source))
             stats.accepted += 1
             on_progress()
 
@@ -272,41 +267,69 @@ def run_lsr(
     identity: dict[str, Any],
     overwrite: bool = False,
     quiet: bool = False,
-) -> int:
+    summary_console: Console | None = None,
+) -> RaditResult:
     if tau <= 0:
         raise ConfigError(f"--tau {tau}: must be > 0 (RA-DIT uses 0.01 to 0.1)")
     if k < 2 or k > min(len(index) - 1, 1000):
         raise ConfigError(f"--k {k}: must be between 2 and {min(len(index) - 1, 1000)} for this index")
+    return run_sync(
+        _alsr(
+            pairs,
+            index,
+            backend,
+            out,
+            k=k,
+            tau=tau,
+            length_normalize=length_normalize,
+            identity=identity,
+            overwrite=overwrite,
+            quiet=quiet,
+            summary_console=summary_console,
+        )
+    )
+
+
+async def _alsr(
+    pairs: list[InstructionPair],
+    index: Index,
+    backend: Backend,
+    out: Path,
+    *,
+    k: int,
+    tau: float,
+    length_normalize: bool,
+    identity: dict[str, Any],
+    overwrite: bool,
+    quiet: bool,
+    summary_console: Console | None,
+) -> RaditResult:
     console = Console(stderr=True, quiet=quiet)
-    asyncio.run(backend.preflight())  # before anything is written
-    checkpoint = open_run(out, LSR, identity, overwrite)
-    todo = [p for p in pairs if p.id not in checkpoint.done]
-    stats = Stats(planned=len(pairs), skipped_done=len(pairs) - len(todo))
-    display = Display(stats, console, Pricing(), quiet=quiet, label="lsr")
-
-    async def main() -> None:
-        try:
-            await _score_pairs(
-                todo,
-                index,
-                backend,
-                checkpoint,
-                stats,
-                k=k,
-                tau=tau,
-                length_normalize=length_normalize,
-                on_progress=display.update,
-            )
-        finally:
-            with contextlib.suppress(Exception):
-                await backend.aclose()
-
-    if run_with_display(display, checkpoint, out, lambda: asyncio.run(main())):
-        return 130
-    if stats.backend_errors:
-        return 3
-    _finish(out, "lsr", console)
-    return 0
+    try:
+        await backend.preflight()  # before anything is written
+        rundir, checkpoint = open_run(out, LSR, identity, overwrite)
+        todo = [p for p in pairs if p.id not in checkpoint.done]
+        stats = Stats(planned=len(pairs), skipped_done=len(pairs) - len(todo))
+        display = Display(stats, console, Pricing(), quiet=quiet, label="lsr", summary_console=summary_console)
+        body = _score_pairs(
+            todo,
+            index,
+            backend,
+            checkpoint,
+            stats,
+            k=k,
+            tau=tau,
+            length_normalize=length_normalize,
+            on_progress=display.update,
+        )
+        interrupted = await arun_with_display(display, checkpoint, out, body)
+    finally:
+        with contextlib.suppress(Exception):
+            await backend.aclose()
+    rundir.write_info(stats=stats.as_dict())
+    if not interrupted and stats.outcome() != "unfinished":
+        _finish(out, "lsr", console)  # queries that failed with a reason are in failed.jsonl, not missing
+    return RaditResult(out, stats, interrupted)
 
 
 def _finish(out: Path, view: str, console: Console) -> None:
@@ -320,11 +343,5 @@ def identity_of(kind: str, index: Index | None, **opts: Any) -> dict[str, Any]:
     """What makes two runs the same run (resume) or different ones (refuse without --overwrite)."""
     ident: dict[str, Any] = {"kind": kind, **opts}
     if index is not None:
-        m = index.manifest
-        ident["index"] = {
-            "dir": str(index.dir),
-            "encoder": m["encoder"]["name"],
-            "passages": m["passages"],
-            "fingerprint": m["corpus"]["fingerprint"],
-        }
+        ident["index"] = {"dir": str(index.dir), **index_identity(index.manifest)}
     return ident

@@ -1,39 +1,60 @@
-"""`ragloom generate`: config -> plan -> pipeline -> checkpoint, with a live display and a summary."""
+"""`generate` as a library: config -> plan -> pipeline -> run directory, in the caller's event loop.
+
+`agenerate` is the one implementation (it awaits; blocking setup runs in worker threads), `generate`
+runs it to completion from plain code or from inside a running loop (Jupyter). Both return a
+`datasets.Dataset` of the run's records; `execute` returns the `RunResult` the CLI turns into an exit
+code. Nothing here prints except the progress display the caller asked for.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
-import json
-import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragloom.retrieval import CorpusSpec, EncoderSpec, Index, build_index
 from rich.console import Console
 
-from ragloom.errors import OutputError
+from ragloom.errors import ConfigError
 
-from .backends import make_backend
-from .checkpoint import Checkpoint, check_same_run, write_run_info
-from .config import RunConfig
-from .display import Display, run_with_display
+from .backends import Backend, make_backend
+from .checkpoint import EXAMPLES
+from .config import RunConfig, load_config
+from .display import Display, arun_with_display
 from .exemplars import filter_exemplars, load_source
 from .knowledge import knowledge_filter
-from .pipeline import Pipeline, Stats
+from .pipeline import Pipeline
 from .plan import make_plan, plan_hash, summarize
+from .rundir import GENERATE, RunDir, index_identity
 from .sources import select_sources
+from .stats import Stats
 from .templates import Templates
 from .types import Job
 
+if TYPE_CHECKING:
+    import datasets
 
-def open_index(cfg: RunConfig, console: Console) -> Index:
+
+def as_config(config: RunConfig | dict[str, Any] | str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """A `RunConfig` from itself, a dict (validated like YAML), or a YAML path."""
+    if isinstance(config, RunConfig):
+        return config if not overrides else load_config(None, overrides, base=config.model_dump(mode="json"))
+    if isinstance(config, dict):
+        return load_config(None, overrides, base=config)
+    return load_config(config, overrides)
+
+
+def open_index(cfg: RunConfig, console: Console | None = None) -> Index:
     corpus = None
     if cfg.corpus is not None:
         c = cfg.corpus
         corpus = CorpusSpec(c.path, c.format, c.id_field, c.title_field, c.text_field)
         if not (Path(cfg.index) / "manifest.json").exists():
-            console.print(f"building index {cfg.index} from {c.path} ...")
+            if console is not None:
+                console.print(f"building index {cfg.index} from {c.path} ...")
             build_index(corpus, cfg.index, encoder=EncoderSpec(cfg.encoder) if cfg.encoder else None, limit=c.limit)
     return Index(cfg.index, encoder=cfg.encoder, corpus=corpus)
 
@@ -54,8 +75,6 @@ def plan_jobs(
         if info is not None:
             info["knowledge_filter"] = kinfo
     if not any(sources):
-        from ragloom.errors import ConfigError
-
         raise ConfigError(
             "exemplars: no exemplar survived loading and filtering; check the sources and exemplar_filters"
         )
@@ -73,78 +92,168 @@ def estimate(cfg: RunConfig, jobs: list[Job], index: Index, templates: Templates
     return {"prompt_tokens": prompt, "completion_tokens": completion, "cost": round(cost, 4)}
 
 
-def run_generate(
-    cfg: RunConfig, *, dry_run: bool = False, overwrite: bool = False, quiet: bool = False, retry_failed: bool = False
-) -> int:
-    console = Console(stderr=True, quiet=quiet)
-    templates = Templates(cfg.templates, [p for p, w in cfg.paradigms.items() if w > 0])
-    index = open_index(cfg, console)
-    backend = None
-    if not dry_run:
-        # load the encoder while the backend is made and the server checked; nothing is written
-        # before both are fine
-        warm = threading.Thread(target=index.embed_queries, args=(["warm-up"],), daemon=True)
-        warm.start()
-        backend = make_backend(cfg.backend)
-        asyncio.run(backend.preflight())
-        warm.join()
-    knowledge_backend = None
-    if backend is not None and cfg.exemplar_filters.knowledge_filter:
-        # its own client for its own event loop (an in-process engine is shared: loading it twice would not fit)
-        knowledge_backend = backend if cfg.backend.type == "vllm" else make_backend(cfg.backend)
+def _templates(cfg: RunConfig) -> Templates:
+    return Templates(cfg.templates, [p for p, w in cfg.paradigms.items() if w > 0])
+
+
+def dry_run(config: RunConfig | dict[str, Any] | str | Path) -> dict[str, Any]:
+    """The plan's counts, hash and a token / cost estimate; no LLM call, nothing written."""
+    cfg = as_config(config)
+    templates = _templates(cfg)
+    index = open_index(cfg)
     info: dict[str, Any] = {}
-    jobs, dropped = plan_jobs(cfg, knowledge_backend, info)
-    phash = plan_hash(cfg, jobs)
-    if dry_run:
-        est = estimate(cfg, jobs, index, templates)
-        print(
-            json.dumps(
-                {
-                    "count": len(jobs),
-                    "paradigms": summarize(jobs),
-                    "plan_hash": phash,
-                    "exemplars_dropped": dropped,
-                    **info,
-                    "estimate": est,
-                },
-                indent=2,
-            )
+    jobs, dropped = plan_jobs(cfg, None, info)
+    phash = plan_hash(cfg, jobs, index=index_identity(index.manifest), templates=templates.digests())
+    return {
+        "count": len(jobs),
+        "paradigms": summarize(jobs),
+        "plan_hash": phash,
+        "exemplars_dropped": dropped,
+        **info,
+        "estimate": estimate(cfg, jobs, index, templates),
+    }
+
+
+@dataclass
+class RunResult:
+    out: Path
+    stats: Stats
+    interrupted: bool = False
+
+    def dataset(self) -> datasets.Dataset:
+        """The run's records (this and earlier sessions) as a `datasets.Dataset`, in id order."""
+        import datasets
+
+        from .export import load_run
+
+        records, _, _ = load_run(self.out)
+        return datasets.Dataset.from_list(records)
+
+
+def _load_encoder(index: Index) -> None:
+    index.embed_queries(["warm-up"])
+
+
+async def _prepare(cfg: RunConfig, console: Console | None) -> tuple[Templates, Index, Backend]:
+    """Templates, index, backend: checked before anything is written. The encoder loads in a thread
+    while the backend is made and the server checked."""
+    templates = _templates(cfg)
+    index = await asyncio.to_thread(open_index, cfg, console)
+    warm = asyncio.ensure_future(asyncio.to_thread(_load_encoder, index))
+    try:
+        backend = make_backend(cfg.backend)
+        await backend.preflight()
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            await warm
+        raise
+    await warm  # an encoder that cannot load raises here, in the caller's task, as a one-line error
+    return templates, index, backend
+
+
+async def aexecute(
+    config: RunConfig | dict[str, Any] | str | Path,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    retry_failed: bool = False,
+    report: bool = True,
+    console: Console | None = None,
+    summary_console: Console | None = None,
+) -> RunResult:
+    """Run (or resume) the generation in the running event loop; see `agenerate`. The CLI passes
+    `summary_console` to print the closing summary even when the progress display is off."""
+    cfg = as_config(config)
+    console = console or Console(stderr=True, quiet=not progress)
+    templates, index, backend = await _prepare(cfg, console)
+    try:
+        knowledge_backend = None
+        if cfg.exemplar_filters.knowledge_filter:
+            # its own client for its own event loop (an in-process engine is shared: loading it twice would not fit)
+            knowledge_backend = backend if cfg.backend.type == "vllm" else make_backend(cfg.backend)
+        info: dict[str, Any] = {}
+        jobs, dropped = await asyncio.to_thread(plan_jobs, cfg, knowledge_backend, info)
+        phash = plan_hash(cfg, jobs, index=index_identity(index.manifest), templates=templates.digests())
+        rundir = RunDir(cfg.output)
+        checkpoint = rundir.open(
+            kind=GENERATE,
+            plan_hash=phash,
+            info={
+                "config": cfg.model_dump(mode="json"),
+                "count": len(jobs),
+                "paradigms": summarize(jobs),
+                "index": index.manifest,
+                "exemplars_dropped": dropped,
+                **info,
+            },
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            sync_inline=False,
         )
-        return 0
-    out = Path(cfg.output)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output directory {out}: {e.strerror}") from None
-    check_same_run(out, phash, overwrite)
-    assert backend is not None
-    write_run_info(
-        out,
-        {
-            "plan_hash": phash,
-            "config": cfg.model_dump(mode="json"),
-            "count": len(jobs),
-            "paradigms": summarize(jobs),
-            "index": index.manifest,
-            "exemplars_dropped": dropped,
-            **info,
-        },
-    )
-    checkpoint = Checkpoint(out)
-    if retry_failed:
-        checkpoint.done -= {r["job_id"] for r in checkpoint.failed}
-    todo = [j for j in jobs if j.id not in checkpoint.done]
-    stats = Stats(planned=len(jobs), skipped_done=len(jobs) - len(todo))
-    display = Display(stats, console, cfg.pricing, quiet=quiet)
-    pipeline = Pipeline(cfg, index, backend, templates, checkpoint, stats, on_progress=display.update)
-    if run_with_display(display, checkpoint, out, lambda: asyncio.run(_run(pipeline, backend, todo))):
-        return 130
-    return 0 if not stats.backend_errors else 3
+        todo = [j for j in jobs if j.id not in checkpoint.done]
+        stats = Stats(planned=len(jobs), skipped_done=len(jobs) - len(todo))
+        display = Display(stats, console, cfg.pricing, quiet=not progress, summary_console=summary_console)
+        pipeline = Pipeline(cfg, index, backend, templates, checkpoint, stats, on_progress=display.update)
+        interrupted = await arun_with_display(display, checkpoint, Path(cfg.output), pipeline.run(todo))
+        rundir.write_info(stats=stats.as_dict())
+        if report and not interrupted:
+            from .report import write_report
 
-
-async def _run(pipeline: Pipeline, backend: Any, todo: list[Job]) -> None:
-    try:
-        await pipeline.run(todo)
+            page = write_report(Path(cfg.output))
+            if summary_console is not None:
+                summary_console.print(f"report: {page}", soft_wrap=True, highlight=False)
+        return RunResult(Path(cfg.output), stats, interrupted)
     finally:
         with contextlib.suppress(Exception):
             await backend.aclose()
+
+
+async def agenerate(
+    config: RunConfig | dict[str, Any] | str | Path,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    retry_failed: bool = False,
+    report: bool = True,
+) -> datasets.Dataset:
+    """Generate (or resume) the run `config` describes, inside the running event loop; return its
+    records as a `datasets.Dataset`. `config`: a `RunConfig`, a dict, or a YAML path. `report`: also
+    write `OUTPUT/report.html`."""
+    result = await aexecute(config, progress=progress, overwrite=overwrite, retry_failed=retry_failed, report=report)
+    if result.interrupted:  # finished records are on disk; calling again resumes
+        raise asyncio.CancelledError(f"interrupted; finished records are in {result.out / EXAMPLES}")
+    return result.dataset()
+
+
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, also when an event loop is already running in
+    this thread (Jupyter): then it runs in a worker thread with its own loop."""
+    if not _in_running_loop():
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ragloom") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def generate(
+    config: RunConfig | dict[str, Any] | str | Path,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    retry_failed: bool = False,
+    report: bool = True,
+) -> datasets.Dataset:
+    """`agenerate` for plain code and notebooks: blocks until the run is done."""
+    kw = {"progress": progress, "overwrite": overwrite, "retry_failed": retry_failed, "report": report}
+    return run_sync(agenerate(config, **kw))
+
+
+def execute(config: RunConfig | dict[str, Any] | str | Path, **kw: Any) -> RunResult:
+    return run_sync(aexecute(config, **kw))

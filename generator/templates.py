@@ -79,6 +79,10 @@ class Templates:
         except jinja2.UndefinedError as e:
             raise ConfigError(f"template {paradigm}.j2: {e.message}") from None
 
+    def digests(self) -> dict[str, str]:
+        """Every loaded template's digest, for the run's identity: an edited template is another run."""
+        return dict(self._digests)
+
     def digest(self, paradigm: str) -> str:
         """Hash of the template bytes and the macros, recorded with every example."""
         return self._digests[paradigm]

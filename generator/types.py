@@ -1,9 +1,9 @@
-"""The records of the generation layer: Exemplar, Job, Pair and the output Example."""
+"""The records of the generation layer: Exemplar, Job, Pair, Usage, InstructionPair (the output
+records are in generator/record.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from ragloom.retrieval import Passage
 
@@ -65,17 +65,6 @@ class Usage:
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
-
-
-@dataclass(slots=True)
-class Attempted:
-    """What the LLM stage hands on: the job, its accepted pair and how it was made."""
-
-    job: Job
-    pair: Pair
-    prompt_hash: str
-    usage: Usage = field(default_factory=Usage)
-    sampling: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -48,6 +49,10 @@ class Faults:
     fixed_status: int | None = None
     first: list[str] = field(default_factory=list)  # e.g. ["429", "500", "hang", "bad_json", "drop", "empty"]
     reject_json_schema: bool = False
+    reject_json_object: bool = False  # with reject_json_schema: a server with no response_format support
+    rate_too_long: float = 0.0  # this share of prompts (chosen by the prompt's hash) gets a context-length 400
+    rate_empty_content: float = 0.0  # a well-formed 200 whose message content is ""
+    context_length: int | None = None  # reported by /v1/models as max_model_len
     seed: int = 0
 
 
@@ -160,6 +165,10 @@ class FakeServer:
             r -= rate
         return "ok"
 
+    def _draw(self) -> float:
+        with self.lock:
+            return self.rng.random()
+
     async def _stats(self, request: web.Request) -> web.Response:
         with self.lock:
             return web.json_response({"counts": dict(self.counts), "peak_in_flight": self.peak_in_flight})
@@ -168,7 +177,10 @@ class FakeServer:
         if self.faults.fixed_status in (401, 403):
             msg = {"error": {"message": f"fixed status {self.faults.fixed_status}", "type": "error"}}
             return web.json_response(msg, status=self.faults.fixed_status)
-        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        entry: dict[str, Any] = {"id": "fake", "object": "model"}
+        if self.faults.context_length:
+            entry["max_model_len"] = self.faults.context_length
+        return web.json_response({"object": "list", "data": [entry]})
 
     async def _post(self, request: web.Request) -> web.StreamResponse:
         if self._sem is None:
@@ -199,6 +211,13 @@ class FakeServer:
         if f.reject_json_schema and rf.get("type") == "json_schema":
             self.counts["rejected_schema"] += 1
             return web.json_response({"error": {"message": "response_format json_schema is not supported"}}, status=400)
+        if f.reject_json_object and rf.get("type") == "json_object":
+            self.counts["rejected_json_object"] += 1
+            return web.json_response({"error": {"message": "response_format is not supported"}}, status=400)
+        if f.rate_too_long and "messages" in body and _share(body["messages"][-1]["content"]) < f.rate_too_long:
+            self.counts["too_long"] += 1
+            msg = "This model's maximum context length is 4096 tokens. However, you requested 5120 tokens."
+            return web.json_response({"error": {"message": msg, "type": "invalid_request_error"}}, status=400)
         outcome = self._outcome()
         self.counts[outcome] += 1
         if outcome == "hang":
@@ -227,7 +246,15 @@ class FakeServer:
             creative = re.search(r"\b(poem|joke|haiku|story|rewrite)\b", prompt.split("Instruction:")[-1], re.I)
             return web.json_response(chat_completion(body, "No." if creative else "Yes"))
         content = "this is not json {" if outcome == "bad_json" else json.dumps(pair_for(prompt))
+        if f.rate_empty_content and self._draw() < f.rate_empty_content:
+            self.counts["empty_content"] += 1
+            content = ""
         return web.json_response(chat_completion(body, content))
+
+
+def _share(prompt: str) -> float:
+    """A number in [0, 1) fixed by the prompt's text: the same prompt always gets the same fate."""
+    return int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 16**8
 
 
 def chat_completion(body: dict[str, Any], content: str) -> dict[str, Any]:

@@ -19,13 +19,19 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class ChatResult:
-    """`error` is None on success, else a reason code such as rate_limited or timeout."""
+    """Three outcomes. Success: `text` (possibly empty: the pipeline rejects and asks again).
+    `error`: the transport failed (rate_limited, timeout, http_500, ...); the job stays unfinished and a
+    rerun resumes it. `failure`: the server refused this one request (prompt_too_long,
+    request_rejected_400, ...); the job fails with that reason and the run goes on. `detail` is the
+    server's message, for the summary."""
 
     text: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
     error: str | None = None
+    failure: str | None = None
+    detail: str = ""
     retries: int = 0
     retry_reasons: list[str] = field(default_factory=list)
 
@@ -46,7 +52,9 @@ class ScoreResult:
     tokens: list[str] = field(default_factory=list)
     token_logprobs: list[float] = field(default_factory=list)
     straddles: bool = False  # the first target token also covers the end of the prefix
-    error: str | None = None
+    error: str | None = None  # transport failure: the query stays unfinished (rerun resumes it)
+    failure: str | None = None  # this request cannot be scored (no_logprobs, token_alignment, ...)
+    detail: str = ""
     retries: int = 0
     retry_reasons: list[str] = field(default_factory=list)
 
@@ -56,6 +64,7 @@ class Backend(Protocol):
     model: str
     batch_size: int  # requests per `chat` call the pipeline should send
     parallelism: int  # concurrent `chat` calls the pipeline should keep in flight
+    context_length: int | None  # the model's context in tokens, when known (config or server metadata)
 
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]: ...
 

@@ -1,236 +1,57 @@
-"""`openai` backend: any OpenAI-compatible server.
+"""`openai` backend: any OpenAI-compatible server (OpenAI, vLLM serve, SGLang, TGI, Ollama, llama.cpp).
 
-Two ways to send a request, chosen by `backend.http_client`:
-- `direct` (default): the request's JSON is posted to `/chat/completions` (or `/completions`)
-  over one aiohttp session. The openai SDK spends about 1 ms of CPU per request building and
-  parsing typed objects; at hundreds of requests per second that CPU is what keeps the server
-  from being saturated (bench/generation.py G1, G3). The body sent is the same.
-- `aiohttp` / `httpx`: through `AsyncOpenAI` with that transport.
-
-Both report errors in one vocabulary (`_Status`, `_Timeout`, `_Connection`, `_Garbled`), so
-retries and messages do not depend on the transport. Retries (tenacity, exponential backoff
-with jitter, Retry-After honoured) cover 429, 5xx, timeouts, dropped connections and garbled
-200s. 400/401/403/404 stop the run with a message that says what to fix. The API key is read
-from the environment and never written anywhere.
+Errors are classified where they arise (generator/stats.py):
+- transport (429, 5xx, timeouts, dropped connections, garbled 200s): retried with backoff; when the
+  retries run out the job stays unfinished (`ChatResult.error`) and a rerun resumes it;
+- this request refused (any other 4xx, e.g. a prompt over the context length): the job fails with a
+  reason code (`ChatResult.failure`: prompt_too_long, request_rejected_400) and the run goes on;
+- every request refused (401 key, 403 access, 404 model or endpoint): `BackendError` stops the run.
+With `structured_output: auto` a rejected response_format steps down json_schema -> json_object -> off;
+each rejection is judged against the mode its request was sent with, so concurrent requests that were
+all sent before the first step-down are all re-sent, never fatal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
-import json
 import os
-import urllib.parse
-import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import re
+from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
-import openai
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
-
-import ragloom
 from ragloom.errors import BackendError, ConfigError
 
 from ..config import OpenAIBackendConfig
 from ..scoring import AlignmentError, target_tokens
 from .base import ChatRequest, ChatResult, ScoreRequest, ScoreResult
+from .retry import Slots, with_retries
+from .transport import Connection, Garbled, Status, Timeout, Transport, base_url, reason, transient
 
-_MODES = ["json_schema", "json_object", "off"]
-
-
-class _Status(Exception):
-    """The server answered with an error status."""
-
-    def __init__(self, status: int, message: str, body: str, retry_after: str | None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.body, self.retry_after = status, message, body, retry_after
-
-    @classmethod
-    def from_body(cls, status: int, raw: str, retry_after: str | None) -> _Status:
-        """Message as the SDK words it: the server's `error.message` when the body has one."""
-        message = f"Error code: {status}"
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        error = body.get("error", body) if isinstance(body, dict) else None
-        detail = error.get("message") if isinstance(error, dict) else None
-        if isinstance(detail, str) and detail:
-            message += f" - {detail}"
-        elif raw.strip():
-            message += f" - {raw.strip()[:300]}"
-        return cls(status, message, raw, retry_after)
-
-    @classmethod
-    def from_sdk(cls, e: openai.APIStatusError) -> _Status:
-        return cls(e.status_code, str(e.message), e.response.text, e.response.headers.get("retry-after"))
+MODES = ["json_schema", "json_object", "off"]
+FATAL = (401, 403, 404)
+_TOO_LONG = re.compile(
+    r"context length|context window|maximum context|context size|max_model_len|too many tokens|"
+    r"prompt is too long|input is too long|reduce the length|exceeds? the (?:available )?context",
+    re.IGNORECASE,
+)
+_CONTEXT_KEYS = ("max_model_len", "context_length", "context_window", "max_context_length", "n_ctx", "n_ctx_train")
 
 
-class _Timeout(Exception):
-    pass
+def rejection_reason(e: Status) -> str:
+    """The job's failure reason for a 4xx about this one request."""
+    return "prompt_too_long" if _TOO_LONG.search(f"{e.message} {e.body}") else f"request_rejected_{e.status}"
 
 
-class _Connection(Exception):
-    pass
-
-
-class _Garbled(Exception):
-    """A 200 whose body is empty or not the API's shape: a server glitch, retried like a 5xx."""
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, _Garbled):
-        return "invalid_response"
-    if isinstance(exc, _Timeout):
-        return "timeout"
-    if isinstance(exc, _Connection):
-        return "connection_error"
-    if isinstance(exc, _Status):
-        return "rate_limited" if exc.status == 429 else f"http_{exc.status}"
-    return type(exc).__name__
-
-
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, _Status):
-        return exc.status == 429 or exc.status >= 500
-    return isinstance(exc, (_Timeout, _Connection, _Garbled))
-
-
-class _WaitRetryAfter:
-    """Wait what the server's Retry-After says; otherwise exponential backoff with jitter."""
-
-    def __init__(self, cap: float) -> None:
-        self.cap = cap
-        self.fallback = wait_random_exponential(multiplier=0.5, max=cap)
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        header = exc.retry_after if isinstance(exc, _Status) else None
-        if header:
-            try:
-                return min(float(header), self.cap)
-            except ValueError:
-                pass
-        return float(self.fallback(state))
-
-
-class _Slots:
-    """At most `n` requests in flight. A request back from a retry wait takes the next free slot
-    before requests not yet sent (first come, first served within each): queued behind every first
-    attempt, retries would all land at the end of a run and stretch it by their waits (bench G2)."""
-
-    def __init__(self, n: int) -> None:
-        self._free = n
-        self._waiting: tuple[collections.deque[asyncio.Future[None]], ...] = (collections.deque(), collections.deque())
-
-    @contextlib.asynccontextmanager
-    async def hold(self, *, retry: bool) -> AsyncIterator[None]:
-        if self._free and not any(self._waiting):
-            self._free -= 1
-        else:
-            fut = asyncio.get_running_loop().create_future()
-            queue = self._waiting[0 if retry else 1]
-            queue.append(fut)
-            try:
-                await fut
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():
-                    self._release()  # handed a slot as it was cancelled: pass it on
-                with contextlib.suppress(ValueError):
-                    queue.remove(fut)
-                raise
-        try:
-            yield
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        for queue in self._waiting:
-            while queue:
-                fut = queue.popleft()
-                if not fut.done():  # a cancelled waiter is skipped
-                    fut.set_result(None)
-                    return
-        self._free += 1
-
-
-def _env_proxy(url: str) -> str | None:
-    """The proxy HTTPS_PROXY / HTTP_PROXY names for `url` unless NO_PROXY exempts its host, as the SDK
-    honours them. Read once: aiohttp's trust_env would look it up (and ~/.netrc) in a thread per request."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+def context_length(entry: Any) -> int | None:
+    """The context length a `/models` entry reports (vLLM max_model_len, llama.cpp meta.n_ctx, ...)."""
+    if not isinstance(entry, dict):
         return None
-    return urllib.request.getproxies().get(parts.scheme)
-
-
-class _Direct:
-    """POSTs JSON bodies over one aiohttp session, opened in the event loop that first uses it."""
-
-    def __init__(self, client: openai.AsyncOpenAI, key: str | None, cfg: OpenAIBackendConfig) -> None:
-        # base URL, organization and project as the SDK resolved them (arguments or OPENAI_* variables)
-        self.base = str(client.base_url).rstrip("/")
-        self.headers = {"Content-Type": "application/json", "User-Agent": f"ragloom/{ragloom.__version__}"}
-        if key:
-            self.headers["Authorization"] = f"Bearer {key}"
-        if client.organization:
-            self.headers["OpenAI-Organization"] = client.organization
-        if client.project:
-            self.headers["OpenAI-Project"] = client.project
-        self.timeout, self.limit = cfg.timeout, cfg.concurrency
-        self._session: aiohttp.ClientSession | None = None
-
-    async def post(self, path: str, body: dict[str, Any]) -> Any:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.limit),
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers=self.headers,
-                proxy=_env_proxy(self.base),
-            )
-        try:
-            async with self._session.post(self.base + path, data=json.dumps(body).encode()) as r:
-                raw = await r.read()
-                status, retry_after = r.status, r.headers.get("retry-after")
-        except asyncio.TimeoutError:
-            raise _Timeout() from None
-        except aiohttp.ClientError as e:
-            raise _Connection(str(e) or type(e).__name__) from None
-        if status >= 400:
-            raise _Status.from_body(status, raw.decode("utf-8", "replace"), retry_after)
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise _Garbled() from None
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-class _SDK:
-    """The same POSTs through `AsyncOpenAI` (its aiohttp or httpx transport); SDK errors are
-    translated to this module's."""
-
-    def __init__(self, client: openai.AsyncOpenAI) -> None:
-        self.client = client
-
-    async def post(self, path: str, body: dict[str, Any]) -> Any:
-        try:
-            return await self.client.post(path, body=body, cast_to=object)
-        except openai.APIStatusError as e:
-            raise _Status.from_sdk(e) from None
-        except openai.APITimeoutError:
-            raise _Timeout() from None
-        except openai.APIConnectionError as e:
-            raise _Connection(str(e.__cause__ or e)) from None
-        except (json.JSONDecodeError, openai.APIResponseValidationError):
-            raise _Garbled() from None
-
-    async def close(self) -> None:
-        pass
+    for where in (entry, entry.get("meta") or {}, entry.get("metadata") or {}):
+        for key in _CONTEXT_KEYS:
+            v = where.get(key) if isinstance(where, dict) else None
+            if isinstance(v, int) and v > 0:
+                return v
+    return None
 
 
 def _chat_fields(data: Any) -> tuple[str, str | None, int, int]:
@@ -246,7 +67,7 @@ def _chat_fields(data: Any) -> tuple[str, str | None, int, int]:
         finish = choice.get("finish_reason") if choice else None
         return text, finish, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     except (KeyError, TypeError, AttributeError, ValueError):
-        raise _Garbled() from None
+        raise Garbled() from None
 
 
 def _logprob_fields(data: Any) -> tuple[list[Any], list[float | None], list[int] | None] | None:
@@ -255,7 +76,7 @@ def _logprob_fields(data: Any) -> tuple[list[Any], list[float | None], list[int]
         choices = data["choices"]
         lp = choices[0].get("logprobs") if choices else None
     except (KeyError, TypeError, AttributeError, IndexError):
-        raise _Garbled() from None
+        raise Garbled() from None
     if not isinstance(lp, dict) or not lp.get("tokens") or lp.get("token_logprobs") is None:
         return None
     return lp["tokens"], lp["token_logprobs"], lp.get("text_offset")
@@ -281,57 +102,50 @@ class OpenAIBackend:
                     "backend.api_key_env to null for a local server that needs no key"
                 )
         self._secret = key
-        self._client = openai.AsyncOpenAI(
-            api_key=key or "no-key",
-            base_url=cfg.base_url,
-            timeout=cfg.timeout,
-            max_retries=0,
-            http_client=openai.DefaultAioHttpClient(timeout=cfg.timeout) if cfg.http_client == "aiohttp" else None,
-        )
-        self._transport = _Direct(self._client, key, cfg) if cfg.http_client == "direct" else _SDK(self._client)
-        self._slots = _Slots(cfg.concurrency)
+        self._transport = Transport(cfg, key)
+        self._slots = Slots(cfg.concurrency)
         self._mode: str = "json_schema" if cfg.structured_output == "auto" else cfg.structured_output
-        self.where = cfg.base_url or "https://api.openai.com/v1"
+        self.where = base_url(cfg)
+        self.context_length: int | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "openai", "model": self.model, "base_url": self.where, "structured_output": self._mode}
 
     async def aclose(self) -> None:
         await self._transport.close()
-        await self._client.close()
 
     async def preflight(self) -> None:
-        """Fail before any work when the server is unreachable, refuses the key, or lacks the model.
+        """Fail before any work when the server is unreachable, refuses the key, or lacks the model;
+        read the model's context length where the server reports one.
 
         GET /models, once: a server without that endpoint (404) or one that answers oddly is let
         through; generation itself will then report what goes wrong."""
-        # its own short-lived client: preflight runs before the run's event loop exists
-        client = openai.AsyncOpenAI(
-            api_key=self._secret or "no-key",
-            base_url=self.cfg.base_url,
-            timeout=min(self.cfg.timeout, 15.0),
-            max_retries=0,
-        )
+        # its own short-lived transport: preflight runs before the run's event loop exists
+        transport = Transport(self.cfg, self._secret)
         try:
-            page = await client.models.list()
-        except openai.APIConnectionError as e:  # timeouts included: a server that never answers
-            cause = self._scrub(str(e.__cause__ or e).splitlines()[0]) if (e.__cause__ or str(e)) else ""
+            page = await transport.get("/models", timeout=min(self.cfg.timeout, 15.0))
+        except (Connection, Timeout) as e:
+            cause = self._scrub(str(e).splitlines()[0]) if str(e) else ""
             raise BackendError(
                 f"cannot reach {self.where} ({cause or 'connection failed'}); is the server running and "
                 "backend.base_url right?"
             ) from None
-        except openai.APIStatusError as e:
-            if e.status_code in (401, 403):
-                raise BackendError(self._fatal_message(_Status.from_sdk(e))) from None
+        except Status as e:
+            if e.status in (401, 403):
+                raise BackendError(self._fatal_message(e)) from None
             return
-        except (json.JSONDecodeError, openai.APIResponseValidationError):
+        except Garbled:
             return
         finally:
-            await client.close()
-        ids = [m.id for m in getattr(page, "data", None) or []]
+            await transport.close()
+        entries = page.get("data") if isinstance(page, dict) else None
+        entries = [m for m in entries or [] if isinstance(m, dict)]
+        ids = [str(m.get("id")) for m in entries]
         if ids and self.model not in ids:
             shown = ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else "")
             raise BackendError(f"{self.where} has no model {self.model!r} (it serves: {shown}); check backend.model")
+        mine = next((m for m in entries if m.get("id") == self.model), None)
+        self.context_length = context_length(mine)
 
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
@@ -361,29 +175,41 @@ class OpenAIBackend:
         result = ChatResult()
 
         async def call() -> tuple[str, str | None, int, int]:
-            # the mode is read per attempt: another request may have stepped it down meanwhile
-            return _chat_fields(await self._transport.post("/chat/completions", self._body(req, self._mode)))
-
-        while True:
+            # the mode is read per attempt (another request may have stepped it down meanwhile) and
+            # kept on the error, so a rejection is judged against what this attempt sent
             mode = self._mode
             try:
-                text, finish, prompt_tokens, completion_tokens = await self._with_retries(call, result)
-            except (_Timeout, _Connection, _Garbled) as e:
-                result.error = _reason(e)
+                return _chat_fields(await self._transport.post("/chat/completions", self._body(req, mode)))
+            except Status as e:
+                e.mode = mode
+                raise
+
+        while True:
+            try:
+                text, finish, prompt_tokens, completion_tokens = await self._retrying(call, result)
+            except (Timeout, Connection, Garbled) as e:
+                result.error = reason(e)
                 return result
-            except _Status as e:
-                if self._rejects_structured_output(e, mode):
+            except Status as e:
+                if self._is_format_rejection(e):
+                    self._step_down(e.mode or "off")
                     continue
-                if _transient(e):
-                    result.error = _reason(e)
-                    return result
-                raise BackendError(self._fatal_message(e)) from None
+                self._classify(e, result)
+                return result
             break
         result.text, result.finish_reason = text, finish
         result.prompt_tokens, result.completion_tokens = prompt_tokens, completion_tokens
-        if not result.text:
-            result.error = "empty_response"
         return result
+
+    def _classify(self, e: Status, result: ChatResult | ScoreResult, *, scoring: bool = False) -> None:
+        """A status that retries did not fix: transport (5xx, 429), this request's (4xx), or fatal."""
+        if transient(e):
+            result.error = reason(e)
+        elif e.status in FATAL:
+            raise BackendError(self._fatal_message(e, scoring=scoring)) from None
+        else:
+            result.failure = rejection_reason(e)
+            result.detail = self._scrub(e.message.splitlines()[0] if e.message else "")[:300]
 
     async def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         return list(await asyncio.gather(*(self._score_one(r) for r in requests)))
@@ -409,67 +235,53 @@ class OpenAIBackend:
             return _logprob_fields(await self._transport.post("/completions", body))
 
         try:
-            lp = await self._with_retries(call, result)
-        except (_Timeout, _Connection, _Garbled) as e:
-            result.error = _reason(e)
+            lp = await self._retrying(call, result)
+        except (Timeout, Connection, Garbled) as e:
+            result.error = reason(e)
             return result
-        except _Status as e:
-            if _transient(e):
-                result.error = _reason(e)
-                return result
-            raise BackendError(self._fatal_message(e, scoring=True)) from None
+        except Status as e:
+            self._classify(e, result, scoring=True)
+            return result
         if lp is None:
-            result.error = "no_logprobs"
+            result.failure = "no_logprobs"
             return result
         try:
             tokens, logprobs, offsets = lp
             toks, lps, straddles = target_tokens(tokens, logprobs, offsets, req.prefix, req.target)
-        except AlignmentError:
-            result.error = "token_alignment"
+        except AlignmentError as e:
+            result.failure, result.detail = "token_alignment", str(e)[:300]
             return result
         result.tokens, result.token_logprobs, result.straddles = toks, lps, straddles
         result.logprob = sum(lps)
         return result
 
-    async def _with_retries(self, call: Callable[[], Awaitable[Any]], result: ChatResult | ScoreResult) -> Any:
-        def log_retry(state: RetryCallState) -> None:
-            result.retries += 1
-            if state.outcome and state.outcome.exception():
-                result.retry_reasons.append(_reason(state.outcome.exception()))  # type: ignore[arg-type]
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: _transient(e) and not self._is_format_rejection(e)),
-            wait=_WaitRetryAfter(self.cfg.max_retry_wait),
-            stop=stop_after_attempt(self.cfg.max_retries + 1),
-            before_sleep=log_retry,
-            reraise=True,
+    async def _retrying(self, call: Any, result: ChatResult | ScoreResult) -> Any:
+        return await with_retries(
+            call,
+            result,
+            slots=self._slots,
+            retry_if=lambda e: transient(e) and not self._is_format_rejection(e),
+            max_retries=self.cfg.max_retries,
+            max_wait=self.cfg.max_retry_wait,
         )
-        async for attempt in retrying:
-            with attempt:
-                # the slot is held per attempt, not across the backoff: a request sleeping out a
-                # Retry-After does not keep another from using the server
-                async with self._slots.hold(retry=attempt.retry_state.attempt_number > 1):
-                    return await call()
-        raise AssertionError("unreachable")
 
     def _is_format_rejection(self, e: BaseException) -> bool:
-        if self.cfg.structured_output != "auto" or self._mode == "off" or not isinstance(e, _Status):
+        """A rejection of the response_format this request was sent with (auto mode only)."""
+        if self.cfg.structured_output != "auto" or not isinstance(e, Status) or e.mode in (None, "off"):
             return False
         text = (e.body or e.message).lower()
         return e.status in (400, 422, 500, 501) and ("response_format" in text or "json_schema" in text)
 
-    def _rejects_structured_output(self, e: _Status, mode: str) -> bool:
-        """In `auto` mode, step down json_schema -> json_object -> off once per rejection."""
-        if not self._is_format_rejection(e):
-            return False
-        if self._mode == mode:
-            self._mode = _MODES[_MODES.index(mode) + 1]
-        return True
+    def _step_down(self, sent: str) -> None:
+        """json_schema -> json_object -> off, once per mode: later rejections of the same mode
+        (requests sent before the first step-down) only re-send."""
+        if self._mode == sent and sent != "off":
+            self._mode = MODES[MODES.index(sent) + 1]
 
-    def _fatal_message(self, e: _Status, *, scoring: bool = False) -> str:
+    def _fatal_message(self, e: Status, *, scoring: bool = False) -> str:
         detail = self._scrub(e.message.splitlines()[0] if e.message else "")
         where = self.where
-        if scoring and e.status in (400, 404, 422) and "model" not in detail.lower():
+        if scoring and e.status == 404 and "model" not in detail.lower():
             return (
                 f"{where} cannot score text ({e.status}: {detail}); LM scoring needs the completions endpoint "
                 "with echo and logprobs (vLLM serve and llama.cpp's server have it; OpenAI's chat models do not)"
@@ -482,11 +294,7 @@ class OpenAIBackend:
             )
         if e.status == 403:
             return f"{where} refused access to model {self.model!r} (403): {detail}"
-        if e.status == 404:
-            return (
-                f"{where} has no model {self.model!r} (404); check backend.model and backend.base_url (see GET /models)"
-            )
-        return f"{where} rejected the request ({e.status}): {detail}; check backend and sampling settings"
+        return f"{where} has no model {self.model!r} (404); check backend.model and backend.base_url (see GET /models)"
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text

@@ -63,6 +63,7 @@ class VLLMBackend:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise BackendError(f"vLLM could not load {cfg.model!r}: {first}") from None
         self._tokenizer: Any = None
+        self.context_length: int | None = cfg.max_model_len
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -102,7 +103,11 @@ class VLLMBackend:
         except ValueError:
             # one bad request (e.g. a prompt longer than max_model_len) fails the whole batch: isolate it
             if len(requests) == 1:
-                return [ChatResult(error="request_rejected")]
+                return [
+                    ChatResult(
+                        failure="request_rejected", detail="vLLM refused the request (e.g. longer than max_model_len)"
+                    )
+                ]
             return [r for req in requests for r in self._chat_sync([req])]
         results = []
         for out in outputs:
@@ -113,9 +118,7 @@ class VLLMBackend:
                 completion_tokens=len(comp.token_ids) if comp else 0,
                 finish_reason=comp.finish_reason if comp else None,
             )
-            if not res.text:
-                res.error = "empty_response"
-            results.append(res)
+            results.append(res)  # an empty text is rejected and asked again by the pipeline
         return results
 
     async def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
@@ -134,7 +137,7 @@ class VLLMBackend:
         ids = list(out.prompt_token_ids or ())
         plp = out.prompt_logprobs
         if not ids or plp is None:
-            res.error = "no_logprobs"
+            res.failure = "no_logprobs"
             return res
         full = req.prefix + req.target
         texts, offsets = self._token_spans(full, ids)
@@ -145,7 +148,7 @@ class VLLMBackend:
         try:
             res.tokens, res.token_logprobs, res.straddles = target_tokens(texts, lps, offsets, req.prefix, req.target)
         except AlignmentError:
-            res.error = "token_alignment"
+            res.failure = "token_alignment"
             return res
         res.logprob = sum(res.token_logprobs)
         return res

@@ -147,12 +147,12 @@ def test_secrets_never_leave_the_environment(hub, wiki_index: Path, tmp_path: Pa
         assert main(["generate", "--config", str(tmp_path / "run401.yaml")]) == 2
     # the exception a library user would see
     from ragloom.generator.config import load_config
-    from ragloom.generator.run import run_generate
 
+    import ragloom
     from ragloom.errors import BackendError
 
     with FakeServer(Faults(fixed_status=401)) as srv, pytest.raises(BackendError) as exc:
-        run_generate(load_config(tmp_path / "run401.yaml", [f"backend.base_url={srv.base_url}"]), quiet=True)
+        ragloom.generate(load_config(tmp_path / "run401.yaml", [f"backend.base_url={srv.base_url}"]), progress=False)
     said.append(str(exc.value))
     said.append(repr(exc.value))
     out = capsys.readouterr()

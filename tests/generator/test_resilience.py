@@ -33,7 +33,10 @@ def _generate_cmd(cfg: Path) -> list[str]:
 
 
 def _accounted(out: Path) -> list[str]:
-    return [r["job_id"] for r in jsonl(out / "examples.jsonl")] + [f["job_id"] for f in jsonl(out / "failed.jsonl")]
+    """Job ids on disk, read the way resume reads them: a line torn by a kill mid-write is not a record."""
+    from ragloom.generator.checkpoint import read_jsonl
+
+    return [r["job_id"] for name in ("examples.jsonl", "failed.jsonl") for r in read_jsonl(out / name, repair=False)]
 
 
 def _backend(base_url: str, **cfg: Any) -> Any:
@@ -163,11 +166,10 @@ def test_server_dying_mid_run_trips_the_breaker(wiki_index: Path, tmp_path: Path
     assert 20 <= len(ids) < 400 and len(ids) == len(set(ids))
 
 
-@pytest.mark.parametrize("http_client", ["direct", "aiohttp", "httpx"])
 @pytest.mark.parametrize("fault", ["empty", "drop", "hang", "bad_json", "429", "500"])
-def test_backend_retries_each_fault_and_succeeds(fault: str, http_client: str) -> None:
+def test_backend_retries_each_fault_and_succeeds(fault: str) -> None:
     with FakeServer(Faults(first=[fault, fault], hang_seconds=5, retry_after=0.05)) as srv:
-        backend = _backend(srv.base_url, timeout=0.5, max_retry_wait=0.1, http_client=http_client)
+        backend = _backend(srv.base_url, timeout=0.5, max_retry_wait=0.1)
         (res,) = _chat_and_close(backend, [_ask("Nile")])
     if fault == "bad_json":
         # the transport was fine; the content is the model's mistake, left to validation (invalid_json)
@@ -177,9 +179,6 @@ def test_backend_retries_each_fault_and_succeeds(fault: str, http_client: str) -
     # every transport names each fault the same way
     reason = {"empty": "invalid_response", "drop": "connection_error", "hang": "timeout"}.get(fault)
     reason = reason or {"429": "rate_limited", "500": "http_500"}[fault]
-    if fault == "drop" and http_client == "aiohttp":
-        # the SDK's vendored aiohttp transport maps every aiohttp.ClientConnectionError to ConnectTimeout
-        reason = "timeout"
     assert res.retries == 2 and res.retry_reasons == [reason, reason]
 
 
