@@ -26,6 +26,7 @@ accepted questions. Transport errors are not reproducible anyway.
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -183,6 +184,7 @@ class InOrder(Generic[T]):
         self._items: dict[str, T] = {}
         self._decided: set[str] = set()
         self._front = 0
+        self._lock = threading.Lock()  # the record stage's thread and the event loop both decide
 
     def __len__(self) -> int:
         """Candidates held, waiting for a job before them."""
@@ -191,22 +193,33 @@ class InOrder(Generic[T]):
     def put(self, key: str, item: T) -> None:
         if key not in self._pos:
             raise KeyError(f"job {key} is not in this run's order")
-        self._items[key] = item
+        with self._lock:
+            self._items[key] = item
 
     def done(self, key: str) -> None:
-        self._items.pop(key, None)
-        self._decided.add(key)
-        while self._front < len(self._order) and self._order[self._front] in self._decided:
-            self._front += 1
+        with self._lock:
+            self._items.pop(key, None)
+            self._decided.add(key)
+            while self._front < len(self._order) and self._order[self._front] in self._decided:
+                self._front += 1
 
     def retry(self, key: str) -> None:
-        self._items.pop(key, None)
+        with self._lock:
+            self._items.pop(key, None)
+
+    def take(self, key: str) -> T | None:
+        """Release `key`'s candidate out of order and mark it decided (no order to keep)."""
+        with self._lock:
+            item = self._items.get(key)
+        self.done(key)
+        return item
 
     def head(self) -> tuple[str, T] | None:
-        if self._front >= len(self._order):
-            return None
-        key = self._order[self._front]
-        return (key, self._items[key]) if key in self._items else None
+        with self._lock:
+            if self._front >= len(self._order):
+                return None
+            key = self._order[self._front]
+            return (key, self._items[key]) if key in self._items else None
 
     @property
     def finished(self) -> bool:

@@ -25,10 +25,11 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+D = TypeVar("D")
 Order = Literal["shuffle", "balanced", "sources_first", "sources_last"]
 ORDERS: tuple[str, ...] = ("shuffle", "balanced", "sources_first", "sources_last")
 
@@ -44,17 +45,13 @@ def _rng(seed: int, key: str, purpose: str) -> random.Random:
     return random.Random(f"{seed}:{key}:{purpose}")
 
 
-def order_documents(
-    docs: Sequence[dict[str, Any]],
-    order: str,
-    *,
-    seed: int,
-    job_id: str,
-    position: int,
-    slots: int,
-) -> list[dict[str, Any]]:
-    """`docs` (each with `role`: source | distractor) in their final order; pure and seeded.
-    `position` is the job's plan position and `slots` the configured documents per record."""
+def _role(d: Any) -> str:
+    return str(d["role"] if isinstance(d, dict) else d.role)
+
+
+def order_documents(docs: Sequence[D], order: str, *, seed: int, job_id: str, position: int, slots: int) -> list[D]:
+    """`docs` (dicts or `Document`s with `role`: source | distractor) in their final order; pure
+    and seeded. `position` is the job's plan position and `slots` the configured documents per record."""
     if order not in ORDERS:
         raise ValueError(f"documents.order {order!r}: use one of {', '.join(ORDERS)}")
     docs = list(docs)
@@ -63,8 +60,8 @@ def order_documents(
         _rng(seed, job_id, "distractors-order").shuffle(docs)
         return docs
     rng = _rng(seed, job_id, "documents-order")
-    sources = [d for d in docs if d["role"] == "source"]
-    others = [d for d in docs if d["role"] != "source"]
+    sources = [d for d in docs if _role(d) == "source"]
+    others = [d for d in docs if _role(d) != "source"]
     rng.shuffle(others)
     if order == "sources_first":
         return sources + others
@@ -78,7 +75,7 @@ def order_documents(
     first = perm[position % max(slots, 1)] % n
     free = [i for i in range(n) if i != first]
     rest = rng.sample(free, len(sources) - 1)
-    out: list[dict[str, Any] | None] = [None] * n
+    out: list[D | None] = [None] * n
     for slot, doc in zip([first, *rest], sources, strict=True):
         out[slot] = doc
     fill = iter(others)

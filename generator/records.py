@@ -19,6 +19,7 @@ from ragloom.retrieval import Distractor, Hit, Index, Passage, sample_distractor
 import ragloom
 
 from .config import RunConfig
+from .layout import order_documents
 from .record import Document, Example, ExemplarRef, Generation
 from .sources import job_rng
 from .templates import Templates
@@ -48,12 +49,17 @@ class RecordBuilder:
         self.settings = info
         self.counts: Counter[str] = Counter()
 
-    def build(self, items: Sequence[Attempted]) -> list[Example]:
-        """Search the accepted questions, then sample each one's distractors from its rank band
-        (the band's passages read in one go for the batch) and build its record."""
+    def build(self, items: Sequence[Attempted], vectors: np.ndarray | None = None) -> list[Example]:
+        """Search the accepted questions (`vectors`: their embeddings, when already computed), then
+        sample each one's distractors from its rank band (the band's passages read in one go for
+        the batch) and build its record."""
+        if not items:
+            return []
         lo, hi = self.cfg.distractors.rank_band
         k = min(hi, len(self.index))
-        scores, rows = self.index.search_rows([a.pair.question for a in items], k)
+        if vectors is None:
+            vectors = self.index.embed_queries([a.pair.question for a in items])
+        scores, rows = self.index.search_embeddings(vectors, k)
         bands = self.index.hits_from_rows(scores[:, lo:hi], rows[:, lo:hi], lo)
         return [self._record(*args) for args in zip(items, scores, rows, bands, strict=True)]
 
@@ -91,7 +97,10 @@ class RecordBuilder:
 
         docs = [Document(p.id, p.title, p.text, "source", rank_of(p), None) for p in job.sources]
         docs += [Document(d.passage.id, d.passage.title, d.passage.text, "distractor", d.rank, d.rule) for d in picks]
-        job_rng(self.cfg.seed, job.id, "distractors-order").shuffle(docs)
+        d = self.cfg.distractors
+        docs = order_documents(
+            docs, self.cfg.documents.order, seed=self.cfg.seed, job_id=job.id, position=job.position, slots=d.total_docs
+        )
         ex = job.exemplar
         return Example(
             id=job.id,

@@ -194,3 +194,76 @@ def test_semantic_check_uses_the_embeddings_it_is_given() -> None:
     far = np.array([0.5, 0.866, 0, 0], dtype=np.float32)
     assert d.check("unrelated words entirely", near) is not None
     assert d.check("unrelated words entirely", far) is None
+
+
+# -- in the pipeline, against the fake server --------------------------------------------------
+
+
+def _run_records(out: Path) -> dict:
+    from runs import jsonl
+
+    return {
+        r["id"]: (r["instruction"], r["answer"], [d["id"] for d in r["documents"]])
+        for r in jsonl(out / "examples.jsonl")
+    }
+
+
+def test_fake_server_duplicates_are_re_asked_then_fail_and_none_reaches_the_output(
+    wiki_index: Path, tmp_path: Path
+) -> None:
+    # the fake server's question names the first document's title, so jobs that share a first
+    # source ask the same question, and a re-ask (same prompt, new seed) repeats it
+    from fake_openai import FakeServer
+    from runs import jsonl, run_config
+
+    from ragloom.cli import main
+
+    with FakeServer() as srv:
+        cfg = run_config(tmp_path, wiki_index, srv.base_url, 80)
+        assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
+        asked = sum(srv.counts.values())  # requests the server answered
+    recs = jsonl(tmp_path / "out" / "examples.jsonl")
+    questions = [normalize_question(r["instruction"]) for r in recs]
+    assert len(questions) == len(set(questions))
+    dups = [f for f in jsonl(tmp_path / "out" / "failed.jsonl") if f["reason"] == "duplicate_instruction"]
+    assert dups and all(f["attempts"] == 3 and f["curation"]["duplicate"]["of"] for f in dups)
+    stats = json.loads((tmp_path / "out" / "run.json").read_text())["stats"]
+    assert stats["rejected"]["duplicate_instruction"] == 3 * len(dups)  # every ask of each was judged
+    assert asked >= len(recs) + 3 * len(dups)
+
+
+def test_a_killed_and_resumed_run_keeps_the_same_jobs_as_an_uninterrupted_one(wiki_index: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fake_openai import FakeServer, Faults
+    from runs import jsonl, run_config
+
+    from ragloom.cli import main
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with FakeServer(Faults(latency=0.01, jitter=0.02)) as srv:
+        clean = run_config(tmp_path / "a", wiki_index, srv.base_url, 150)
+        assert main(["generate", "--config", str(clean), "--quiet"]) == 0
+        cfg = run_config(tmp_path / "b", wiki_index, srv.base_url, 150)
+        out = tmp_path / "b" / "out"
+        cmd = [sys.executable, "-m", "ragloom", "generate", "--config", str(cfg), "--quiet"]
+        rng = random.Random(7)
+        for mark in sorted(rng.sample(range(10, 90), 3)):
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 180
+            while proc.poll() is None and time.monotonic() < deadline:
+                if (out / "examples.jsonl").exists() and (out / "examples.jsonl").read_bytes().count(b"\n") >= mark:
+                    break
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
+    a, b = _run_records(tmp_path / "a" / "out"), _run_records(out)
+    fa = sorted((f["job_id"], f["reason"]) for f in jsonl(tmp_path / "a" / "out" / "failed.jsonl"))
+    fb = sorted((f["job_id"], f["reason"]) for f in jsonl(out / "failed.jsonl"))
+    assert any(r == "duplicate_instruction" for _, r in fa)
+    assert a == b and fa == fb
