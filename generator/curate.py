@@ -44,7 +44,7 @@ class Curator:
     def __init__(self, cfg: RunConfig, index: Index, written: Sequence[dict[str, Any]], order: Sequence[str]) -> None:
         self.cfg, self.index = cfg, index
         c = cfg.curation
-        self.gate: InOrder[tuple[Attempted, np.ndarray]] = InOrder(order)
+        self.gate: InOrder[tuple[Attempted, Any]] = InOrder(order)
         self.deduper = Deduper.from_records(c.dedup, written, embed=index.embed_queries)
         self.decon: Decontaminator | None = None
         if c.decontaminate:
@@ -71,9 +71,9 @@ class Curator:
         keep: list[np.ndarray] = []
         if not self.cfg.curation.dedup.enabled:  # nothing to decide in order: release at once
             for item in items:
-                if (head := self.gate.take(item.job.id)) is not None:
-                    out.accepted.append(head[0])
-                    keep.append(head[1])
+                if (taken := self.gate.take(item.job.id)) is not None:
+                    out.accepted.append(taken[0])
+                    keep.append(taken[1])
         while (head := self.gate.head()) is not None:
             key, (item, v) = head
             dup = self.deduper.check(item.pair.question, v)

@@ -81,13 +81,38 @@ def word_hashes(text: str) -> np.ndarray:
     return np.fromiter((_word_hash(w) for w in normalize_question(text).split()), dtype=np.uint64)
 
 
+_INV = np.uint64(pow(int(_MULT), -1, 2**64))
+
+
+@functools.lru_cache(maxsize=8)
+def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M^1..M^length, M^0..M^-(length-1)) mod 2^64."""
+    up = np.cumprod(np.full(length, _MULT, dtype=np.uint64), dtype=np.uint64)
+    down = np.cumprod(np.concatenate([[np.uint64(1)], np.full(length - 1, _INV, dtype=np.uint64)]), dtype=np.uint64)
+    return up, down
+
+
+class Spans:
+    """Every word n-gram hash of one text from one prefix sum: H(i, n) = sum_k w[i+k] M^(k+1)
+    = (P[i+n] - P[i]) M^-i (mod 2^64), so each n costs two vector operations."""
+
+    def __init__(self, words: np.ndarray) -> None:
+        self.n_words = len(words)
+        size = 1 << max(self.n_words, 1).bit_length()  # a few cached tables serve every length
+        up, self._down = _powers(max(size, 64))
+        with np.errstate(over="ignore"):
+            self._prefix = np.concatenate([[np.uint64(0)], np.cumsum(words * up[: self.n_words], dtype=np.uint64)])
+
+    def __call__(self, n: int) -> np.ndarray:
+        if n > self.n_words or n <= 0:
+            return np.empty(0, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            return (self._prefix[n:] - self._prefix[:-n]) * self._down[: self.n_words - n + 1]
+
+
 def ngram_hashes(words: np.ndarray, n: int) -> np.ndarray:
     """A 64-bit hash of each word n-gram (a polynomial over the word hashes, wrapping mod 2^64)."""
-    if len(words) < n:
-        return np.empty(0, dtype=np.uint64)
-    powers = np.cumprod(np.full(n, _MULT, dtype=np.uint64), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        return (np.lib.stride_tricks.sliding_window_view(words, n) * powers).sum(axis=1, dtype=np.uint64)
+    return Spans(words)(n)
 
 
 def _all_ngrams(words: Sequence[np.ndarray], n: int, chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
@@ -224,15 +249,15 @@ class EvalIndex:
 
     def match(self, text: str, what: str, vector: np.ndarray | None = None) -> Match | None:
         """The first match of `text` (`what`: instruction | answer), longest n-gram first."""
-        words = word_hashes(text)
+        spans_of = Spans(word_hashes(text))
         for n in sorted(self.ngrams, reverse=True):
-            found = _lookup(self.ngrams[n], ngram_hashes(words, n))
+            found = _lookup(self.ngrams[n], spans_of(n))
             if found is not None:
                 return Match(self.name, f"{n}gram", self.ids[found], what)
         # whole-string equality; q* also by containing a short eval text as whole words
-        spans = [ngram_hashes(words, len(words))]
+        spans = [spans_of(spans_of.n_words)]
         if what == "instruction":
-            spans += [ngram_hashes(words, n) for n in self.short_lengths if n < len(words)]
+            spans += [spans_of(n) for n in self.short_lengths if n < spans_of.n_words]
         found = _lookup(self.short, np.concatenate(spans))
         if found is not None:
             return Match(self.name, "exact", self.ids[found], what)
