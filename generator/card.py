@@ -89,6 +89,7 @@ def write_card(
     *,
     view: str,
     data_file: str,
+    layouts: dict[str, Any] | None = None,
 ) -> Path:
     stats = statistics(records, failed)
     cfg = run.get("config", {})
@@ -142,6 +143,7 @@ def write_card(
         f"- jobs that ended without a record: {stats['failed_jobs']}",
         *[f"  - {k}: {v['count']} ({v['rate']:.1%})" for k, v in stats["failure_reasons"].items()],
         "",
+        *curation_section(directory, [r.to_dict() for r in records], failed, run, layouts)[0],
         *_stats_and_config({"statistics": stats}, cfg),
     ]
     return _write(directory, meta, lines)
@@ -242,3 +244,61 @@ def write_radit_card(directory: Path, records: list[Record], run: dict[str, Any]
         *_stats_and_config(stats, cfg),
     ]
     return _write(directory, meta, lines)
+
+
+# -- curation: figures, source slots, contamination, layouts (issue 14) ----------------------
+
+CURATION_REASONS = ("duplicate_instruction", "contaminated", "answerable_closed_book", "source_unused")
+
+
+def curation_section(
+    directory: Path,
+    records: list[dict[str, Any]],
+    failed: list[dict[str, Any]],
+    run: dict[str, Any],
+    layouts: dict[str, Any] | None = None,
+) -> tuple[list[str], list[Path]]:
+    """The card's curation part: figures (drawn into `directory/figures/`), the source-slot
+    histogram, curation drops, the contamination table and the export layouts used.
+    Returns the markdown lines and the figure files written."""
+    from .decontam import contamination_table
+    from .figures import draw_figures
+    from .layout import source_slots
+
+    figs = draw_figures(records, failed, run, directory)
+    captions = {
+        "lengths": "Question and answer length per paradigm",
+        "distractor_ranks": "Distractor retrieval ranks and rules",
+        "source_slots": "Source-document slots",
+        "rejections": "Rejections and curation drops",
+    }
+    lines = ["## Figures", ""]
+    lines += [f"![{captions[k]}]({v})" for k, v in figs.items()] + [""]
+    slots = source_slots(records)
+    if slots:
+        order = (run.get("config", {}).get("documents") or {}).get("order", "shuffle (before documents.order)")
+        lines += [f"### Source slots (documents.order: {order})", "", "| slot | source documents |", "| --- | --- |"]
+        lines += [f"| {s + 1} | {slots[s]} |" for s in range(max(slots) + 1)] + [""]
+    drops = Counter(f["reason"] for f in failed if f["reason"] in CURATION_REASONS)
+    lines += ["### Curation", ""]
+    lines += [f"- {r}: {drops.get(r, 0)} jobs" for r in CURATION_REASONS] + [""]
+    table = contamination_table(failed)
+    sets = [s.get("name") for s in (run.get("config", {}).get("curation") or {}).get("decontaminate", [])]
+    if sets or table:
+        methods = ("13gram", "8gram", "exact", "encoder")
+        lines += ["### Contamination", "", "| eval set | " + " | ".join(methods) + " | matched eval ids |"]
+        lines += ["| --- " * (len(methods) + 2) + "|"]
+        for name in dict.fromkeys([*sets, *table]):
+            row = table.get(name, {"methods": {}, "eval_ids": []})
+            ids = ", ".join(f"`{i}`" for i in row["eval_ids"][:50]) + (" ..." if len(row["eval_ids"]) > 50 else "")
+            lines += [f"| {name} | " + " | ".join(str(row["methods"].get(m, 0)) for m in methods) + f" | {ids} |"]
+        lines += [""]
+    if layouts:
+        lines += [f"### Prompt layouts (`--layout {layouts['mode']}`, seed {layouts['seed']})", ""]
+        if layouts["mode"] == "mixed":
+            lines += [f"- plain instruction share asked: {layouts['plain_share']}"]
+            lines += [f"- {k}: {v}" for k, v in layouts["used"].items()]
+        else:
+            lines += ["- every record: `### Paragraph:` / `### Instruction:`, `[i]` numbering, titles on"]
+        lines += [""]
+    return lines, [directory / p for p in figs.values()]

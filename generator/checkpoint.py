@@ -80,10 +80,14 @@ class Checkpoint:
     def write_example(self, record: Record) -> None:
         self._append(EXAMPLES, record.to_dict())
 
-    def write_failure(self, job_id: str, reason: str, attempts: int, detail: str = "") -> None:
+    def write_failure(
+        self, job_id: str, reason: str, attempts: int, detail: str = "", curation: dict[str, Any] | None = None
+    ) -> None:
         entry: dict[str, Any] = {"job_id": job_id, "reason": reason, "attempts": attempts}
         if detail:
             entry["detail"] = detail
+        if curation:
+            entry["curation"] = curation
         self._append(FAILED, entry)
 
     def _append(self, name: str, record: dict[str, Any]) -> None:

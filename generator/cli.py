@@ -32,6 +32,10 @@ language: English               # the language questions and answers are written
 distractors: {total_docs: 10, rank_band: [200, 250], max_rank: 1000}   # a short band widens deeper, to max_rank
 validation: {attempts: 3, min_question_words: 4, copy_ngram: 12}
 quality: {conformance: true, leak_screen: true}   # judge: true adds an LLM judge; combine: both | judge | encoder
+documents: {order: balanced}    # balanced, shuffle, sources_first or sources_last
+curation:                       # duplicates across the run are re-asked; eval-set overlaps fail as `contaminated`
+  dedup: {minhash_threshold: 0.85, cosine_threshold: 0.93}
+  # decontaminate: [{name: popqa, path: popqa_test.jsonl, fields: [question]}]   # or hf: DATASET, split: test
 pricing: {prompt_per_million: 0.0, completion_per_million: 0.0}
 output: out
 # templates: my_prompts         # a directory with your own <paradigm>.j2 templates
@@ -65,6 +69,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="default: messages (generate), prompt-completion (radit lm-ft), lsr (radit lsr)",
     )
     e.add_argument("--to", required=True, help="PATH.jsonl, PATH.parquet, or a directory for `datasets`")
+    e.add_argument(
+        "--layout",
+        choices=["fixed", "mixed"],
+        default="fixed",
+        help="mixed: a seeded draw per record of prompt layout, numbering and titles (messages, sharegpt)",
+    )
+    e.add_argument("--seed", type=int, help="seed of the mixed layouts (default: the run's seed)")
+    e.add_argument("--plain-share", type=float, default=0.0, help="mixed: share of plain examples without documents")
     e.set_defaults(func=_export)
 
     rp = sub.add_parser("report", help="write one self-contained HTML page to look at a run (opens offline)")
@@ -204,7 +216,9 @@ def _audit(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export
 
-    card, view, _ = export(Path(args.out), args.format, Path(args.to))
+    card, view, _ = export(
+        Path(args.out), args.format, Path(args.to), layout=args.layout, seed=args.seed, plain_share=args.plain_share
+    )
     print(f"wrote {args.to} ({view}) and {card}")
     return 0
 

@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ragloom.errors import ConfigError, MissingInputError
 
 from .conformance import ConformanceThresholds
+from .decontam import EvalSet
+from .dedup import DedupConfig
+from .layout import DocumentsConfig
 from .types import PARADIGMS
 
 _T = ConformanceThresholds()
@@ -193,6 +196,16 @@ class Execution(Strict):
     workers: int = Field(2, ge=1, le=4096, description="ray: worker actors, each with its own index and backend")
 
 
+class Curation(Strict):
+    """Dataset-level checks: duplicate instructions across the run, overlap with eval sets."""
+
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    decontaminate: list[EvalSet] = Field(default_factory=list)
+    decontam_ngrams: list[int] = Field(default_factory=lambda: [13, 8], min_length=1)
+    decontam_min_words: int = Field(4, ge=1, description="eval texts shorter than this are not indexed")
+    cache_dir: str | None = Field(None, description="eval-set index cache (default: ~/.cache/ragloom/decontam)")
+
+
 class RunConfig(Strict):
     index: str = Field(description="index directory (built from `corpus` when missing)")
     corpus: CorpusConfig | None = None
@@ -209,6 +222,8 @@ class RunConfig(Strict):
     sources: Sources = Field(default_factory=Sources)
     validation: Validation = Field(default_factory=Validation)
     quality: Quality = Field(default_factory=Quality)
+    curation: Curation = Field(default_factory=Curation)
+    documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
     pricing: Pricing = Field(default_factory=Pricing)
     output: str = "out"
     templates: str | None = None

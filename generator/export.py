@@ -16,16 +16,14 @@ from ragloom.errors import ConfigError, InputFormatError, MissingInputError, Out
 
 from .card import write_card, write_radit_card
 from .checkpoint import EXAMPLES, FAILED, read_jsonl
+from .layout import FIXED, Layouter, render
 from .record import Example, LmFtRecord, LsrRecord, Record, from_dict
 from .rundir import GENERATE, read_run_json
 
 
 def user_turn(rec: Example) -> str:
-    """The RAG-Instruct prompt: numbered paragraphs, then the instruction."""
-    paras = "\n".join(
-        f"[{i}] {d.title}\n{d.text}" if d.title else f"[{i}] {d.text}" for i, d in enumerate(rec.documents, 1)
-    )
-    return f"### Paragraph:\n{paras}\n\n### Instruction:\n{rec.instruction}"
+    """The RAG-Instruct prompt: numbered paragraphs, then the instruction (`--layout fixed`)."""
+    return render(rec.to_dict(), FIXED)
 
 
 def _rag_instruct(rec: Example) -> dict[str, Any]:
@@ -39,9 +37,12 @@ def _rag_instruct(rec: Example) -> dict[str, Any]:
     }
 
 
-def _messages(rec: Example) -> dict[str, Any]:
+def _messages(rec: Example, turn: str | None = None) -> dict[str, Any]:
     return {
-        "messages": [{"role": "user", "content": user_turn(rec)}, {"role": "assistant", "content": rec.answer}],
+        "messages": [
+            {"role": "user", "content": turn or user_turn(rec)},
+            {"role": "assistant", "content": rec.answer},
+        ],
         "paradigm": rec.paradigm,
         "id": rec.id,
     }
@@ -52,9 +53,9 @@ def _alpaca(rec: Example) -> dict[str, Any]:
     return {"instruction": rec.instruction, "input": paras, "output": rec.answer}
 
 
-def _sharegpt(rec: Example) -> dict[str, Any]:
+def _sharegpt(rec: Example, turn: str | None = None) -> dict[str, Any]:
     return {
-        "conversations": [{"from": "human", "value": user_turn(rec)}, {"from": "gpt", "value": rec.answer}],
+        "conversations": [{"from": "human", "value": turn or user_turn(rec)}, {"from": "gpt", "value": rec.answer}],
         "id": rec.id,
     }
 
@@ -93,6 +94,8 @@ KIND_VIEWS: dict[str, dict[str, View]] = {
     "radit-lsr": {"lsr": _lsr, "raw": _raw},
 }
 ALL_VIEWS = sorted({v for views in KIND_VIEWS.values() for v in views})
+# the views with one user turn that `--layout mixed` rewrites
+LAYOUT_VIEWS: dict[str, Callable[[Example, str], dict[str, Any]]] = {"messages": _messages, "sharegpt": _sharegpt}
 
 
 def load_run(out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
@@ -115,9 +118,12 @@ def load_typed(out: Path) -> tuple[str, list[Record], list[dict[str, Any]], dict
         raise InputFormatError(f"{out / EXAMPLES}: a record lacks {e} for a {kind} run; was it edited?") from None
 
 
-def export(out: Path, view: str | None, to: Path) -> tuple[Path, str, int]:
+def export(
+    out: Path, view: str | None, to: Path, *, layout: str = "fixed", seed: int | None = None, plain_share: float = 0.0
+) -> tuple[Path, str, int]:
     """Write the records of run directory `out` in `view` (None: the run kind's default) to `to`;
-    return the card's path, the view written and the number of rows."""
+    return the card's path, the view written and the number of rows. `layout="mixed"` draws a
+    prompt layout per record (seeded; see `layout.py`) for the messages and sharegpt views."""
     import datasets
 
     datasets.disable_progress_bars()  # the card and the one-line summary say what happened
@@ -126,7 +132,17 @@ def export(out: Path, view: str | None, to: Path) -> tuple[Path, str, int]:
     view = view or next(iter(views))
     if view not in views:
         raise ConfigError(f"--format {view}: a {kind} run exports as {', '.join(views)}")
-    rows = [views[view](r) for r in records]
+    try:
+        seed = run.get("config", {}).get("seed", 0) if seed is None else seed
+        layouter = Layouter(layout, seed=seed, plain_share=plain_share)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if layout == "mixed":
+        if kind != GENERATE or view not in LAYOUT_VIEWS:
+            raise ConfigError(f"--layout mixed: applies to the {' and '.join(LAYOUT_VIEWS)} views of a generate run")
+        rows = [LAYOUT_VIEWS[view](r, layouter.user_turn(r.to_dict())) for r in records if isinstance(r, Example)]
+    else:
+        rows = [views[view](r) for r in records]
     try:
         to.parent.mkdir(parents=True, exist_ok=True)
         if to.suffix == ".jsonl":
@@ -148,5 +164,6 @@ def export(out: Path, view: str | None, to: Path) -> tuple[Path, str, int]:
         card = write_radit_card(card_dir, records, run, view=view, data_file=to.name)
     else:
         examples = [r for r in records if isinstance(r, Example)]
-        card = write_card(card_dir, examples, failed, run, view=view, data_file=to.name)
+        summary = layouter.summary() if view in LAYOUT_VIEWS else None
+        card = write_card(card_dir, examples, failed, run, view=view, data_file=to.name, layouts=summary)
     return card, view, len(rows)

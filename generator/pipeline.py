@@ -19,6 +19,7 @@ from .backends import Backend, ChatResult
 from .checkpoint import Checkpoint
 from .config import RunConfig
 from .conformance import ConformanceChecker
+from .curate import Curator
 from .gate import Gate
 from .leaks import LeakScreen
 from .parsing import Thresholds, parse_pair
@@ -78,7 +79,15 @@ class Pipeline:
             limit = backend.context_length - cfg.sampling.max_tokens
         self.max_prompt_tokens = limit
 
-    async def run(self, jobs: Sequence[Job]) -> None:
+    async def run(self, jobs: Sequence[Job], order: Sequence[str] | None = None) -> None:
+        """Generate `jobs`. `order`: the job ids of the whole plan in decision order (default:
+        `by_exemplar(jobs)`); pass the full plan's so a resumed run decides duplicates as an
+        uninterrupted one would (see dedup.py)."""
+        ids = {j.id for j in jobs}
+        order = [i for i in (order or [j.id for j in by_exemplar(jobs)]) if i in ids]
+        rank = {i: n for n, i in enumerate(order)}
+        jobs = sorted(jobs, key=lambda j: rank[j.id])
+        self.curator = Curator(self.cfg, self.index, self.checkpoint.examples, order)
         t0 = time.perf_counter()
         try:
             await self._run(jobs)
@@ -106,7 +115,7 @@ class Pipeline:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _produce(self, jobs: Sequence[Job], ready: asyncio.Queue[Any], prefetch: asyncio.Semaphore) -> None:
-        jobs = by_exemplar(jobs)
+        # `jobs` come in decision order, which groups jobs of one exemplar (see `run`)
         # a small first batch so the first requests go out after a few encodes, not 64
         start, batch = 0, 8
         while start < len(jobs):
@@ -160,6 +169,7 @@ class Pipeline:
             st.backend_errors[res.error] += 1
             self.breaker.failed(res.error)
             # Transport failures are not the job's fault: it stays unfinished and is retried on resume.
+            self.curator.gate.done(job.id)
             self._job_done()
             return
         if res.failure:
@@ -194,8 +204,9 @@ class Pipeline:
         else:
             self._fail(job, reason)
 
-    def _fail(self, job: Job, reason: str, detail: str = "") -> None:
-        self.checkpoint.write_failure(job.id, reason, job.attempt, detail)
+    def _fail(self, job: Job, reason: str, detail: str = "", curation: dict[str, Any] | None = None) -> None:
+        self.curator.gate.done(job.id)
+        self.checkpoint.write_failure(job.id, reason, job.attempt, detail, curation)
         self.stats.failed[reason] += 1
         self._job_done()
 
@@ -214,17 +225,23 @@ class Pipeline:
             while not accepted.empty() and len(batch) < 64:
                 batch.append(accepted.get_nowait())
             items = [b for b in batch if b is not _DONE]
-            verdicts: list[Any] = [None] * len(items)
             if items and self.gate is not None:
                 checked = await self.gate.check(items)
                 for item, v in zip(items, checked, strict=True):
+                    item.quality = v
                     if v.get("ok") is False:
                         self._reject(item.job, "paradigm_mismatch")
-                kept = [(i, v) for i, v in zip(items, checked, strict=True) if v.get("ok") is not False]
-                items, verdicts = [i for i, _ in kept], [v for _, v in kept]
+                items = [i for i in items if (i.quality or {}).get("ok") is not False]
             if items:
                 # records are built in the worker thread too: the event loop only writes them
-                for record in await asyncio.to_thread(self.builder.build, items, verdicts):
+                decided = await asyncio.to_thread(self.curator.decide, items)
+                for job, reason, info in decided.failed:
+                    self._fail(job, reason, curation=info)
+                for job in decided.reask:
+                    self._ready.put_nowait(job)
+                self.stats.rejected.update(decided.rejected)
+                built = await asyncio.to_thread(self.builder.build, decided.accepted, decided.vectors)
+                for record in built:
                     self.checkpoint.write_example(record)
                     self.stats.accepted += 1
                     self._job_done()

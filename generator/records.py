@@ -19,6 +19,7 @@ from ragloom.retrieval import Distractor, Hit, Index, Passage, sample_distractor
 import ragloom
 
 from .config import RunConfig
+from .layout import order_documents
 from .leaks import LeakScreen
 from .record import Document, Example, ExemplarRef, Generation
 from .sources import job_rng
@@ -36,6 +37,7 @@ class Attempted:
     usage: Usage = field(default_factory=Usage)
     sampling: dict[str, Any] = field(default_factory=dict)
     truncated_sources: list[str] = field(default_factory=list)
+    quality: dict[str, Any] | None = None  # the quality gate's verdict, stored in the record
 
 
 class RecordBuilder:
@@ -57,20 +59,21 @@ class RecordBuilder:
         self.settings = info
         self.counts: Counter[str] = Counter()
 
-    def build(
-        self, items: Sequence[Attempted], quality: Sequence[dict[str, Any] | None] | None = None
-    ) -> list[Example]:
-        """Search the accepted questions, then sample each one's distractors from its rank band
-        (the band's passages read in one go for the batch) and build its record; `quality` is
-        each item's gate verdict, stored in the record."""
+    def build(self, items: Sequence[Attempted], vectors: np.ndarray | None = None) -> list[Example]:
+        """Search the accepted questions (`vectors`: their embeddings, when already computed), then
+        sample each one's distractors from its rank band (the band's passages read in one go for
+        the batch) and build its record, with the quality gate's verdict the item carries."""
+        if not items:
+            return []
         lo, hi = self.cfg.distractors.rank_band
         k = min(hi, len(self.index))
-        scores, rows = self.index.search_rows([a.pair.question for a in items], k)
+        if vectors is None:
+            vectors = self.index.embed_queries([a.pair.question for a in items])
+        scores, rows = self.index.search_embeddings(vectors, k)
         bands = self.index.hits_from_rows(scores[:, lo:hi], rows[:, lo:hi], lo)
         if self.screen is not None:  # one encoder call for the band candidates of the whole batch
             self.screen.prefetch([(a.pair.answer, h.passage) for a, band in zip(items, bands) for h in band])
-        verdicts = quality if quality is not None else [None] * len(items)
-        return [self._record(*args) for args in zip(items, scores, rows, bands, verdicts, strict=True)]
+        return [self._record(*args) for args in zip(items, scores, rows, bands, strict=True)]
 
     def _random_passage(self, rng: random.Random) -> Passage:
         return self.index.store.get_rows([rng.randrange(len(self.index))])[0]
@@ -115,9 +118,7 @@ class RecordBuilder:
             self.counts[f"distractor_leak_{check}"] += n
         return picks, rows
 
-    def _record(
-        self, item: Attempted, scores: np.ndarray, rows: np.ndarray, band: list[Hit], quality: dict[str, Any] | None
-    ) -> Example:
+    def _record(self, item: Attempted, scores: np.ndarray, rows: np.ndarray, band: list[Hit]) -> Example:
         job, pair = item.job, item.pair
         picks, rows = self.distractors(item, scores, rows, band)
         for d in picks:
@@ -132,7 +133,10 @@ class RecordBuilder:
 
         docs = [Document(p.id, p.title, p.text, "source", rank_of(p), None) for p in job.sources]
         docs += [Document(d.passage.id, d.passage.title, d.passage.text, "distractor", d.rank, d.rule) for d in picks]
-        job_rng(self.cfg.seed, job.id, "distractors-order").shuffle(docs)
+        d = self.cfg.distractors
+        docs = order_documents(
+            docs, self.cfg.documents.order, seed=self.cfg.seed, job_id=job.id, position=job.position, slots=d.total_docs
+        )
         ex = job.exemplar
         return Example(
             id=job.id,
@@ -154,5 +158,5 @@ class RecordBuilder:
                 truncated_sources=item.truncated_sources,
             ),
             ragloom_version=ragloom.__version__,
-            quality=quality,
+            quality=item.quality,
         )

@@ -26,7 +26,7 @@ from .config import RunConfig, load_config
 from .display import Display, arun_with_display
 from .exemplars import filter_exemplars, load_source
 from .knowledge import knowledge_filter
-from .pipeline import Pipeline
+from .pipeline import Pipeline, by_exemplar
 from .plan import make_plan, plan_hash, summarize
 from .rundir import GENERATE, RunDir, index_identity
 from .sources import select_sources
@@ -194,7 +194,8 @@ async def aexecute(
         stats = Stats(planned=len(jobs), skipped_done=len(jobs) - len(todo))
         display = Display(stats, console, cfg.pricing, quiet=not progress, summary_console=summary_console)
         pipeline = Pipeline(cfg, index, backend, templates, checkpoint, stats, on_progress=display.update)
-        interrupted = await arun_with_display(display, checkpoint, Path(cfg.output), pipeline.run(todo))
+        order = [j.id for j in by_exemplar(jobs)]  # the whole plan's: a resumed run decides in the same order
+        interrupted = await arun_with_display(display, checkpoint, Path(cfg.output), pipeline.run(todo, order))
         rundir.write_info(stats=stats.as_dict())
         if report and not interrupted:
             from .report import write_report

@@ -28,6 +28,8 @@ def run_config(tmp: Path, index: Path, base_url: str, count: int, *, backend: di
         },
         # the fake server's pairs are not grounded in the documents: the paradigm check is off unless asked
         "quality": {"conformance": False},
+        # and it asks the same question for jobs whose first source is the same: no dedup unless asked
+        "curation": {"dedup": {"enabled": False}},
         **extra,
     }
     path = tmp / "run.yaml"

@@ -100,7 +100,8 @@ def test_push_uploads_export_and_card(hub, run_dir: Path, tmp_path: Path, monkey
     assert init["token"] == HF
     assert create["repo_id"] == "alice/wiki-rag" and create["repo_type"] == "dataset" and create["private"] is True
     assert upload["repo_id"] == "alice/wiki-rag" and upload["repo_type"] == "dataset"
-    assert set(hub.uploaded) == {"train.parquet", "README.md"}
+    figures = {n for n in hub.uploaded if n.startswith("figures/") and n.endswith(".png")}
+    assert set(hub.uploaded) - figures == {"train.parquet", "README.md"} and figures
     (tmp_path / "train.parquet").write_bytes(hub.uploaded["train.parquet"])
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train")
     n = len((run_dir / "examples.jsonl").read_text().splitlines())

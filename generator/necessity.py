@@ -1,0 +1,143 @@
+"""Source necessity (optional, `quality.necessity: true`): are the sources needed for the answer?
+
+Scored by the language model through the Backend protocol's `score` (log p(target | prefix), as
+RA-DIT's LSR scoring in `scoring.py` does), with the answer a* as the target and the mean token
+log-probability as the score:
+- `*_answer`: mean log p(a | q, D*) - mean log p(a | q) must exceed `margin`, else the job fails
+  as `answerable_closed_book` (the model gives the answer as readily without the sources);
+- `multi_doc_answer`, also leave-one-out: dropping any one source must lower the score by more
+  than `loo_margin`, else `source_unused` (that source adds nothing the others do not give);
+- `useless_doc`: the source must not raise the score by more than `margin`, else
+  `paradigm_mismatch` (the quality gate's code: the "useless" document helps);
+- the `*_support` paradigms are not checked (a supporting document may or may not raise the
+  likelihood of an answer it does not state).
+The scores go into the record (`curation.necessity`), so a user can re-threshold later.
+
+`LocalScorer` is the fast CPU path for a local GGUF model: llama-cpp-python in process with all
+logits kept and a numpy log-softmax over the target's rows only. llama.cpp's server computes
+echoed logprobs by sorting the whole vocabulary for every prompt token (about 0.3 s per token
+for Gemma 3's 262k vocabulary on CPU); see bench/necessity.py for both measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backends.base import ScoreRequest, ScoreResult
+
+CHECKED = ("single_doc_answer", "multi_doc_answer", "useless_doc")
+
+
+@dataclass(frozen=True, slots=True)
+class NecessityConfig:
+    margin: float = 0.1  # nats per answer token
+    loo_margin: float = 0.05  # noise floor: an unrelated source moved the score by +0.004 on Gemma 270M
+
+
+@dataclass(slots=True)
+class Verdict:
+    reason: str | None  # None: passes
+    scores: dict[str, Any] = field(default_factory=dict)
+
+
+def _docs_block(sources: Sequence[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"[{i}] {d.get('title') or ''}\n{d['text']}".replace("] \n", "] ") for i, d in enumerate(sources, 1)
+    )
+
+
+def prefix(question: str, sources: Sequence[dict[str, Any]]) -> str:
+    """The scoring prompt: the documents (if any), the question, then `Answer:`."""
+    head = f"Documents:\n{_docs_block(sources)}\n\n" if sources else ""
+    return f"{head}Question: {question}\nAnswer:"
+
+
+def requests_for(paradigm: str, question: str, answer: str, sources: Sequence[dict[str, Any]]) -> list[ScoreRequest]:
+    """With all sources, without any, and (multi_doc_answer) without each one in turn."""
+    target = " " + answer.strip()
+    reqs = [ScoreRequest(prefix(question, sources), target), ScoreRequest(prefix(question, []), target)]
+    if paradigm == "multi_doc_answer":
+        reqs += [
+            ScoreRequest(prefix(question, [s for j, s in enumerate(sources) if j != i]), target)
+            for i in range(len(sources))
+        ]
+    return reqs
+
+
+def _mean(r: ScoreResult) -> float:
+    return r.logprob / max(len(r.token_logprobs), 1)
+
+
+def judge(paradigm: str, results: Sequence[ScoreResult], cfg: NecessityConfig) -> Verdict:
+    """The verdict from the scores of `requests_for`'s requests, in that order."""
+    if any(r.error for r in results):
+        return Verdict(None, {"error": next(r.error for r in results if r.error)})
+    with_docs, closed = _mean(results[0]), _mean(results[1])
+    gain = with_docs - closed
+    scores: dict[str, Any] = {
+        "with_sources": round(with_docs, 4),
+        "closed_book": round(closed, 4),
+        "gain": round(gain, 4),
+    }
+    if paradigm == "useless_doc":
+        return Verdict("paradigm_mismatch" if gain > cfg.margin else None, scores)
+    if gain <= cfg.margin:
+        return Verdict("answerable_closed_book", scores)
+    if paradigm == "multi_doc_answer":
+        drops = [round(with_docs - _mean(r), 4) for r in results[2:]]
+        scores["leave_one_out_drop"] = drops
+        if any(d <= cfg.loo_margin for d in drops):
+            return Verdict("source_unused", scores)
+    return Verdict(None, scores)
+
+
+async def check(
+    backend: Any, paradigm: str, question: str, answer: str, sources: Sequence[dict[str, Any]], cfg: NecessityConfig
+) -> Verdict:
+    """Score and judge one record (a paradigm not in CHECKED passes unscored)."""
+    if paradigm not in CHECKED:
+        return Verdict(None, {})
+    results = await backend.score(requests_for(paradigm, question, answer, sources))
+    return judge(paradigm, results, cfg)
+
+
+class LocalScorer:
+    """`score` for a local GGUF model in process: one forward pass over prefix + target with
+    every position's logits kept, then log-softmax over the target's rows in numpy."""
+
+    name = "llama-cpp-local"
+
+    def __init__(self, model_path: str, *, n_ctx: int = 1024, n_threads: int | None = None) -> None:
+        from llama_cpp import Llama
+
+        self.model = str(model_path)
+        self._llm = Llama(model_path=self.model, n_ctx=n_ctx, logits_all=True, n_threads=n_threads, verbose=False)
+        self._lock = threading.Lock()
+
+    def score_one(self, req: ScoreRequest) -> ScoreResult:
+        llm = self._llm
+        pre = llm.tokenize(req.prefix.encode(), add_bos=True, special=False)
+        full = llm.tokenize((req.prefix + req.target).encode(), add_bos=True, special=False)
+        straddles = full[: len(pre)] != pre
+        start = len(pre) if not straddles else len(pre) - 1
+        if len(full) > llm.n_ctx():
+            return ScoreResult(error="too_long")
+        with self._lock:
+            llm.reset()
+            llm.eval(full)
+            logits = np.asarray(llm.scores[start - 1 : len(full) - 1], dtype=np.float64)
+        top = logits.max(axis=1, keepdims=True)
+        logz = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+        targets = np.asarray(full[start:])
+        lps = logits[np.arange(len(targets)), targets] - logz
+        toks = [llm.detokenize([t]).decode(errors="replace") for t in full[start:]]
+        return ScoreResult(float(lps.sum()), toks, [float(x) for x in lps], straddles)
+
+    async def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        return [await asyncio.to_thread(self.score_one, r) for r in requests]

