@@ -10,6 +10,7 @@ machine and reused by every index build and every run.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -22,8 +23,12 @@ BACKENDS = ("torch", "onnx", "openvino")
 QUANTIZE = ("int8",)
 # what each optional backend imports, and the install command when it cannot
 _NEEDS = {
-    "onnx": ("optimum.onnxruntime", "pip install 'ragloom[onnx]'"),
-    "openvino": ("optimum.intel.openvino", "pip install 'sentence-transformers[openvino]'"),
+    "onnx": ("optimum.onnxruntime", "ORTModelForFeatureExtraction", "pip install 'ragloom[onnx]'"),
+    "openvino": (
+        "optimum.intel.openvino",
+        "OVModelForFeatureExtraction",
+        "pip install 'sentence-transformers[openvino]'",
+    ),
 }
 # ONNX Runtime's dynamic int8 quantisation for this CPU's instruction set (AVX2; no AVX-512 assumed)
 INT8_CONFIG = "avx2"
@@ -46,9 +51,11 @@ def require_backend(backend: str) -> None:
     """Raise MissingDependencyError (one line, with the install command) when `backend` cannot be imported."""
     if backend == "torch":
         return
-    module, install = _NEEDS[backend]
+    module, cls, install = _NEEDS[backend]
     try:
-        __import__(module)
+        getattr(
+            importlib.import_module(module), cls
+        )  # optimum imports lazily: reach the class sentence-transformers uses
     except Exception as e:  # ImportError, or an installed optimum that does not fit this transformers
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise MissingDependencyError(
