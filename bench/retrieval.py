@@ -209,7 +209,7 @@ def bench_backends(tmp: Path, n: int) -> dict:
         top10[name] = [[h.passage.id for h in q] for q in hits]
         recall5 = sum(w in ids[:5] for w, ids in zip(want, top10[name])) / len(qs)
         res = {"export_s": export_s, "build_passages_per_s": len(rows) / build_s, "recall_at_5": recall5}
-        if "torch" in top10:
+        if name != "torch" and "torch" in out:
             ref = top10["torch"]
             res["top10_overlap_vs_torch"] = float(
                 np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top10[name], ref)])
