@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -75,8 +76,9 @@ class EncoderSpec:
 class Encoder:
     """Embeds queries and passages; loads the model on first use.
 
-    Safe to call from several threads: one lock serialises loading and encoding (a Hugging Face
-    fast tokenizer raises "Already borrowed" when two threads use it at once).
+    Safe to call from several threads: one lock serialises loading and tokenisation (a Hugging
+    Face fast tokenizer raises "Already borrowed" when two threads use it at once); the model's
+    forward passes are not serialised.
     """
 
     def __init__(self, spec: EncoderSpec | None = None) -> None:
@@ -85,13 +87,16 @@ class Encoder:
         self.name, self._load_path = resolve_encoder(self.spec.name)
         self._model: Any = None
         self._lock = threading.RLock()
+        self._serial = True  # False once only the tokenizer needs the lock
 
     @property
     def model(self):
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    self._model = self._load()
+                    model = self._load()
+                    self._serial = _lock_tokenizer(model, self._lock)
+                    self._model = model
         return self._model
 
     def _load(self) -> Any:
@@ -140,7 +145,7 @@ class Encoder:
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self.model
-        with self._lock:
+        with contextlib.nullcontext() if not self._serial else self._lock:
             vecs = model.encode(
                 texts,
                 batch_size=self.spec.batch_size,
@@ -149,6 +154,21 @@ class Encoder:
                 show_progress_bar=False,
             )
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+def _lock_tokenizer(model: Any, lock: threading.RLock) -> bool:
+    """Serialise tokenisation only, so two threads' forward passes still overlap; return True when
+    this sentence-transformers has no `preprocess` to wrap and whole encodes must be serialised."""
+    preprocess = getattr(model, "preprocess", None)
+    if preprocess is None:
+        return True
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return preprocess(*args, **kwargs)
+
+    model.preprocess = locked
+    return False
 
 
 def _first_line(e: BaseException) -> str:
