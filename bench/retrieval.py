@@ -157,7 +157,7 @@ def bench_ivfpq(tmp: Path, n: int, dim: int = 768, sample: int = 200, k: int = 2
     }
 
 
-def bench_backends(tmp: Path, n: int) -> dict:
+def bench_backends(tmp: Path, n: int, names: tuple[str, ...] = ("torch", "onnx", "onnx-int8", "openvino")) -> dict:
     import importlib.util
 
     from conftest import wiki_summaries, write_wiki_jsonl
@@ -191,6 +191,8 @@ def bench_backends(tmp: Path, n: int) -> dict:
         ("onnx-int8", "onnx", "int8"),
         ("openvino", "openvino", None),
     ]:
+        if name not in names:
+            continue
         try:
             require_backend(backend)
         except Exception as e:
@@ -227,6 +229,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--ivf-n", type=int, default=1_000_000, help="0 skips R3")
     ap.add_argument("--only", choices=["r1", "r2", "r3", "r4"], action="append", help="run only these parts")
+    ap.add_argument("--backends", default="torch,onnx,onnx-int8,openvino", help="R4: which encoder backends")
     ap.add_argument("--json", default="bench/results/retrieval.json")
     args = ap.parse_args()
     report: dict = {}
@@ -243,7 +246,7 @@ def main() -> None:
             report["R3_ivfpq"] = bench_ivfpq(tmp, args.ivf_n)
             print("R3 ivf-pq", json.dumps(report["R3_ivfpq"]), flush=True)
         if "r4" in only:
-            report["R4_backends"] = bench_backends(tmp, args.passages)
+            report["R4_backends"] = bench_backends(tmp, args.passages, tuple(args.backends.split(",")))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"report: {args.json}")

@@ -81,7 +81,8 @@ def export_key(load_path: str, backend: str, quantize: str | None) -> str:
 def model_file(backend: str, quantize: str | None) -> str:
     if backend == "openvino":
         return "openvino/openvino_model.xml"
-    return f"onnx/model_qint8_{INT8_CONFIG}.onnx" if quantize == "int8" else "onnx/model.onnx"
+    # ONNX Runtime's avx2 config quantises weights to unsigned int8: the export names it quint8
+    return f"onnx/model_quint8_{INT8_CONFIG}.onnx" if quantize == "int8" else "onnx/model.onnx"
 
 
 def exported_model_dir(load_path: str, backend: str, quantize: str | None, offline: bool) -> Path:
@@ -100,6 +101,8 @@ def exported_model_dir(load_path: str, backend: str, quantize: str | None, offli
             from sentence_transformers import export_dynamic_quantized_onnx_model
 
             export_dynamic_quantized_onnx_model(model, INT8_CONFIG, str(tmp))
+        if not (tmp / model_file(backend, quantize)).is_file():
+            raise OSError(f"the export wrote no {model_file(backend, quantize)} in {tmp}")
         info = {"source": load_path, "backend": backend, "quantize": quantize, "file": model_file(backend, quantize)}
         (tmp / READY).write_text(json.dumps(info) + "\n", encoding="utf-8")
         tmp.parent.mkdir(parents=True, exist_ok=True)
