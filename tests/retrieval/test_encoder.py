@@ -91,6 +91,13 @@ def test_querying_with_int8_numerics_an_index_built_in_fp32_is_a_one_line_error(
     assert "\n" not in str(e.value)
 
 
+def test_an_fp32_torch_index_may_be_queried_through_onnx_fp32_but_not_openvino(wiki_index: Path) -> None:
+    spec = Index(wiki_index, encoder_backend="onnx").encoder_spec
+    assert (spec.backend, spec.quantize) == ("onnx", None)
+    with pytest.raises(IndexMismatchError, match="querying it with openvino would change results"):
+        Index(wiki_index, encoder_backend="openvino")
+
+
 def test_quantize_without_the_onnx_backend_is_refused() -> None:
     with pytest.raises(RagloomError, match="quantize int8 needs encoder_backend onnx"):
         Encoder(EncoderSpec(backend="torch", quantize="int8"))
