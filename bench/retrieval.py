@@ -7,6 +7,10 @@ R2  batch search queries/s at k=250: `Index.search_embeddings` vs raw faiss sear
     index, and `Index.search` (embed + search + passages) vs raw encode + faiss
 R3  ivf-pq on N synthetic 768-d vectors: build time, resident memory, queries/s, recall@250
     against exact search on a sample; memory extrapolated to 21M passages
+R4  encoder backends in one run: torch, onnx, onnx-int8, openvino (each where it imports):
+    one-off export seconds, index build passages/s and its ratio to torch, and retrieval parity
+    against torch: top-10 overlap and known-article recall@5 over the corpus articles' own
+    Wikidata descriptions (human-written, >= 4 words) plus the tests' hand-written queries
 """
 
 from __future__ import annotations
@@ -153,18 +157,85 @@ def bench_ivfpq(tmp: Path, n: int, dim: int = 768, sample: int = 200, k: int = 2
     }
 
 
+def bench_backends(tmp: Path, n: int, names: tuple[str, ...] = ("torch", "onnx", "onnx-int8", "openvino")) -> dict:
+    import importlib.util
+
+    from conftest import wiki_summaries, write_wiki_jsonl
+    from ragloom.retrieval import CorpusSpec, EncoderSpec, Index, build_index
+    from ragloom.retrieval.encoder import resolve_encoder
+    from ragloom.retrieval.encoder_backends import exported_model_dir, require_backend
+
+    spec = importlib.util.spec_from_file_location(
+        "test_index", Path(__file__).parents[1] / "tests/retrieval/test_index.py"
+    )
+    assert spec and spec.loader
+    test_index = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_index)
+    known: dict[str, str] = test_index.KNOWN_QUERIES
+
+    os.environ.setdefault("RAGLOOM_CACHE_DIR", str(tmp / "cache"))
+    rows = write_wiki_jsonl(tmp / "r4.jsonl", n)
+    summaries = {v["title"]: v for v in wiki_summaries().values()}
+    queries = dict(known)
+    for r in rows:
+        desc = summaries.get(r["title"], {}).get("description") or ""
+        if len(desc.split()) >= 4 and desc not in queries:
+            queries[desc] = r["id"]
+    qs, want = list(queries), list(queries.values())
+    out: dict = {"passages": len(rows), "queries": len(qs)}
+    top10: dict[str, list[list[str]]] = {}
+    load_path = resolve_encoder("all-MiniLM-L6-v2")[1]
+    for name, backend, quant in [
+        ("torch", "torch", None),
+        ("onnx", "onnx", None),
+        ("onnx-int8", "onnx", "int8"),
+        ("openvino", "openvino", None),
+    ]:
+        if name not in names:
+            continue
+        try:
+            require_backend(backend)
+        except Exception as e:
+            out[name] = {"skipped": str(e)}
+            print("R4", name, "skipped:", e, flush=True)
+            continue
+        t = time.perf_counter()
+        if backend != "torch":
+            exported_model_dir(load_path, backend, quant, offline=True)
+        export_s = time.perf_counter() - t
+        t = time.perf_counter()
+        enc = EncoderSpec(backend=backend, quantize=quant, device="cpu")
+        build_index(CorpusSpec(str(tmp / "r4.jsonl")), tmp / f"r4-{name}", encoder=enc)
+        build_s = time.perf_counter() - t
+        hits = Index(tmp / f"r4-{name}").search(qs, k=10)
+        top10[name] = [[h.passage.id for h in q] for q in hits]
+        recall5 = sum(w in ids[:5] for w, ids in zip(want, top10[name])) / len(qs)
+        res = {"export_s": export_s, "build_passages_per_s": len(rows) / build_s, "recall_at_5": recall5}
+        if name != "torch" and "torch" in out:
+            ref = top10["torch"]
+            res["top10_overlap_vs_torch"] = float(
+                np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top10[name], ref)])
+            )
+            res["speedup_vs_torch"] = res["build_passages_per_s"] / out["torch"]["build_passages_per_s"]
+            res["faithful"] = res["top10_overlap_vs_torch"] >= 0.9 and recall5 >= out["torch"]["recall_at_5"]
+        out[name] = res
+        print("R4", name, json.dumps(res), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--passages", type=int, default=2000)
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--ivf-n", type=int, default=1_000_000, help="0 skips R3")
-    ap.add_argument("--only", choices=["r1", "r2", "r3"], action="append", help="run only these parts")
+    ap.add_argument("--only", choices=["r1", "r2", "r3", "r4"], action="append", help="run only these parts")
+    ap.add_argument("--backends", default="torch,onnx,onnx-int8,openvino", help="R4: which encoder backends")
     ap.add_argument("--json", default="bench/results/retrieval.json")
     args = ap.parse_args()
     report: dict = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        only = set(args.only or ["r1", "r2", "r3"])
+        only = set(args.only or ["r1", "r2", "r3", "r4"])
         if only & {"r1", "r2"}:
             report["R1_build"] = bench_build(tmp, args.passages)
             print("R1 build", json.dumps(report["R1_build"]), flush=True)
@@ -174,6 +245,8 @@ def main() -> None:
         if args.ivf_n and "r3" in only:
             report["R3_ivfpq"] = bench_ivfpq(tmp, args.ivf_n)
             print("R3 ivf-pq", json.dumps(report["R3_ivfpq"]), flush=True)
+        if "r4" in only:
+            report["R4_backends"] = bench_backends(tmp, args.passages, tuple(args.backends.split(",")))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"report: {args.json}")

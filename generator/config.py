@@ -210,6 +210,9 @@ class RunConfig(Strict):
     index: str = Field(description="index directory (built from `corpus` when missing)")
     corpus: CorpusConfig | None = None
     encoder: str | None = None
+    # how queries are embedded; None: as the index was built (torch when `corpus` builds it)
+    encoder_backend: Literal["torch", "onnx", "openvino"] | None = None
+    quantize: Literal["int8"] | None = None
     exemplars: list[ExemplarSource] = Field(default_factory=lambda: [ExemplarSource()])
     exemplar_filters: ExemplarFilters = Field(default_factory=ExemplarFilters)
     paradigms: dict[str, float] = Field(default_factory=lambda: dict.fromkeys(PARADIGMS, 1.0))

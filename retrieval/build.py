@@ -70,8 +70,7 @@ def build_index(
     if index_type not in INDEX_TYPES:
         raise InputFormatError(f"unknown index type {index_type!r}; use one of {', '.join(INDEX_TYPES)}")
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputError(f"{out} already exists; pass --overwrite to replace it")
+    _check_out(out, overwrite)
     params = params or IndexParams()
     t0 = time.perf_counter()
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
@@ -103,6 +102,8 @@ def build_index(
                 "normalize": enc.spec.normalize,
                 "query_prefix": enc.spec.query_prefix,
                 "passage_prefix": enc.spec.passage_prefix,
+                "backend": enc.spec.backend,
+                "quantize": enc.spec.quantize,
             },
             "index": index_params,
             "passages": n,
@@ -127,6 +128,21 @@ def build_index(
         return manifest
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to replace anything but an empty directory, or (with `overwrite`) a ragloom index."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a directory; choose another --out")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise OutputError(f"{out} already exists; pass --overwrite to replace it")
+    if not (out / MANIFEST).is_file():
+        raise OutputError(
+            f"{out} is not empty and holds no ragloom index (no {MANIFEST}); --overwrite replaces only an index: "
+            "choose another --out or empty it yourself"
+        )
 
 
 def _fill_index(

@@ -16,6 +16,7 @@ from ragloom.errors import ConfigError
 from .build import INDEX_TYPES, IndexParams, build_index
 from .corpus import FORMATS, CorpusSpec
 from .encoder import DEFAULT_ENCODER, EncoderSpec
+from .encoder_backends import BACKENDS, QUANTIZE
 from .index import Index, read_manifest
 
 
@@ -57,6 +58,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--no-normalize", action="store_true", help="keep raw embedding norms")
     b.add_argument("--batch-size", type=int, default=128)
     b.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    b.add_argument(
+        "--encoder-backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch, or onnx/openvino (exported once and cached; pip install 'ragloom[onnx]')",
+    )
+    b.add_argument("--quantize", choices=QUANTIZE, help="int8: dynamic int8 quantisation (onnx backend)")
     b.add_argument("--nlist", type=int, help="ivf-pq: inverted lists (default ~4*sqrt(N))")
     b.add_argument("--pq-m", type=int, help="ivf-pq: sub-quantizers (must divide the dimension)")
     b.add_argument("--nprobe", type=int, default=64, help="ivf-pq: lists visited per query")
@@ -93,7 +101,14 @@ def _build(args: argparse.Namespace) -> int:
         args.max_passage_chars,
     )
     encoder = EncoderSpec(
-        args.encoder, args.query_prefix, args.passage_prefix, not args.no_normalize, args.batch_size, args.device
+        args.encoder,
+        args.query_prefix,
+        args.passage_prefix,
+        not args.no_normalize,
+        args.batch_size,
+        args.device,
+        args.encoder_backend,
+        args.quantize,
     )
     params = IndexParams(hnsw_m=args.hnsw_m, nlist=args.nlist, pq_m=args.pq_m, nprobe=args.nprobe)
     embed = None
@@ -151,7 +166,8 @@ def _info(args: argparse.Namespace) -> int:
     c, e = m["corpus"], m["encoder"]
     print(f"index      {args.dir}")
     print(f"passages   {m['passages']:,}")
-    print(f"encoder    {e['name']} (dim {e['dim']}, normalize={e['normalize']})")
+    numerics = e.get("backend", "torch") + (f", quantize {e['quantize']}" if e.get("quantize") else "")
+    print(f"encoder    {e['name']} (dim {e['dim']}, normalize={e['normalize']}, backend {numerics})")
     if e.get("query_prefix") or e.get("passage_prefix"):
         print(f"prefixes   query={e['query_prefix']!r} passage={e['passage_prefix']!r}")
     print(f"type       {m['index']['type']} {json.dumps({k: v for k, v in m['index'].items() if k != 'type'})}")

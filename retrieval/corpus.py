@@ -238,13 +238,20 @@ def _read_hf(spec: CorpusSpec, stats: CorpusStats) -> Iterator[tuple]:
         try:
             ds = datasets.load_from_disk(spec.path)
         except Exception as e:
-            raise InputFormatError(f"{spec.path}: not a `datasets` directory ({e})") from None
+            raise InputFormatError(f"{spec.path}: not a `datasets` directory ({_first_line(e)})") from None
         if isinstance(ds, datasets.DatasetDict):
             if spec.split not in ds:
                 raise InputFormatError(f"{spec.path}: no split {spec.split!r} (splits: {', '.join(ds)})")
             ds = ds[spec.split]
     else:
-        ds = datasets.load_dataset(spec.path, split=spec.split)
+        try:
+            ds = datasets.load_dataset(spec.path, split=spec.split)
+        except Exception as e:  # offline, unknown name, bad split, no network: all one line
+            raise MissingInputError(
+                f"--corpus {spec.path} (--format hf): cannot load it from the Hub ({type(e).__name__}: {_first_line(e)}); "
+                "check the name and --split, or pass a directory saved with `Dataset.save_to_disk` "
+                "(offline, HF_HUB_OFFLINE=1, only cached datasets load)"
+            ) from None
     stats.files.append(spec.path)
     if spec.text_field not in ds.column_names:
         raise InputFormatError(
@@ -253,6 +260,10 @@ def _read_hf(spec: CorpusSpec, stats: CorpusStats) -> Iterator[tuple]:
         )
     for row, rec in enumerate(ds, 1):
         yield _from_mapping(rec, spec, f"{spec.path}:row {row}")
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")

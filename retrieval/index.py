@@ -21,6 +21,7 @@ from ragloom.errors import IndexMismatchError, MissingDependencyError, MissingIn
 
 from .corpus import CorpusSpec, CorpusStats, iter_corpus
 from .encoder import Encoder, EncoderSpec, resolve_encoder
+from .encoder_backends import check_backend
 from .store import STORE_FILE, PassageStore
 from .types import Hit
 
@@ -61,7 +62,11 @@ class Index:
         encoder: str | EncoderSpec | None = None,
         corpus: CorpusSpec | None = None,
         device: str | None = None,
+        encoder_backend: str | None = None,
+        quantize: str | None = None,
     ) -> None:
+        """`encoder_backend`/`quantize` choose how queries are embedded (None: as the index was built);
+        numerics that would change results are an IndexMismatchError (see `check_numerics`)."""
         self.dir = Path(directory)
         self.manifest = read_manifest(self.dir)
         m = self.manifest
@@ -73,6 +78,10 @@ class Index:
                     f"{self.dir} was built with encoder {enc['name']!r} (dim {enc['dim']}), not {asked!r}; "
                     "use that encoder or rebuild the index with `ragloom index build --encoder`"
                 )
+        backend, quant = enc.get("backend", "torch"), enc.get("quantize")
+        if encoder_backend is not None or quantize is not None:
+            check_numerics(self.dir, (backend, quant), (encoder_backend or backend, quantize))
+            backend, quant = encoder_backend or backend, quantize
         for name in (STORE_FILE, "ids.npy", INDEX_FILE):
             if not (self.dir / name).exists():
                 raise MissingInputError(f"{self.dir}: {name} is missing; rebuild the index with `ragloom index build`")
@@ -89,19 +98,21 @@ class Index:
                 f"{self.dir}: manifest says {m['passages']} passages but the index holds {self.faiss_index.ntotal} "
                 f"and the store {len(self.store)}; rebuild the index"
             )
-        self._encoder_spec = EncoderSpec(
+        self.encoder_spec = EncoderSpec(
             name=enc["name"],
             query_prefix=enc.get("query_prefix", ""),
             passage_prefix=enc.get("passage_prefix", ""),
             normalize=enc.get("normalize", True),
             device=device,
+            backend=backend,
+            quantize=quant,
         )
         self._encoder: Encoder | None = None
 
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            enc = Encoder(self._encoder_spec)
+            enc = Encoder(self.encoder_spec)
             if enc.dim != self.manifest["encoder"]["dim"]:
                 raise IndexMismatchError(
                     f"{self.dir}: encoder {enc.name!r} gives dimension {enc.dim}, the index has {self.manifest['encoder']['dim']}"
@@ -150,6 +161,32 @@ class Index:
                 pos += 1
             out.append(hits)
         return out
+
+
+def numerics_group(backend: str, quantize: str | None) -> str:
+    """Encoders in one group give the same retrieval; across groups they may not.
+
+    Measured by bench/retrieval.py R4 (all-MiniLM-L6-v2, 1,000 Wikipedia summaries, 798 queries):
+    onnx fp32 against torch has top-10 overlap 1.000 and the same known-article recall@5 (0.959),
+    so torch and onnx fp32 share a group. openvino (not installable beside transformers 5) and
+    int8 are unmeasured or not faithful and stay in groups of their own."""
+    if quantize is None and backend in ("torch", "onnx"):
+        return "fp32"
+    return backend + (f"-{quantize}" if quantize else "")
+
+
+def check_numerics(directory: Path, built: tuple[str, str | None], asked: tuple[str, str | None]) -> None:
+    """Raise IndexMismatchError when the asked encoder numerics would change the index's results."""
+    check_backend(*asked)
+    if numerics_group(*built) != numerics_group(*asked):
+        b = built[0] + (f" {built[1]}" if built[1] else "")
+        a = asked[0] + (f" {asked[1]}" if asked[1] else "")
+        raise IndexMismatchError(
+            f"{directory} was built with encoder_backend {b}; querying it with {a} would change results: "
+            f"use encoder_backend {built[0]}"
+            + (f" with quantize {built[1]}" if built[1] else " without quantize")
+            + " or rebuild the index with `ragloom index build --encoder-backend`"
+        )
 
 
 def _read_faiss(path: Path) -> Any:
