@@ -55,8 +55,14 @@ def open_index(cfg: RunConfig, console: Console | None = None) -> Index:
         if not (Path(cfg.index) / "manifest.json").exists():
             if console is not None:
                 console.print(f"building index {cfg.index} from {c.path} ...")
-            build_index(corpus, cfg.index, encoder=EncoderSpec(cfg.encoder) if cfg.encoder else None, limit=c.limit)
-    return Index(cfg.index, encoder=cfg.encoder, corpus=corpus)
+            spec = None
+            if cfg.encoder or cfg.encoder_backend or cfg.quantize:
+                kw = {"backend": cfg.encoder_backend or "torch", "quantize": cfg.quantize}
+                spec = EncoderSpec(cfg.encoder, **kw) if cfg.encoder else EncoderSpec(**kw)
+            build_index(corpus, cfg.index, encoder=spec, limit=c.limit)
+    return Index(
+        cfg.index, encoder=cfg.encoder, corpus=corpus, encoder_backend=cfg.encoder_backend, quantize=cfg.quantize
+    )
 
 
 def knowledge_cache_path(cfg: RunConfig) -> Path:
