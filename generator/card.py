@@ -143,10 +143,53 @@ def write_card(
         f"- jobs that ended without a record: {stats['failed_jobs']}",
         *[f"  - {k}: {v['count']} ({v['rate']:.1%})" for k, v in stats["failure_reasons"].items()],
         "",
+        *quality_section(records, failed, run),
         *curation_section(directory, [r.to_dict() for r in records], failed, run, layouts)[0],
         *_stats_and_config({"statistics": stats}, cfg),
     ]
     return _write(directory, meta, lines)
+
+
+def quality_section(records: list[Example], failed: list[dict[str, Any]], run: dict[str, Any]) -> list[str]:
+    """The quality gate's account: paradigm conformance per paradigm (records kept against the
+    paradigm_mismatch rejections of the last session, from run.json), rejections by reason, the
+    distractor rules and the leaks screened out by check, truncations."""
+    st = run.get("stats") or {}
+    counts, rejected = st.get("counts") or {}, st.get("rejected") or {}
+    out = ["## Quality", ""]
+    checked = [r for r in records if r.quality is not None]
+    if checked:
+        out += [
+            "| paradigm | records checked | conform | paradigm_mismatch rejections (last session) |",
+            "| --- | --- | --- | --- |",
+        ]
+        for p in sorted(
+            {r.paradigm for r in checked}
+            | {k.removeprefix("paradigm_mismatch_") for k in counts if k.startswith("paradigm_mismatch_")}
+        ):
+            mine = [r for r in checked if r.paradigm == p]
+            ok = sum(bool(r.quality and r.quality.get("ok")) for r in mine)
+            out.append(f"| {p} | {len(mine)} | {ok} | {counts.get(f'paradigm_mismatch_{p}', 0)} |")
+        out.append("")
+    else:
+        out += ["- paradigm conformance: not checked (`quality.conformance: false`)", ""]
+    if rejected:
+        out.append("- rejections, asked again (last session): " + ", ".join(f"{k} {v}" for k, v in rejected.items()))
+    leaks = {k.removeprefix("distractor_leak_"): v for k, v in counts.items() if k.startswith("distractor_leak_")}
+    rules = {k.removeprefix("distractor_rule_"): v for k, v in counts.items() if k.startswith("distractor_rule_")}
+    out.append(
+        "- distractor candidates screened out for carrying the answer: "
+        + (", ".join(f"{k} {v}" for k, v in leaks.items()) or "none")
+    )
+    if rules:
+        out.append("- distractors by rule (last session): " + ", ".join(f"{k} {v}" for k, v in rules.items()))
+    truncated = rejected.get("truncated", 0) + sum(f.get("reason") == "truncated" for f in failed)
+    out += [
+        f"- replies cut off at max_tokens (`truncated`): {truncated}",
+        f"- records with fewer than total_docs documents (`short_padded`): {counts.get('short_padded', 0)}",
+        "",
+    ]
+    return out
 
 
 def _stats_and_config(stats: dict[str, Any], cfg: dict[str, Any]) -> list[str]:

@@ -199,6 +199,8 @@ class Pipeline:
     def _reject(self, job: Job, reason: str) -> None:
         """Ask again with the next attempt's seed, or fail the job when its attempts are spent."""
         self.stats.rejected[reason] += 1
+        if reason == "paradigm_mismatch":
+            self.stats.counts[f"paradigm_mismatch_{job.paradigm}"] += 1
         if job.attempt < self.cfg.validation.attempts:
             self._ready.put_nowait(dataclasses.replace(job, attempt=job.attempt + 1))
         else:

@@ -37,6 +37,12 @@ def test_conformance_keeps_answers_the_source_states_and_rejects_useless_doc_one
     assert {f["reason"] for f in failed if f["job_id"] not in {r["id"] for r in recs}} <= {"paradigm_mismatch"}
     useless_failed = [f for f in failed if f["reason"] == "paradigm_mismatch"]
     assert len(useless_failed) >= 8 and all(f["attempts"] == 2 for f in useless_failed)  # asked again first
+    # the card accounts for it: per paradigm, records checked and conforming, and the mismatches
+    assert main(["export", str(tmp_path / "out"), "--to", str(tmp_path / "exp" / "t.jsonl")]) == 0
+    card = (tmp_path / "exp" / "README.md").read_text()
+    n = len(by["single_doc_answer"])
+    assert f"| single_doc_answer | {n} | {n} |" in card
+    assert "| useless_doc | 0 | 0 | " in card and "## Quality" in card
 
 
 def test_distractors_never_carry_the_answer_and_leaks_are_counted(wiki_index: Path, tmp_path: Path) -> None:
