@@ -17,6 +17,7 @@ from ragloom.retrieval import Passage
 
 from ragloom.errors import InputFormatError, MissingDependencyError, MissingInputError
 
+from .exemplars import records as json_records
 from .types import PARADIGMS
 
 _QUESTION_KEYS = ("instruction", "question", "query", "prompt")
@@ -90,24 +91,9 @@ def to_record(row: dict[str, Any], n: int, loc: str) -> AuditRecord:
     )
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputFormatError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputFormatError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-        yield from ((r, f"{path}:item {i}") for i, r in enumerate(data, 1))
-        return
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                yield json.loads(line), f"{path}:{lineno}"
-            except json.JSONDecodeError as e:
-                raise InputFormatError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+def _jsonl_rows(path: Path) -> Iterator[tuple[Any, str]]:
+    """(record, "file:line") from a JSON array or JSON lines file: the exemplar loaders' reader."""
+    return json_records(path)
 
 
 def _dataset_rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:

@@ -16,7 +16,7 @@ from .config import ExemplarFilters, ExemplarSource
 from .types import Exemplar, InstructionPair
 
 
-def _records(path: Path) -> Iterator[tuple[Any, str]]:
+def records(path: Path) -> Iterator[tuple[Any, str]]:
     """(record, "file:line") from a JSON array or JSON lines file."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -98,12 +98,12 @@ def load_source(src: ExemplarSource) -> list[Exemplar]:
     if src.source == "builtin":
         path = Path(str(resources.files("ragloom.exemplars").joinpath("builtin.jsonl")))
         out = []
-        for rec, _ in _records(path):
+        for rec, _ in records(path):
             out.append(Exemplar(rec["id"], rec["text"], "builtin", rec.get("task_type"), tuple(rec.get("options", ()))))
         return out[: src.limit] if src.limit else out
     path = Path(src.source)
     fmt = _format_of(src, "exemplar file")
-    rows: Iterator[tuple[Any, str]] = _hf_rows(src) if fmt == "hf" else _records(path)
+    rows: Iterator[tuple[Any, str]] = _hf_rows(src) if fmt == "hf" else records(path)
     name = path.name if path.exists() else src.source
     out = []
     for i, (rec, loc) in enumerate(rows):
@@ -186,7 +186,7 @@ def load_pairs(
     """
     path = Path(src.source)
     fmt = _format_of(src, "pairs file")
-    rows: Iterator[tuple[Any, str]] = _hf_rows(src) if fmt == "hf" else _records(path)
+    rows: Iterator[tuple[Any, str]] = _hf_rows(src) if fmt == "hf" else records(path)
     name = path.name if path.exists() else src.source
     out: list[InstructionPair] = []
     for i, (rec, loc) in enumerate(rows):

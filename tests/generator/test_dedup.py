@@ -219,7 +219,7 @@ def test_fake_server_duplicates_are_re_asked_then_fail_and_none_reaches_the_outp
     from ragloom.cli import main
 
     with FakeServer() as srv:
-        cfg = run_config(tmp_path, wiki_index, srv.base_url, 80)
+        cfg = run_config(tmp_path, wiki_index, srv.base_url, 80, curation={"dedup": {"enabled": True}})
         assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
         asked = sum(srv.counts.values())  # requests the server answered
     recs = jsonl(tmp_path / "out" / "examples.jsonl")
@@ -246,9 +246,9 @@ def test_a_killed_and_resumed_run_keeps_the_same_jobs_as_an_uninterrupted_one(wi
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with FakeServer(Faults(latency=0.01, jitter=0.02)) as srv:
-        clean = run_config(tmp_path / "a", wiki_index, srv.base_url, 150)
+        clean = run_config(tmp_path / "a", wiki_index, srv.base_url, 150, curation={"dedup": {"enabled": True}})
         assert main(["generate", "--config", str(clean), "--quiet"]) == 0
-        cfg = run_config(tmp_path / "b", wiki_index, srv.base_url, 150)
+        cfg = run_config(tmp_path / "b", wiki_index, srv.base_url, 150, curation={"dedup": {"enabled": True}})
         out = tmp_path / "b" / "out"
         cmd = [sys.executable, "-m", "ragloom", "generate", "--config", str(cfg), "--quiet"]
         rng = random.Random(7)
