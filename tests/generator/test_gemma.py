@@ -72,5 +72,7 @@ def test_quickstart_path_small_count(gemma_server: str, wiki_index: Path, tmp_pa
     assert records, "the weak model should get at least one pair through in 5 jobs x 3 attempts"
     for r in records:
         assert r["generation"]["model"] == "gemma" and len(r["documents"]) == 10
+        # the quality gate is on in the quickstart config: whatever is kept has passed it
+        assert r["quality"]["ok"] is True and r["quality"]["found"] in ("states", "supports", "no_help")
     assert main(["export", str(out), "--format", "messages", "--to", str(tmp_path / "m.jsonl")]) == 0
     assert len((tmp_path / "m.jsonl").read_text().splitlines()) == len(records)
