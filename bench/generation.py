@@ -218,6 +218,8 @@ def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int,
                 "distractors.total_docs=10",
                 # the fake server's pairs are not grounded in the documents; the leak screen stays on
                 "quality.conformance=false",
+                # and its questions repeat whenever two jobs share a first source: dedup would re-ask them all
+                "curation.dedup.enabled=false",
             ],
         )
         fds0, rss0 = _fds(), rss_mb()
