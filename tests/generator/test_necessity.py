@@ -101,4 +101,8 @@ def test_real_gemma_finds_the_redundant_source_of_a_multi_doc_answer(gemma) -> N
     padded = asyncio.run(check(gemma, "multi_doc_answer", q, a, [EIFFEL, FAIR, PHOTO], NecessityConfig()))
     assert good.reason is None, good.scores
     assert padded.reason == "source_unused", padded.scores
-    assert padded.scores["leave_one_out_drop"][2] <= 0 < min(padded.scores["leave_one_out_drop"][:2])
+    # the decision rule itself: dropping the unrelated source moves the score by less than the margin
+    # (Gemma moved it by about +0.004), dropping either needed source by more
+    margin = NecessityConfig().loo_margin
+    drops = padded.scores["leave_one_out_drop"]
+    assert drops[2] < margin < min(drops[:2]), drops
