@@ -31,6 +31,9 @@ from .templates import Templates
 from .types import Job, Usage
 
 _DONE = object()
+# put on the accepted queue when a job is decided outside the record stage (failed, abandoned): pairs
+# held in plan order behind it may now be released, and only the record stage releases them
+_NUDGE = object()
 
 
 def by_exemplar(jobs: Sequence[Job]) -> list[Job]:
@@ -169,7 +172,7 @@ class Pipeline:
             st.backend_errors[res.error] += 1
             self.breaker.failed(res.error)
             # Transport failures are not the job's fault: it stays unfinished and is retried on resume.
-            self.curator.gate.done(job.id)
+            self._decided_elsewhere(job.id)
             self._job_done()
             return
         if res.failure:
@@ -206,8 +209,16 @@ class Pipeline:
         else:
             self._fail(job, reason)
 
+    def _decided_elsewhere(self, job_id: str) -> None:
+        self.curator.gate.done(job_id)
+        if len(self.curator.gate):  # pairs wait behind it: have the record stage look again
+            try:
+                self._accepted.put_nowait(_NUDGE)
+            except asyncio.QueueFull:
+                pass  # the record stage has work queued and will look when it takes it
+
     def _fail(self, job: Job, reason: str, detail: str = "", curation: dict[str, Any] | None = None) -> None:
-        self.curator.gate.done(job.id)
+        self._decided_elsewhere(job.id)
         self.checkpoint.write_failure(job.id, reason, job.attempt, detail, curation)
         self.stats.failed[reason] += 1
         self._job_done()
@@ -226,7 +237,8 @@ class Pipeline:
             # swallow the cancellation Ctrl-C sends
             while not accepted.empty() and len(batch) < 64:
                 batch.append(accepted.get_nowait())
-            items = [b for b in batch if b is not _DONE]
+            items = [b for b in batch if b is not _DONE and b is not _NUDGE]
+            nudged = any(b is _NUDGE for b in batch)
             if items and self.gate is not None:
                 checked = await self.gate.check(items)
                 for item, v in zip(items, checked, strict=True):
@@ -234,7 +246,7 @@ class Pipeline:
                     if v.get("ok") is False:
                         self._reject(item.job, "paradigm_mismatch")
                 items = [i for i in items if (i.quality or {}).get("ok") is not False]
-            if items:
+            if items or (nudged and len(self.curator.gate)):
                 # records are built in the worker thread too: the event loop only writes them
                 decided = await asyncio.to_thread(self.curator.decide, items)
                 for job, reason, info in decided.failed:
