@@ -8,7 +8,8 @@ G1  backend layer, clean: 1,000 chat requests, 64 in flight, 200 ms latency: wal
 G2  backend layer, 10% 429 (Retry-After 1 s) + 5% 500: wall / ideal, lost, duplicates, over
     --g2-seeds fault seeds (default 3) and their median
 G3  whole `ragloom generate` (1,000 jobs, five paradigms, real encoder, prebuilt index):
-    wall / max(LLM ideal, raw encode + search of the same queries)
+    wall / max(LLM ideal, raw encode + search of the same queries); --g3-variants adds the same run
+    with the leak screen off (what the screen costs) and with dedup on (re-asks of duplicates)
 G4  load: 10,000 jobs at 256 in flight, 50 ms latency: wall / ideal, peak RSS, RSS growth,
     open file descriptors at start and end
 """
@@ -198,7 +199,9 @@ def raw_retrieval_seconds(index_dir: Path, queries_sources: list[str], queries_q
     return time.perf_counter() - t
 
 
-def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int, latency: float) -> dict:
+def bench_generate(
+    name: str, tmp: Path, index_dir: Path, count: int, conc: int, latency: float, extra: tuple[str, ...] = ()
+) -> dict:
     from ragloom.generator.config import load_config
     from ragloom.generator.run import execute
 
@@ -220,6 +223,7 @@ def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int,
                 "quality.conformance=false",
                 # and its questions repeat whenever two jobs share a first source: dedup would re-ask them all
                 "curation.dedup.enabled=false",
+                *extra,
             ],
         )
         fds0, rss0 = _fds(), rss_mb()
@@ -243,6 +247,7 @@ def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int,
     raw_s = raw_retrieval_seconds(index_dir, [j.exemplar.text for j in jobs], [r["instruction"] for r in records])
     bound = max(llm_ideal, raw_s)
     res = {
+        "variant": list(extra),
         "jobs": count,
         "in_flight": conc,
         "latency_s": latency,
@@ -261,6 +266,7 @@ def bench_generate(name: str, tmp: Path, index_dir: Path, count: int, conc: int,
         "client_cpu_s": round(cpu1.user - cpu0.user + cpu1.system - cpu0.system, 2),
         "server_cpu_s": round(srv_cpu1 - srv_cpu0, 2),
         "cores": os.cpu_count(),
+        "load_avg_1m_end": round(os.getloadavg()[0], 2),
         "rss_start_mb": round(rss0, 1),
         "rss_peak_mb": round(samp.peak, 1),
         "rss_end_mb": round(rss1, 1),
@@ -281,6 +287,11 @@ def main() -> None:
     ap.add_argument("--only", choices=["g1", "g2", "g3", "g4"], action="append")
     ap.add_argument("--passages", type=int, default=1000, help="wiki passages in the G3/G4 index")
     ap.add_argument("--g2-seeds", type=int, default=3, help="G2 runs, each with its own fault seed")
+    ap.add_argument(
+        "--g3-variants",
+        action="store_true",
+        help="also run G3 with the leak screen off, and with dedup on (the fake server's questions repeat)",
+    )
     ap.add_argument("--json", default="bench/results/generation.json")
     args = ap.parse_args()
     only = set(args.only or ["g1", "g2", "g3", "g4"])
@@ -308,6 +319,12 @@ def main() -> None:
             index_dir = build_wiki_index(tmp, args.passages)
             if "g3" in only:
                 report["G3_generate"] = bench_generate("G3", tmp, index_dir, 1000, 64, 0.2)
+                if args.g3_variants:
+                    for key, extra in (
+                        ("G3_no_leak_screen", ("quality.leak_screen=false",)),
+                        ("G3_dedup_on", ("curation.dedup.enabled=true",)),
+                    ):
+                        report[key] = bench_generate(key, tmp, index_dir, 1000, 64, 0.2, extra)
             if "g4" in only:
                 report["G4_load"] = bench_generate("G4", tmp, index_dir, 10_000, 256, 0.05)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

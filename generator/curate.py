@@ -22,7 +22,7 @@ from ragloom.retrieval import Index
 
 from .config import RunConfig
 from .decontam import Decontaminator
-from .dedup import Deduper, InOrder
+from .dedup import Deduper, InOrder, early_duplicates
 from .records import Attempted
 from .types import Job
 
@@ -46,6 +46,7 @@ class Curator:
         c = cfg.curation
         self.gate: InOrder[tuple[Attempted, Any]] = InOrder(order)
         self.deduper = Deduper.from_records(c.dedup, written, embed=index.embed_queries)
+        self._probed: dict[str, tuple[int, int]] = {}
         self.decon: Decontaminator | None = None
         if c.decontaminate:
             self.decon = Decontaminator.open(
@@ -90,6 +91,16 @@ class Curator:
                 break  # the line waits for this job's next answer
             out.failed.append((item.job, "duplicate_instruction", {"duplicate": dup.as_dict()}))
             self.gate.done(key)
+        if self.cfg.curation.dedup.enabled:
+            last = self.cfg.validation.attempts
+
+            def probe(held: tuple[Attempted, Any]) -> tuple[str, Any, int] | None:
+                job = held[0].job
+                return None if job.attempt >= last else (held[0].pair.question, held[1], job.attempt)
+
+            for _, (item, _v) in early_duplicates(self.gate, self.deduper, probe, self._probed):
+                out.rejected["duplicate_instruction"] += 1
+                out.reask.append(dataclasses.replace(item.job, attempt=item.job.attempt + 1))
         if keep:
             out.vectors = np.stack(keep)
         return out

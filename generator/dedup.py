@@ -22,13 +22,18 @@ and an uninterrupted run keep the same jobs. Held candidates lost to a kill are 
 The one exception is a job abandoned for a transport error (kept for the next resume): jobs
 after it are decided without it in this run, and it is judged, when resumed, against all
 accepted questions. Transport errors are not reproducible anyway.
+
+Waiting costs no generation (the LLM works on later jobs meanwhile), but a re-ask used to hold every
+later decision for one LLM round trip; `early_duplicates` re-asks a waiting candidate as soon as it
+repeats an accepted question, which it would also do at its turn (see there), so only a candidate
+that repeats a question still undecided waits for it.
 """
 
 from __future__ import annotations
 
 import threading
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -95,6 +100,8 @@ class Deduper:
         self._faiss: Any = None
         self._ids: list[str] = []  # faiss row -> job id
         self._seen: set[str] = set()
+        self._perms: Any = None
+        self._minhashes_of: dict[str, Any] = {}  # question -> MinHash: waiting candidates are probed again
         self.dim = dim
         if cfg.minhash_threshold is not None:
             from datasketch import MinHashLSH
@@ -106,10 +113,19 @@ class Deduper:
         return len(self._seen)
 
     def _minhash(self, question: str) -> Any:
-        from datasketch import MinHash
+        m = self._minhashes_of.get(question)
+        if m is None:
+            from datasketch import MinHash
 
-        m = MinHash(num_perm=self.cfg.num_perm, seed=1)
-        m.update_batch([s.encode() for s in shingles(question, self.cfg.shingle_words)])
+            if self._perms is None:  # drawing the permutations costs more than hashing a question
+                first = MinHash(num_perm=self.cfg.num_perm, seed=1)
+                self._perms = (first.permutations, first.scheme)
+            perms, scheme = self._perms
+            m = MinHash(num_perm=self.cfg.num_perm, seed=1, permutations=perms, scheme=scheme)
+            m.update_batch([s.encode() for s in shingles(question, self.cfg.shingle_words)])
+            if len(self._minhashes_of) >= 65536:
+                self._minhashes_of.clear()
+            self._minhashes_of[question] = m
         return m
 
     def _index(self, dim: int) -> Any:
@@ -221,6 +237,42 @@ class InOrder(Generic[T]):
             key = self._order[self._front]
             return (key, self._items[key]) if key in self._items else None
 
+    def held(self) -> list[tuple[str, T]]:
+        """The candidates waiting for a job before them, in plan order."""
+        with self._lock:
+            return sorted(self._items.items(), key=lambda kv: self._pos[kv[0]])
+
     @property
     def finished(self) -> bool:
         return self._front >= len(self._order)
+
+
+def early_duplicates(
+    gate: InOrder[T],
+    deduper: Deduper,
+    probe: Callable[[T], tuple[str, np.ndarray | None, int] | None],
+    probed: dict[str, tuple[int, int]],
+) -> list[tuple[str, T]]:
+    """Held candidates that already repeat an accepted question, taken out of the line to be re-asked
+    now rather than at their turn (without this, a run whose duplicates cluster re-asks them one LLM
+    round trip after another: each waits for the re-ask before it).
+
+    The decision is the one the candidate gets at its turn, only sooner: while it waits the accepted
+    set only grows, and every check is monotone in that set (exact: a superset of texts; MinHash LSH:
+    more candidates, the best Jaccard over more; faiss: the best cosine over more rows). So the same
+    attempts are asked as in a strictly ordered run, and the same jobs survive. `probe(item)` gives
+    (question, embedding, attempt), or None for a candidate that must wait for its turn: its last
+    attempt, whose failure names the accepted question it repeats as found at its turn. `probed`
+    remembers (attempt, accepted count) per job, so a candidate is probed again only after the
+    accepted set has grown."""
+    n = len(deduper)
+    out = []
+    for key, item in gate.held():
+        p = probe(item)
+        if p is None or probed.get(key) == (p[2], n):
+            continue
+        probed[key] = (p[2], n)
+        if deduper.check(p[0], p[1]) is not None:
+            gate.retry(key)
+            out.append((key, item))
+    return out

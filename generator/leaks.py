@@ -42,8 +42,13 @@ class LeakScreen:
         return [s for s in split_sentences(text) if len(content_words(s) & answer_words) >= need]
 
     def prefetch(self, pairs: Sequence[tuple[str, Passage]]) -> None:
-        """Embed, in one encoder call, the gated sentences of many (answer, candidate) pairs."""
-        self.checker.embed([s for a, p in pairs for s in self.gated(content_words(a), p.text)])
+        """Embed, in one encoder call, the sentences of the answers of many (answer, candidate) pairs
+        and the gated sentences of their candidates (an encoder call per record would cost more than
+        all the embedding itself: bench/generation.py G3)."""
+        answers = dict.fromkeys(a for a, _ in pairs)
+        sents = [s for a in answers for s in (split_sentences(a) or [a])]
+        words = {a: content_words(a) for a in answers}
+        self.checker.embed(sents + [s for a, p in pairs for s in self.gated(words[a], p.text)])
 
     def screen_for(
         self, *, question: str, answer: str, paradigm: str | None = None, sources: Sequence[Passage] = ()

@@ -8,6 +8,7 @@ workers keep the LLM busy, and accepted pairs are searched and padded in batches
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,29 @@ _DONE = object()
 # put on the accepted queue when a job is decided outside the record stage (failed, abandoned): pairs
 # held in plan order behind it may now be released, and only the record stage releases them
 _NUDGE = object()
+
+
+class _Ready(asyncio.Queue[Any]):
+    """Jobs to ask. A job asked again (its answer was rejected, or was a duplicate) goes before the
+    new jobs prefetched behind it: decisions are made in plan order (dedup.py), so later jobs may
+    be waiting on it, and a job already started should finish before new ones start. Extends
+    asyncio.Queue the way the standard library's PriorityQueue does (`_init`, `_put`, `_get`)."""
+
+    def _init(self, maxsize: int) -> None:
+        self._queue: collections.deque[Any] = collections.deque()
+        self._again: collections.deque[Any] = collections.deque()
+
+    def _put(self, item: Any) -> None:
+        (self._again if isinstance(item, Job) and item.attempt > 1 else self._queue).append(item)
+
+    def _get(self) -> Any:
+        return self._again.popleft() if self._again else self._queue.popleft()
+
+    def qsize(self) -> int:
+        return len(self._queue) + len(self._again)
+
+    def empty(self) -> bool:
+        return not (self._queue or self._again)
 
 
 def by_exemplar(jobs: Sequence[Job]) -> list[Job]:
@@ -98,7 +122,7 @@ class Pipeline:
             self.stats.pipeline_seconds = time.perf_counter() - t0
 
     async def _run(self, jobs: Sequence[Job]) -> None:
-        ready: asyncio.Queue[Any] = asyncio.Queue()
+        ready: asyncio.Queue[Any] = _Ready()
         accepted: asyncio.Queue[Any] = asyncio.Queue(maxsize=4 * self.backend.parallelism * self.backend.batch_size)
         prefetch = asyncio.Semaphore(2 * self.backend.parallelism * self.backend.batch_size + 64)
         self._remaining = len(jobs)

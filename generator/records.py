@@ -71,9 +71,21 @@ class RecordBuilder:
             vectors = self.index.embed_queries([a.pair.question for a in items])
         scores, rows = self.index.search_embeddings(vectors, k)
         bands = self.index.hits_from_rows(scores[:, lo:hi], rows[:, lo:hi], lo)
-        if self.screen is not None:  # one encoder call for the band candidates of the whole batch
-            self.screen.prefetch([(a.pair.answer, h.passage) for a, band in zip(items, bands) for h in band])
+        if self.screen is not None:  # one encoder call for the candidates the whole batch will screen
+            self.screen.prefetch(
+                [(a.pair.answer, h.passage) for a, band in zip(items, bands) for h in self._first(a, band)]
+            )
         return [self._record(*args) for args in zip(items, scores, rows, bands, strict=True)]
+
+    def _first(self, item: Attempted, band: list[Hit]) -> list[Hit]:
+        """The band candidates the draw will look at first. `sample_distractors` shuffles the band with
+        the job's RNG and screens candidates in that order until it has enough, so twice the number
+        needed (plus a few) covers the draw unless many are screened out; a candidate beyond these is
+        embedded when the draw reaches it. Only the cost depends on this guess, never the picks."""
+        order = list(band)
+        job_rng(self.cfg.seed, item.job.id, "distractors").shuffle(order)
+        need = max(self.cfg.distractors.total_docs - len(item.job.sources), 0)
+        return order[: 2 * need + 4]
 
     def _random_passage(self, rng: random.Random) -> Passage:
         return self.index.store.get_rows([rng.randrange(len(self.index))])[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ragloom.generator.dedup import DedupConfig, Deduper, InOrder, normalize_question
+from ragloom.generator.dedup import DedupConfig, Deduper, InOrder, early_duplicates, normalize_question
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dedup_pairs.jsonl"
 PAIRS = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
@@ -111,9 +111,13 @@ def _ask(job: str, attempt: int) -> str | None:
     return f"What do you know about the {ASPECTS[h // 10 % 5]} of {TOPICS[h // 50 % 7]}?"
 
 
-def _simulate(jobs: list[str], order_seed: int, attempts: int, stop_after: int | None, written: dict) -> bool:
+def _simulate(
+    jobs: list[str], order_seed: int, attempts: int, stop_after: int | None, written: dict, early: bool = False
+) -> bool:
     """One run: asks complete in a random order, decisions go through InOrder + Deduper, results
-    are 'written' to `written` (job -> question or failure). Returns False when killed."""
+    are 'written' to `written` (job -> question or failure). Returns False when killed. `early`:
+    waiting candidates that already repeat an accepted question are re-asked at once, as the
+    pipeline's Curator does."""
     cfg = DedupConfig(cosine_threshold=None)
     accepted = [{"job_id": j, "instruction": q} for j, q in written.items() if not q.startswith("FAILED")]
     dedup = Deduper.from_records(cfg, accepted)
@@ -121,6 +125,7 @@ def _simulate(jobs: list[str], order_seed: int, attempts: int, stop_after: int |
     gate: InOrder[tuple[str, int]] = InOrder(todo)
     pending = [(j, 1) for j in todo]
     rng = random.Random(order_seed)
+    probed: dict[str, tuple[int, int]] = {}
     steps = 0
     while pending:
         if stop_after is not None and steps >= stop_after:
@@ -149,6 +154,10 @@ def _simulate(jobs: list[str], order_seed: int, attempts: int, stop_after: int |
             dedup.add(key, question)
             written[key] = question
             gate.done(key)
+        if early:
+            probe = lambda item: (item[0], None, item[1]) if item[1] < attempts else None  # noqa: E731
+            for key, (_, att) in early_duplicates(gate, dedup, probe, probed):
+                pending.append((key, att + 1))
     assert gate.finished and len(gate) == 0
     return True
 
@@ -168,6 +177,37 @@ def test_interrupted_and_resumed_runs_keep_the_same_jobs_as_an_uninterrupted_run
             run += 1
             finished = _simulate(jobs, rng.randrange(10**6), 3, rng.randrange(1, 60) if run < 4 else None, written)
         assert written == reference, f"trial {trial}"
+
+
+def test_re_asking_waiting_duplicates_early_keeps_the_jobs_of_a_strictly_ordered_run() -> None:
+    jobs = [f"job-{i:03d}" for i in range(60)]
+    reference: dict[str, str] = {}
+    assert _simulate(jobs, order_seed=0, attempts=3, stop_after=None, written=reference)
+    for trial in range(12):
+        rng = random.Random(500 + trial)
+        written: dict[str, str] = {}
+        finished, run = False, 0
+        while not finished:  # early re-asks, killed at random moments and resumed
+            run += 1
+            stop = rng.randrange(1, 60) if run < 4 else None
+            finished = _simulate(jobs, rng.randrange(10**6), 3, stop, written, early=True)
+        assert written == reference, f"trial {trial}"
+
+
+def test_a_waiting_candidate_that_repeats_an_accepted_question_is_released_for_a_re_ask() -> None:
+    d = Deduper(DedupConfig(cosine_threshold=None))
+    d.add("j0", "Who discovered penicillin?")
+    gate: InOrder[tuple[str, int]] = InOrder(["a", "b", "c", "d"])  # a is still being asked
+    gate.put("b", ("Who discovered penicillin ?", 1))  # repeats j0: re-ask now
+    gate.put("c", ("How tall is Mount Everest?", 1))  # new: waits for its turn
+    gate.put("d", ("who discovered penicillin", 3))  # a repeat, but its last attempt: fails at its turn
+    probed: dict[str, tuple[int, int]] = {}
+    probe = lambda item: (item[0], None, item[1]) if item[1] < 3 else None  # noqa: E731
+    assert [k for k, _ in early_duplicates(gate, d, probe, probed)] == ["b"]
+    assert [k for k, _ in gate.held()] == ["c", "d"]
+    assert gate.head() is None  # a still holds the line
+    d.add("j1", "How tall is Mount Everest?")  # accepted meanwhile: c now repeats it
+    assert [k for k, _ in early_duplicates(gate, d, probe, probed)] == ["c"]
 
 
 def test_in_order_holds_a_candidate_until_every_job_before_it_is_decided() -> None:
