@@ -34,6 +34,11 @@ def ragloom(*args: str) -> None:
     run(sys.executable, "-m", "ragloom", *args)
 
 
+def _accepted(out: Path) -> int:
+    path = out / "examples.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=25, help="jobs to run")
@@ -69,6 +74,13 @@ def main() -> None:
         run_yaml = work / "run.yaml"
         run_yaml.write_text(yaml.safe_dump(cfg, sort_keys=False))
         ragloom("generate", "--config", str(run_yaml))
+        if not _accepted(work / "out"):
+            # a 270M model at a few jobs can have every answer rejected: say so, there is nothing to export
+            print(
+                f"no record was accepted in {args.count} jobs (reasons: {work / 'out' / 'failed.jsonl'}); "
+                "the 270M model is weak, so run more jobs: --count 25"
+            )
+            return
         ragloom("export", str(work / "out"), "--format", "messages", "--to", str(work / "export" / "messages.jsonl"))
     finally:
         stop(server)

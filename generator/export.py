@@ -100,9 +100,10 @@ LAYOUT_VIEWS: dict[str, Callable[[Example, str], dict[str, Any]]] = {"messages":
 
 def load_run(out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """(records as JSON dicts in id order, failed jobs, run.json) of a run directory."""
-    if not (out / EXAMPLES).exists():
+    if not (out / EXAMPLES).exists() and not (out / "run.json").exists():
         raise MissingInputError(f"{out}: no {EXAMPLES}; run `ragloom generate` first")
     run = read_run_json(out)
+    # a run whose every job failed has written no examples.jsonl: read_jsonl gives no records
     records = sorted(read_jsonl(out / EXAMPLES, repair=False), key=lambda r: r["id"])
     failed = read_jsonl(out / FAILED, repair=False)
     return records, failed, run
@@ -128,6 +129,11 @@ def export(
 
     datasets.disable_progress_bars()  # the card and the one-line summary say what happened
     kind, records, failed, run = load_typed(out)
+    if not records:
+        raise MissingInputError(
+            f"{out}: the run accepted no records, nothing to export ({len(failed)} jobs failed; "
+            f"their reasons are in {out / FAILED}); run more jobs or relax the checks that rejected them"
+        )
     views = KIND_VIEWS[kind]
     view = view or next(iter(views))
     if view not in views:

@@ -36,7 +36,7 @@ from .pipeline import Pipeline
 from .plan import plan_hash, summarize
 from .ray_shards import add_stats, cut_shards, fsync_dir, merge_shards, part_name, reopen_failed, stats_dict
 from .run import dry_run as plan_dry_run
-from .run import open_index, plan_jobs
+from .run import open_index, plan_jobs, run_templates
 from .rundir import GENERATE, RunDir, index_identity
 from .stats import Stats
 from .templates import Templates
@@ -81,7 +81,7 @@ class ShardWorker:
             cfg = RunConfig.model_validate(self.config)
             index = open_index(cfg, Console(stderr=True, quiet=True))
             index.embed_queries(["warm-up"])  # the encoder loads now, not inside the first shard
-            templates = Templates(cfg.templates, [p for p, w in cfg.paradigms.items() if w > 0])
+            templates = run_templates(cfg)
             self.loaded = (cfg, index, make_backend(cfg.backend), templates)
             gc.freeze()  # what is loaded lives as long as the actor (see generator/display.py)
 
@@ -219,7 +219,7 @@ def run_ray_generate(
         return 0
     console = Console(stderr=True, quiet=quiet)
     index = open_index(cfg, console)  # builds a missing index on the driver, checks encoder and corpus
-    templates = Templates(cfg.templates, [p for p, w in cfg.paradigms.items() if w > 0])
+    templates = run_templates(cfg)
     knowledge_backend = None
     if cfg.backend.type == "openai":
         backend = make_backend(cfg.backend)

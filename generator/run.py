@@ -98,14 +98,15 @@ def estimate(cfg: RunConfig, jobs: list[Job], index: Index, templates: Templates
     return {"prompt_tokens": prompt, "completion_tokens": completion, "cost": round(cost, 4)}
 
 
-def _templates(cfg: RunConfig) -> Templates:
+def run_templates(cfg: RunConfig) -> Templates:
+    """The templates of the run's paradigms, in its language."""
     return Templates(cfg.templates, [p for p, w in cfg.paradigms.items() if w > 0], language=cfg.language)
 
 
 def dry_run(config: RunConfig | dict[str, Any] | str | Path) -> dict[str, Any]:
     """The plan's counts, hash and a token / cost estimate; no LLM call, nothing written."""
     cfg = as_config(config)
-    templates = _templates(cfg)
+    templates = run_templates(cfg)
     index = open_index(cfg)
     info: dict[str, Any] = {}
     jobs, dropped = plan_jobs(cfg, None, info)
@@ -143,7 +144,7 @@ def _load_encoder(index: Index) -> None:
 async def _prepare(cfg: RunConfig, console: Console | None) -> tuple[Templates, Index, Backend]:
     """Templates, index, backend: checked before anything is written. The encoder loads in a thread
     while the backend is made and the server checked."""
-    templates = _templates(cfg)
+    templates = run_templates(cfg)
     index = await asyncio.to_thread(open_index, cfg, console)
     warm = asyncio.ensure_future(asyncio.to_thread(_load_encoder, index))
     try:

@@ -13,12 +13,10 @@ from pathlib import Path
 
 import pytest
 
-# Issue 15: this check has not yet passed once on an idle machine (it timed out on a loaded one), so it
-# is kept out of the default run until it does: `pytest -m newcomer`.
 pytestmark = [pytest.mark.slow, pytest.mark.newcomer]
 
 ROOT = Path(__file__).resolve().parents[1]
-COUNT = 3
+COUNT = 5
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -68,9 +66,12 @@ def test_quickstart_accounts_for_every_job_as_accepted_or_failed(quickstart_run)
 
 @pytest.mark.slow
 def test_quickstart_exports_every_accepted_record_as_a_two_turn_conversation(quickstart_run) -> None:
-    _, work = quickstart_run
+    done, work = quickstart_run
     accepted = jsonl(work / "out" / "examples.jsonl")
     rows = jsonl(work / "export" / "messages.jsonl")
+    if not accepted:  # the 270M model can have every answer of a few jobs rejected: the quickstart says so
+        assert "no record was accepted in 5 jobs" in done.stdout and not rows
+        return
     assert len(rows) == len(accepted)
     for row in rows:
         assert [m["role"] for m in row["messages"]] == ["user", "assistant"]

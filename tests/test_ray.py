@@ -61,10 +61,14 @@ def test_two_workers_write_every_job_once_and_match_a_single_process_run(
     (tmp_path / "local").mkdir()
     (tmp_path / "ray").mkdir()
     with FakeServer() as srv:
-        local = run_config(tmp_path / "local", wiki_index, srv.base_url, 300)
-        distributed = run_config(tmp_path / "ray", wiki_index, srv.base_url, 300)
+        # a config key the workers must honour as the driver does (they once rendered English prompts)
+        local = run_config(tmp_path / "local", wiki_index, srv.base_url, 300, language="German")
+        distributed = run_config(tmp_path / "ray", wiki_index, srv.base_url, 300, language="German")
         assert main(["generate", "--config", str(local), "--quiet"]) == 0
+        asked_locally = len(srv.requests)
         assert main(["generate", "--config", str(distributed), "--quiet", "--ray", "--workers", "2"]) == 0
+        from_workers = [json.dumps(r["messages"]) for r in srv.requests[asked_locally:]]
+    assert from_workers and all("both in German" in m for m in from_workers)
     a_out, b_out = tmp_path / "local" / "out", tmp_path / "ray" / "out"
     ids = finished_ids(b_out)
     assert len(ids) == 300 and set(ids) == plan_ids(300)

@@ -386,3 +386,18 @@ def test_the_notebook_example_gets_datasets_back(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "generate -> Dataset with" in done.stdout and "agenerate -> Dataset with" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_exporting_a_run_whose_every_job_failed_is_one_line_naming_the_failures(
+    wiki_index: Path, tmp_path: Path, capsys
+) -> None:
+    with FakeServer(Faults(rate_empty_content=1.0)) as srv:  # every answer empty: every job fails
+        cfg = run_config(tmp_path, wiki_index, srv.base_url, 4, validation={"attempts": 1})
+        assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
+    out = tmp_path / "out"
+    assert [f["reason"] for f in jsonl(out / "failed.jsonl")] == ["empty_response"] * 4
+    capsys.readouterr()
+    assert main(["export", str(out), "--to", str(tmp_path / "ds.jsonl")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "accepted no records" in err[0] and "4 jobs failed" in err[0], err
+    assert not (tmp_path / "ds.jsonl").exists()
