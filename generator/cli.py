@@ -123,11 +123,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--tau", type=float, default=0.01)
     ls.add_argument("--length-normalize", action="store_true", help="score by mean token log-prob instead of sum")
     ls.add_argument("--config", help="take the backend from this run config's `backend:` section")
-    ls.add_argument("--backend", choices=["openai", "vllm"], help="or give the backend with flags")
+    ls.add_argument(
+        "--backend",
+        choices=["openai", "vllm", "llama_cpp"],
+        help="or give the backend with flags (llama_cpp: a local GGUF model in process, fast on CPU)",
+    )
     ls.add_argument("--base-url")
-    ls.add_argument("--model")
+    ls.add_argument("--model", help="openai/vllm: the model name; llama_cpp: the name records show")
+    ls.add_argument("--model-path", help="llama_cpp: the GGUF model file")
+    ls.add_argument("--n-ctx", type=int, default=2048, help="llama_cpp: context in tokens")
     ls.add_argument("--api-key-env", help="environment variable holding the API key")
-    ls.add_argument("--concurrency", type=int, default=8)
+    ls.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
+    ls.add_argument(
+        "--timeout",
+        type=float,
+        help="openai: seconds per request (default 120); a server that scores one request at a time "
+        "needs concurrency x its time per request",
+    )
     ls.set_defaults(func=_radit_lsr)
 
 
@@ -291,16 +303,24 @@ def _lsr_backend(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             raise ConfigError(f"{args.config}: no `backend:` section")
         raw = data["backend"]
         source = args.config
+    elif args.backend == "llama_cpp":
+        if not args.model_path:
+            raise ConfigError("radit lsr: --backend llama_cpp needs --model-path FILE.gguf")
+        raw = {"type": "llama_cpp", "model_path": args.model_path, "model": args.model, "n_ctx": args.n_ctx}
+        source = "flags"
     elif args.backend:
         if not args.model:
             raise ConfigError("radit lsr: --backend needs --model")
         raw = {"type": args.backend, "model": args.model}
         if args.backend == "openai":
             raw.update(base_url=args.base_url, api_key_env=args.api_key_env, concurrency=args.concurrency)
+            if args.timeout is not None:
+                raw["timeout"] = args.timeout
         source = "flags"
     else:
         raise ConfigError(
-            "radit lsr: give the backend with --config run.yaml or --backend openai --base-url URL --model NAME"
+            "radit lsr: give the backend with --config run.yaml, --backend openai --base-url URL --model NAME, "
+            "or --backend llama_cpp --model-path FILE.gguf"
         )
     try:
         return BackendOnly.model_validate({"backend": raw}).backend
@@ -325,11 +345,11 @@ def _radit_lsr(args: argparse.Namespace) -> int:
         what = {"from_corpus": args.from_corpus, "x_words": args.x_words, "y_words": args.y_words, "seed": args.seed}
     else:
         pairs, what = _load_pairs(args)
-    backend_id = {"type": backend_cfg.type, "model": backend_cfg.model}
+    backend = make_backend(backend_cfg)
+    backend_id = {"type": backend_cfg.type, "model": backend.model}
     ident = identity_of(
         LSR, index, **what, k=args.k, tau=args.tau, length_normalize=args.length_normalize, backend=backend_id
     )
-    backend = make_backend(backend_cfg)
     result = run_lsr(
         pairs,
         index,

@@ -85,7 +85,21 @@ class VLLMBackendConfig(Strict):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+class LlamaCppBackendConfig(Strict):
+    """A local GGUF model in process (llama-cpp-python), for scoring only: `radit lsr`, necessity."""
+
+    type: Literal["llama_cpp"]
+    model_path: str = Field(description="path of the GGUF model file")
+    model: str | None = Field(None, description="the name records and cards show (default: the file's stem)")
+    n_ctx: int = Field(2048, ge=64, description="context in tokens; a longer scoring request fails alone")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+
+
 BackendConfig = Annotated[OpenAIBackendConfig | VLLMBackendConfig, Field(discriminator="type")]
+# what scores (log p(target | prefix)): the generation backends, and a local GGUF model in process
+ScoringBackendConfig = Annotated[
+    OpenAIBackendConfig | VLLMBackendConfig | LlamaCppBackendConfig, Field(discriminator="type")
+]
 
 
 class Sampling(Strict):
@@ -331,7 +345,7 @@ class BackendOnly(Strict):
     """The `backend:` section alone, for commands that need only a backend (`radit lsr --config`)."""
 
     model_config = ConfigDict(extra="ignore")
-    backend: BackendConfig
+    backend: ScoringBackendConfig
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -13,21 +13,17 @@ log-probability as the score:
   likelihood of an answer it does not state).
 The scores go into the record (`curation.necessity`), so a user can re-threshold later.
 
-`LocalScorer` is the fast CPU path for a local GGUF model: llama-cpp-python in process with all
-logits kept and a numpy log-softmax over the target's rows only. llama.cpp's server computes
-echoed logprobs by sorting the whole vocabulary for every prompt token (about 0.3 s per token
-for Gemma 3's 262k vocabulary on CPU); see bench/necessity.py for both measured.
+The fast CPU path for a local GGUF model is the `llama_cpp` backend (backends/llama_cpp_backend.py:
+llama-cpp-python in process with all logits kept and a numpy log-softmax over the target's rows).
+llama.cpp's server computes echoed logprobs by sorting the whole vocabulary for every prompt token
+(about 0.3 s per token for Gemma 3's 262k vocabulary on CPU); see bench/necessity.py for both.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from .backends.base import ScoreRequest, ScoreResult
 
@@ -105,39 +101,3 @@ async def check(
         return Verdict(None, {})
     results = await backend.score(requests_for(paradigm, question, answer, sources))
     return judge(paradigm, results, cfg)
-
-
-class LocalScorer:
-    """`score` for a local GGUF model in process: one forward pass over prefix + target with
-    every position's logits kept, then log-softmax over the target's rows in numpy."""
-
-    name = "llama-cpp-local"
-
-    def __init__(self, model_path: str, *, n_ctx: int = 1024, n_threads: int | None = None) -> None:
-        from llama_cpp import Llama
-
-        self.model = str(model_path)
-        self._llm = Llama(model_path=self.model, n_ctx=n_ctx, logits_all=True, n_threads=n_threads, verbose=False)
-        self._lock = threading.Lock()
-
-    def score_one(self, req: ScoreRequest) -> ScoreResult:
-        llm = self._llm
-        pre = llm.tokenize(req.prefix.encode(), add_bos=True, special=False)
-        full = llm.tokenize((req.prefix + req.target).encode(), add_bos=True, special=False)
-        straddles = full[: len(pre)] != pre
-        start = len(pre) if not straddles else len(pre) - 1
-        if len(full) > llm.n_ctx():
-            return ScoreResult(error="too_long")
-        with self._lock:
-            llm.reset()
-            llm.eval(full)
-            logits = np.asarray(llm.scores[start - 1 : len(full) - 1], dtype=np.float64)
-        top = logits.max(axis=1, keepdims=True)
-        logz = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
-        targets = np.asarray(full[start:])
-        lps = logits[np.arange(len(targets)), targets] - logz
-        toks = [llm.detokenize([t]).decode(errors="replace") for t in full[start:]]
-        return ScoreResult(float(lps.sum()), toks, [float(x) for x in lps], straddles)
-
-    async def score(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
-        return [await asyncio.to_thread(self.score_one, r) for r in requests]

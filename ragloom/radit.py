@@ -124,6 +124,7 @@ def lsr(
         pairs, fmt=format, instruction_field=instruction_field, output_field=output_field, context_field=None
     )
     idx = _index(index)
+    scorer = make_backend(cfg)
     ident = identity_of(
         LSR,
         idx,
@@ -131,12 +132,12 @@ def lsr(
         k=k,
         tau=tau,
         length_normalize=length_normalize,
-        backend={"type": cfg.type, "model": cfg.model},
+        backend={"type": cfg.type, "model": scorer.model},
     )
     result = run_lsr(
         loaded,
         idx,
-        make_backend(cfg),
+        scorer,
         Path(out),
         k=k,
         tau=tau,

