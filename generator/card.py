@@ -157,7 +157,7 @@ def quality_section(records: list[Example], failed: list[dict[str, Any]], run: d
     st = run.get("stats") or {}
     counts, rejected = st.get("counts") or {}, st.get("rejected") or {}
     out = ["## Quality", ""]
-    checked = [r for r in records if r.quality is not None]
+    checked = [r for r in records if r.quality is not None and "ok" in r.quality]  # the paradigm check's verdict
     if checked:
         out += [
             "| paradigm | records checked | conform | paradigm_mismatch rejections (last session) |",
@@ -183,6 +183,12 @@ def quality_section(records: list[Example], failed: list[dict[str, Any]], run: d
     )
     if rules:
         out.append("- distractors by rule (last session): " + ", ".join(f"{k} {v}" for k, v in rules.items()))
+    nec = {k.removeprefix("necessity_"): v for k, v in counts.items() if k.startswith("necessity_")}
+    if nec:
+        out.append(
+            "- source necessity (`quality.necessity`, LM-scored, last session): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(nec.items()))
+        )
     truncated = rejected.get("truncated", 0) + sum(f.get("reason") == "truncated" for f in failed)
     out += [
         f"- replies cut off at max_tokens (`truncated`): {truncated}",

@@ -159,6 +159,18 @@ class Quality(Strict):
     leak_gate_words: int = Field(
         2, ge=1, description="only candidate sentences sharing this many content words with the answer are embedded"
     )
+    necessity: bool = Field(
+        False, description="LM-score whether the sources are needed for the answer (*_answer, useless_doc)"
+    )
+    necessity_margin: float = Field(
+        0.1, ge=0, description="mean log p(a | q, D*) - mean log p(a | q) must exceed this (nats per token)"
+    )
+    necessity_loo_margin: float = Field(
+        0.05, ge=0, description="multi_doc_answer: dropping any one source must lower the score by more than this"
+    )
+    necessity_backend: ScoringBackendConfig | None = Field(
+        None, description="the scorer (default: the run's backend); {type: llama_cpp, model_path: ...} on CPU"
+    )
 
     def thresholds(self) -> ConformanceThresholds:
         return ConformanceThresholds(self.state_words, self.state_attr, self.support_words, self.support_peak)

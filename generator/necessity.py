@@ -72,8 +72,9 @@ def _mean(r: ScoreResult) -> float:
 
 def judge(paradigm: str, results: Sequence[ScoreResult], cfg: NecessityConfig) -> Verdict:
     """The verdict from the scores of `requests_for`'s requests, in that order."""
-    if any(r.error for r in results):
-        return Verdict(None, {"error": next(r.error for r in results if r.error)})
+    bad = next((r for r in results if r.error or r.failure), None)
+    if bad is not None:  # not scored: the record is kept and counted as unscored, never failed for it
+        return Verdict(None, {"error": bad.error or bad.failure})
     with_docs, closed = _mean(results[0]), _mean(results[1])
     gain = with_docs - closed
     scores: dict[str, Any] = {
@@ -101,3 +102,39 @@ async def check(
         return Verdict(None, {})
     results = await backend.score(requests_for(paradigm, question, answer, sources))
     return judge(paradigm, results, cfg)
+
+
+def config_of(quality: Any) -> NecessityConfig:
+    """The thresholds of the `quality:` config section."""
+    return NecessityConfig(margin=quality.necessity_margin, loo_margin=quality.necessity_loo_margin)
+
+
+async def open_scorer(quality: Any, backend: Any) -> tuple[Any, bool]:
+    """The backend that scores necessity (`quality.necessity_backend`, else the run's own), checked
+    with one tiny request before any work: a backend that cannot score at all is a settings problem
+    that holds for every record, so it stops the run with one line. Returns (scorer, owned): an
+    owned scorer is the caller's to close."""
+    from ragloom.errors import ConfigError
+
+    from .backends import make_backend
+
+    owned = quality.necessity_backend is not None
+    scorer = make_backend(quality.necessity_backend) if owned else backend
+    try:
+        if owned:
+            await scorer.preflight()
+        (probe,) = await scorer.score([ScoreRequest(prefix("Is the sky blue on a clear day?", []), " Yes, it is.")])
+    except BaseException:
+        if owned:
+            await scorer.aclose()
+        raise
+    if probe.error or probe.failure:
+        if owned:
+            await scorer.aclose()
+        why = probe.failure or probe.error
+        raise ConfigError(
+            f"quality.necessity: the scorer ({scorer.describe().get('type')} {scorer.model}) cannot score prompts "
+            f"({why}{': ' + probe.detail[:120] if probe.detail else ''}); set quality.necessity_backend to "
+            "{type: llama_cpp, model_path: FILE.gguf} or a server that returns prompt log-probabilities (vLLM)"
+        )
+    return scorer, owned

@@ -16,6 +16,7 @@ from typing import Any
 
 from ragloom.retrieval import Index
 
+from . import necessity
 from .backends import Backend, ChatResult
 from .checkpoint import Checkpoint
 from .config import RunConfig
@@ -80,8 +81,13 @@ class Pipeline:
         checkpoint: Checkpoint,
         stats: Stats,
         on_progress: Callable[[], None] | None = None,
+        scorer: Backend | None = None,
     ) -> None:
+        """`scorer`: the necessity scorer, already checked (run.py opens it before anything is
+        written); with `quality.necessity` on and none given, `run` opens one."""
         self.cfg, self.index, self.backend, self.templates = cfg, index, backend, templates
+        self.scorer, self._own_scorer = scorer, False
+        self.necessity_cfg = necessity.config_of(cfg.quality)
         self.checkpoint, self.stats = checkpoint, stats
         self.on_progress = on_progress or (lambda: None)
         self.thresholds = Thresholds(
@@ -115,11 +121,15 @@ class Pipeline:
         rank = {i: n for n, i in enumerate(order)}
         jobs = sorted(jobs, key=lambda j: rank[j.id])
         self.curator = Curator(self.cfg, self.index, self.checkpoint.examples, order)
+        if self.cfg.quality.necessity and self.scorer is None:
+            self.scorer, self._own_scorer = await necessity.open_scorer(self.cfg.quality, self.backend)
         t0 = time.perf_counter()
         try:
             await self._run(jobs)
         finally:
             self.stats.pipeline_seconds = time.perf_counter() - t0
+            if self._own_scorer and self.scorer is not None:
+                await self.scorer.aclose()
 
     async def _run(self, jobs: Sequence[Job]) -> None:
         ready: asyncio.Queue[Any] = _Ready()
@@ -223,6 +233,41 @@ class Pipeline:
         usage = Usage(res.prompt_tokens, res.completion_tokens)
         await accepted.put(Attempted(job, pair, prompt.hash, usage, sampling, list(prompt.truncated_sources)))
 
+    async def _necessity(self, items: list[Attempted]) -> list[Attempted]:
+        """Score whether each pair's sources are needed (necessity.py); the scores go in the record's
+        `quality.necessity`. A pair that fails is asked again like a paradigm mismatch (a new question
+        may need its sources), then fails with the reason; a pair that could not be scored is kept
+        and counted as `necessity_unscored`."""
+        scorer = self.scorer
+        assert scorer is not None
+        checks = [
+            necessity.check(
+                scorer,
+                i.job.paradigm,
+                i.pair.question,
+                i.pair.answer,
+                [{"title": s.title, "text": s.text} for s in i.job.sources],
+                self.necessity_cfg,
+            )
+            for i in items
+        ]
+        kept = []
+        for item, verdict in zip(items, await asyncio.gather(*checks), strict=True):
+            if item.job.paradigm not in necessity.CHECKED:
+                kept.append(item)
+                continue
+            item.quality = {**(item.quality or {}), "necessity": verdict.scores}
+            if "error" in verdict.scores:
+                self.stats.counts["necessity_unscored"] += 1
+            elif verdict.reason is not None:
+                self.stats.counts[f"necessity_{verdict.reason}"] += 1
+                self._reject(item.job, verdict.reason)
+                continue
+            else:
+                self.stats.counts["necessity_passed"] += 1
+            kept.append(item)
+        return kept
+
     def _reject(self, job: Job, reason: str) -> None:
         """Ask again with the next attempt's seed, or fail the job when its attempts are spent."""
         self.stats.rejected[reason] += 1
@@ -270,6 +315,8 @@ class Pipeline:
                     if v.get("ok") is False:
                         self._reject(item.job, "paradigm_mismatch")
                 items = [i for i in items if (i.quality or {}).get("ok") is not False]
+            if items and self.cfg.quality.necessity and self.scorer is not None:
+                items = await self._necessity(items)
             if items or (nudged and len(self.curator.gate)):
                 # records are built in the worker thread too: the event loop only writes them
                 decided = await asyncio.to_thread(self.curator.decide, items)

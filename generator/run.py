@@ -20,6 +20,7 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError
 
+from . import necessity
 from .backends import Backend, make_backend
 from .checkpoint import EXAMPLES
 from .config import RunConfig, load_config
@@ -173,7 +174,10 @@ async def aexecute(
     cfg = as_config(config)
     console = console or Console(stderr=True, quiet=not progress)
     templates, index, backend = await _prepare(cfg, console)
+    scorer, own_scorer = None, False
     try:
+        if cfg.quality.necessity:  # a scorer that cannot score stops the run before anything is written
+            scorer, own_scorer = await necessity.open_scorer(cfg.quality, backend)
         knowledge_backend = None
         if cfg.exemplar_filters.knowledge_filter:
             # its own client for its own event loop (an in-process engine is shared: loading it twice would not fit)
@@ -200,7 +204,9 @@ async def aexecute(
         todo = [j for j in jobs if j.id not in checkpoint.done]
         stats = Stats(planned=len(jobs), skipped_done=len(jobs) - len(todo))
         display = Display(stats, console, cfg.pricing, quiet=not progress, summary_console=summary_console)
-        pipeline = Pipeline(cfg, index, backend, templates, checkpoint, stats, on_progress=display.update)
+        pipeline = Pipeline(
+            cfg, index, backend, templates, checkpoint, stats, on_progress=display.update, scorer=scorer
+        )
         order = [j.id for j in by_exemplar(jobs)]  # the whole plan's: a resumed run decides in the same order
         interrupted = await arun_with_display(display, checkpoint, Path(cfg.output), pipeline.run(todo, order))
         rundir.write_info(stats=stats.as_dict())
@@ -212,6 +218,9 @@ async def aexecute(
                 summary_console.print(f"report: {page}", soft_wrap=True, highlight=False)
         return RunResult(Path(cfg.output), stats, interrupted)
     finally:
+        with contextlib.suppress(Exception):
+            if own_scorer and scorer is not None:
+                await scorer.aclose()
         with contextlib.suppress(Exception):
             await backend.aclose()
 

@@ -55,6 +55,7 @@ class Faults:
     rate_empty_content: float = 0.0  # a well-formed 200 whose message content is ""
     context_length: int | None = None  # reported by /v1/models as max_model_len
     grounded: bool = False  # answers restate document 1's first sentence (the paradigm check can pass)
+    no_logprobs: bool = False  # completions come back without log-probabilities (a server that cannot score)
     seed: int = 0
 
 
@@ -76,11 +77,14 @@ def pair_for(prompt: str, *, grounded: bool = False) -> dict[str, str]:
 
 def completion_for(body: dict, *, bad: bool = False) -> dict:
     """A /v1/completions answer. With echo + logprobs the prompt comes back as whitespace-led
-    tokens; a token that appears in the prompt's `Background:` passage gets log-prob -0.1,
-    any other -3.0, so the chunk that states the answer scores highest. One token is generated."""
+    tokens; a token that appears in the prompt's `Background:` passage (or, for the necessity
+    check's prompts, its `Documents:` block) gets log-prob -0.1, any other -3.0, so the context
+    that states the answer scores highest. One token is generated."""
     prompt = body["prompt"]
     tokens = [*re.findall(r"\s*\S+|\s+$", prompt), " end"]
     background = prompt.split("\n\n", 1)[0].lower().split() if prompt.startswith("Background:") else []
+    if prompt.startswith("Documents:"):
+        background = prompt.split("\n\nQuestion:", 1)[0].lower().split()
     logprobs = [None] + [-0.1 if t.strip().lower() in background else -3.0 for t in tokens[1:]]
     offsets = [0]
     for t in tokens[:-1]:
@@ -250,7 +254,7 @@ class FakeServer:
         if outcome == "empty":
             return web.Response(status=200, body=b"", content_type="application/json")
         if request.path.endswith("/completions") and "prompt" in body and "messages" not in body:
-            return web.json_response(completion_for(body, bad=outcome == "bad_json"))
+            return web.json_response(completion_for(body, bad=outcome == "bad_json" or f.no_logprobs))
         prompt = body["messages"][-1]["content"]
         if "Reply with only one word: yes or no." in prompt:  # the knowledge-intensity filter
             creative = re.search(r"\b(poem|joke|haiku|story|rewrite)\b", prompt.split("Instruction:")[-1], re.I)
