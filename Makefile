@@ -9,8 +9,9 @@ PY := $(VENV)/bin/python
 # -q keeps pip to warnings and errors; setuptools' note on editable installs ("be careful with
 # folders named like your package") is a warning on every `pip install -e` and says nothing here.
 PIP := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q
-# llama-cpp-python is only for the test suite (RA-DIT LSR scoring needs prompt log-probabilities,
-# which upstream llama.cpp's server does not return). It compiles from source, once per machine,
+# llama-cpp-python is not in the quickstart: it scores (RA-DIT LSR, necessity: the in-process
+# `llama_cpp` backend, extra `ragloom[llama-cpp]`, and its server in the tests), which upstream
+# llama.cpp's server cannot (no prompt log-probabilities). It compiles from source, once per machine,
 # with portable CPU flags (the -march=native build segfaults on some CPUs); the wheel is kept here.
 WHEELS ?= $(HOME)/.cache/ragloom/wheels
 LLAMA_CPP_VERSION ?= 0.3.36

@@ -251,3 +251,20 @@ def test_hostile_passage_stays_inside_the_document_block(wiki_index: Path, tmp_p
         obeyed, sources=src, exemplar=Exemplar("e", "Where does the river flow?", "t"), thresholds=Thresholds()
     )
     assert pair is None and reason == "question_copies_document"
+
+
+def test_the_readmes_config_reference_is_a_valid_config_with_the_documented_defaults() -> None:
+    import yaml
+    from ragloom.generator.config import RunConfig, load_config
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Config reference", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    data = yaml.safe_load(block)
+    cfg = load_config(None, base=data)  # every key the reference names exists, every value is allowed
+    defaults = RunConfig.model_validate({"index": "idx", "count": 1, "backend": data["backend"]})
+    # what the reference shows for these sections is what a config without them gets
+    for section in ("sampling", "distractors", "validation", "quality", "documents"):
+        shown = data[section]
+        assert {k: getattr(getattr(cfg, section), k) for k in shown} == {
+            k: getattr(getattr(defaults, section), k) for k in shown
+        }, section
