@@ -330,7 +330,17 @@ def curation_section(
         lines += [f"| {s + 1} | {slots[s]} |" for s in range(max(slots) + 1)] + [""]
     drops = Counter(f["reason"] for f in failed if f["reason"] in CURATION_REASONS)
     lines += ["### Curation", ""]
-    lines += [f"- {r}: {drops.get(r, 0)} jobs" for r in CURATION_REASONS] + [""]
+    lines += [f"- {r}: {drops.get(r, 0)} jobs" for r in CURATION_REASONS]
+    counts = (run.get("stats") or {}).get("counts") or {}
+    caught = {k.removeprefix("duplicate_"): v for k, v in counts.items() if k.startswith("duplicate_")}
+    if caught:
+        dd = (run.get("config", {}).get("curation") or {}).get("dedup") or {}
+        lines.append(
+            "- duplicate questions asked again, by the check that caught them (last session): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(caught.items()))
+            + f" (minhash >= {dd.get('minhash_threshold')}, cosine >= {dd.get('cosine_threshold')})"
+        )
+    lines.append("")
     table = contamination_table(failed)
     sets = [s.get("name") for s in (run.get("config", {}).get("curation") or {}).get("decontaminate", [])]
     if sets or table:

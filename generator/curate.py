@@ -34,6 +34,7 @@ class Decided:
     failed: list[tuple[Job, str, dict[str, Any]]] = field(default_factory=list)
     reask: list[Job] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)  # duplicates by the check that found them
 
 
 def default_cache_dir() -> Path:
@@ -85,6 +86,7 @@ class Curator:
                 self.gate.done(key)
                 continue
             out.rejected["duplicate_instruction"] += 1
+            out.counts[f"duplicate_{dup.check}"] += 1
             if item.job.attempt < self.cfg.validation.attempts:
                 self.gate.retry(key)
                 out.reask.append(dataclasses.replace(item.job, attempt=item.job.attempt + 1))
@@ -98,8 +100,9 @@ class Curator:
                 job = held[0].job
                 return None if job.attempt >= last else (held[0].pair.question, held[1], job.attempt)
 
-            for _, (item, _v) in early_duplicates(self.gate, self.deduper, probe, self._probed):
+            for _, (item, _v), dup in early_duplicates(self.gate, self.deduper, probe, self._probed):
                 out.rejected["duplicate_instruction"] += 1
+                out.counts[f"duplicate_{dup.check}"] += 1
                 out.reask.append(dataclasses.replace(item.job, attempt=item.job.attempt + 1))
         if keep:
             out.vectors = np.stack(keep)

@@ -252,7 +252,7 @@ def early_duplicates(
     deduper: Deduper,
     probe: Callable[[T], tuple[str, np.ndarray | None, int] | None],
     probed: dict[str, tuple[int, int]],
-) -> list[tuple[str, T]]:
+) -> list[tuple[str, T, Duplicate]]:
     """Held candidates that already repeat an accepted question, taken out of the line to be re-asked
     now rather than at their turn (without this, a run whose duplicates cluster re-asks them one LLM
     round trip after another: each waits for the re-ask before it).
@@ -272,7 +272,7 @@ def early_duplicates(
         if p is None or probed.get(key) == (p[2], n):
             continue
         probed[key] = (p[2], n)
-        if deduper.check(p[0], p[1]) is not None:
+        if (dup := deduper.check(p[0], p[1])) is not None:
             gate.retry(key)
-            out.append((key, item))
+            out.append((key, item, dup))
     return out

@@ -325,6 +325,7 @@ class Pipeline:
                 for job in decided.reask:
                     self._ready.put_nowait(job)
                 self.stats.rejected.update(decided.rejected)
+                self.stats.counts.update(decided.counts)
                 built = await asyncio.to_thread(self.builder.build, decided.accepted, decided.vectors)
                 for record in built:
                     self.checkpoint.write_example(record)

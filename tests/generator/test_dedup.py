@@ -156,7 +156,7 @@ def _simulate(
             gate.done(key)
         if early:
             probe = lambda item: (item[0], None, item[1]) if item[1] < attempts else None  # noqa: E731
-            for key, (_, att) in early_duplicates(gate, dedup, probe, probed):
+            for key, (_, att), _dup in early_duplicates(gate, dedup, probe, probed):
                 pending.append((key, att + 1))
     assert gate.finished and len(gate) == 0
     return True
@@ -203,11 +203,11 @@ def test_a_waiting_candidate_that_repeats_an_accepted_question_is_released_for_a
     gate.put("d", ("who discovered penicillin", 3))  # a repeat, but its last attempt: fails at its turn
     probed: dict[str, tuple[int, int]] = {}
     probe = lambda item: (item[0], None, item[1]) if item[1] < 3 else None  # noqa: E731
-    assert [k for k, _ in early_duplicates(gate, d, probe, probed)] == ["b"]
+    assert [(k, dup.check, dup.of) for k, _, dup in early_duplicates(gate, d, probe, probed)] == [("b", "exact", "j0")]
     assert [k for k, _ in gate.held()] == ["c", "d"]
     assert gate.head() is None  # a still holds the line
     d.add("j1", "How tall is Mount Everest?")  # accepted meanwhile: c now repeats it
-    assert [k for k, _ in early_duplicates(gate, d, probe, probed)] == ["c"]
+    assert [k for k, _, _ in early_duplicates(gate, d, probe, probed)] == ["c"]
 
 
 def test_in_order_holds_a_candidate_until_every_job_before_it_is_decided() -> None:
@@ -269,6 +269,11 @@ def test_fake_server_duplicates_are_re_asked_then_fail_and_none_reaches_the_outp
     assert dups and all(f["attempts"] == 3 and f["curation"]["duplicate"]["of"] for f in dups)
     stats = json.loads((tmp_path / "out" / "run.json").read_text())["stats"]
     assert stats["rejected"]["duplicate_instruction"] == 3 * len(dups)  # every ask of each was judged
+    # which check caught them: the fake server repeats a question word for word
+    by_check = {k: v for k, v in stats["counts"].items() if k.startswith("duplicate_")}
+    assert sum(by_check.values()) == stats["rejected"]["duplicate_instruction"] and by_check.get("duplicate_exact")
+    assert main(["export", str(tmp_path / "out"), "--to", str(tmp_path / "ds.jsonl")]) == 0
+    assert f"exact {by_check['duplicate_exact']}" in (tmp_path / "README.md").read_text()
     assert asked >= len(recs) + 3 * len(dups)
 
 
