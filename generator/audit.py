@@ -32,6 +32,7 @@ class AuditSummary:
     skipped: Counter[str] = field(default_factory=Counter)
     by_paradigm: dict[str, Counter[str]] = field(default_factory=dict)  # paradigm -> {records, clean, <code>...}
     leaks: Counter[str] = field(default_factory=Counter)  # by leak check
+    curation: Counter[str] = field(default_factory=Counter)  # duplicate_<check>, contaminated_<eval set>
 
     def add(self, rec: AuditRecord, result: dict[str, Any]) -> None:
         self.records += 1
@@ -50,6 +51,7 @@ class AuditSummary:
             "skipped": dict(self.skipped),
             "by_paradigm": {k: dict(v) for k, v in sorted(self.by_paradigm.items())},
             "distractor_leaks_by_check": dict(self.leaks),
+            "curation_by_check": dict(self.curation),
         }
 
 

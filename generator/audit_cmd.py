@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -13,12 +13,13 @@ from ragloom.retrieval import DEFAULT_ENCODER, Encoder, EncoderSpec, read_manife
 from ragloom.errors import ConfigError, OutputError
 
 from .audit import AUDIT_CODES, Auditor, AuditSummary
+from .audit_curation import CURATION_CODES, curate, parse_eval_set
 from .audit_input import read_input
 from .config import Quality
 from .conformance import ConformanceChecker
 from .parsing import REASONS
 
-KNOWN_CODES = (*REASONS, *AUDIT_CODES)
+KNOWN_CODES = tuple(dict.fromkeys((*REASONS, *AUDIT_CODES, *CURATION_CODES)))
 
 
 def encoder_spec(run: dict[str, Any], index: str | None, encoder: str | None) -> EncoderSpec:
@@ -40,15 +41,19 @@ def audit(
     *,
     index: str | None = None,
     encoder: str | None = None,
+    decontaminate: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], AuditSummary]:
     """Audit a run directory or dataset file: one result per record, and the summary.
-    `progress(done, total)` is called after each batch."""
+    `decontaminate`: eval sets as `NAME=PATH[:field,field]` (default: the run's
+    `curation.decontaminate`). `progress(done, total)` is called after each batch."""
+    eval_sets = [parse_eval_set(s) for s in decontaminate]
     records, run = read_input(path)
     cfg = run.get("config") or {}
     quality = Quality.model_validate(cfg.get("quality") or {})
     dist = cfg.get("distractors") or {}
-    checker = ConformanceChecker(Encoder(encoder_spec(run, index, encoder)), quality.thresholds())
+    enc = Encoder(encoder_spec(run, index, encoder))
+    checker = ConformanceChecker(enc, quality.thresholds())
     auditor = Auditor(
         checker,
         leak_similarity=quality.leak_similarity,
@@ -65,9 +70,12 @@ def audit(
         if progress:
             progress(done, len(records))
 
-    for rec, result in auditor.run(records, step):
+    checked = list(auditor.run(records, step))
+    results = [result for _, result in checked]
+    # the dataset-level checks, as `generate` curates: duplicates in the input's order, eval overlap
+    summary.curation.update(curate([rec for rec, _ in checked], results, enc, cfg, eval_sets))
+    for rec, result in checked:
         summary.add(rec, result)
-        results.append(result)
     return results, summary
 
 
@@ -99,13 +107,22 @@ def print_table(summary: AuditSummary, file: IO[str]) -> None:
         console.print(it)
     if summary.leaks:
         console.print("distractor leaks by check: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.leaks.items())))
+    if summary.curation:
+        console.print("curation by check: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.curation.items())))
     if summary.skipped:
         skipped = ", ".join(f"{k} x{v}" for k, v in sorted(summary.skipped.items()))
         console.print(f"skipped (the records lack what the check needs): {skipped}")
 
 
 def run_audit(
-    path: str, *, out: str | None, as_json: bool, fail_on: str | None, index: str | None, encoder: str | None
+    path: str,
+    *,
+    out: str | None,
+    as_json: bool,
+    fail_on: str | None,
+    index: str | None,
+    encoder: str | None,
+    decontaminate: Sequence[str] = (),
 ) -> int:
     """Exit 0 whatever the issues, 1 when a --fail-on code was found; user errors raise (exit 2)."""
     from rich.console import Console
@@ -118,6 +135,7 @@ def run_audit(
             path,
             index=index,
             encoder=encoder,
+            decontaminate=decontaminate,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results)

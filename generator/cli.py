@@ -96,6 +96,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--out", metavar="FILE", help="write one JSON line per record here (default: stdout)")
     a.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     a.add_argument("--fail-on", metavar="CODE,...", help="exit 1 when any of these issue codes is found")
+    a.add_argument(
+        "--decontaminate",
+        metavar="NAME=PATH[:FIELDS]",
+        action="append",
+        default=[],
+        help="an eval set to check for overlap (repeatable; default: the run's curation.decontaminate)",
+    )
     enc = a.add_mutually_exclusive_group()
     enc.add_argument("--index", metavar="DIR", help="use this index's encoder")
     enc.add_argument("--encoder", metavar="NAME", help="use this sentence-transformers encoder")
@@ -221,7 +228,13 @@ def _audit(args: argparse.Namespace) -> int:
     from .audit_cmd import run_audit
 
     return run_audit(
-        args.input, out=args.out, as_json=args.json, fail_on=args.fail_on, index=args.index, encoder=args.encoder
+        args.input,
+        out=args.out,
+        as_json=args.json,
+        fail_on=args.fail_on,
+        index=args.index,
+        encoder=args.encoder,
+        decontaminate=args.decontaminate,
     )
 
 

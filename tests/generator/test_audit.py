@@ -185,3 +185,34 @@ def test_many_records_need_a_few_encoder_calls_per_batch_not_one_per_record(tmp_
     assert len(results) == 600
     batches = 3
     assert enc.calls <= 2 * batches
+
+
+def test_audit_finds_repeated_instructions_in_input_order_and_eval_set_overlap(tmp_path: Path, capsys) -> None:
+    rows = _raw_records()
+    again = dict(rows[0], id="r4", instruction=rows[0]["instruction"].upper().rstrip("?") + " ?")  # same words
+    near = dict(rows[2], id="r5", instruction=rows[2]["instruction"].rstrip("?.") + " today?")  # one word more
+    src = _jsonl(tmp_path / "raw.jsonl", [*rows, again, near])
+    evals = _jsonl(
+        tmp_path / "eval.jsonl",
+        [{"question": "Who wrote the novel Moby-Dick?"}, {"question": rows[1]["instruction"]}],  # row 1 is leaked
+    )
+    out = tmp_path / "audit.jsonl"
+    args = ["audit", str(src), "--out", str(out), "--decontaminate", f"myeval={evals}", "--json"]
+    assert main(args) == 0
+    got = _lines(out)
+    assert got["r4"]["issues"] == ["duplicate_instruction"]
+    assert got["r4"]["scores"]["duplicate"]["check"] == "exact" and got["r4"]["scores"]["duplicate"]["of"] == "r0"
+    assert "duplicate_instruction" in got["r5"]["issues"] and got["r5"]["scores"]["duplicate"]["of"] == "r2"
+    assert "duplicate_instruction" not in got["r0"]["issues"]  # the first of a pair is kept
+    assert got["r1"]["issues"] == ["distractor_leak", "contaminated"]
+    (m,) = got["r1"]["scores"]["contamination"]
+    assert m["eval_set"] == "myeval" and m["eval_id"] == "1" and m["field"] == "instruction"
+    assert not any("contaminated" in got[k]["issues"] for k in ("r0", "r2", "r3", "r4", "r5"))
+    summary = json.loads(capsys.readouterr().out)
+    assert (
+        summary["curation_by_check"]["duplicate_exact"] == 1
+        and summary["curation_by_check"]["contaminated_myeval"] == 1
+    )
+    assert summary["issues"]["duplicate_instruction"] == 2
+    assert main([*args, "--fail-on", "contaminated"]) == 1
+    assert main(["audit", str(src), "--out", str(out), "--decontaminate", "no-equals-sign"]) == 2

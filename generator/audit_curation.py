@@ -1,0 +1,74 @@
+"""`ragloom audit`'s dataset-level checks, the ones `generate` runs as curation (dedup.py,
+decontam.py), on records that already exist: duplicate instructions in the input's order (each one
+names the earlier record it repeats), and overlap with eval sets (`--decontaminate`, or the run's
+`curation.decontaminate`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ragloom.retrieval import Encoder
+
+from ragloom.errors import ConfigError
+
+from .audit_input import AuditRecord
+from .curate import default_cache_dir
+from .decontam import Decontaminator, EvalSet
+from .dedup import DedupConfig, Deduper
+
+CURATION_CODES = ("duplicate_instruction", "contaminated")
+
+
+def parse_eval_set(spec: str) -> EvalSet:
+    """`NAME=PATH[:field,field]` (default field: question) -> an eval set."""
+    name, sep, rest = spec.partition("=")
+    if not sep or not name or not rest:
+        raise ConfigError(f"--decontaminate {spec!r}: write NAME=PATH or NAME=PATH:field,field")
+    path, _, fields = rest.partition(":")
+    return EvalSet(name=name, path=path, fields=[f for f in fields.split(",") if f] or ["question"])
+
+
+def curate(
+    records: Sequence[AuditRecord],
+    results: list[dict[str, Any]],
+    encoder: Encoder,
+    run_config: dict[str, Any],
+    eval_sets: Sequence[EvalSet] = (),
+) -> Counter[str]:
+    """Add `duplicate_instruction` / `contaminated` issues (with what they match) to `results`, in
+    place, and return the counts by check (`duplicate_exact`, ..., `contaminated_<eval set>`)."""
+    cur = run_config.get("curation") or {}
+    dcfg = DedupConfig.model_validate(cur.get("dedup") or {})
+    sets = list(eval_sets) or [EvalSet.model_validate(s) for s in cur.get("decontaminate") or []]
+    if not dcfg.enabled and not sets:
+        return Counter()
+    vectors = encoder.encode_queries([r.question for r in records]) if records else None
+    counts: Counter[str] = Counter()
+    deduper = Deduper(dcfg)
+    decon = None
+    if sets:
+        decon = Decontaminator.open(
+            sets,
+            Path(cur["cache_dir"]).expanduser() if cur.get("cache_dir") else default_cache_dir(),
+            ns=cur.get("decontam_ngrams") or (13, 8),
+            min_words=cur.get("decontam_min_words", 4),
+            embed=encoder.encode_queries,
+            encoder=encoder.spec.name,
+        )
+    for i, (rec, res) in enumerate(zip(records, results, strict=True)):
+        v = vectors[i] if vectors is not None else None
+        if decon is not None and (matches := decon.check(rec.question, rec.answer, v)):
+            res["issues"].append("contaminated")
+            res["scores"]["contamination"] = [m.as_dict() for m in matches]
+            counts.update(f"contaminated_{m.eval_set}" for m in matches)
+        dup = deduper.check(rec.question, v)
+        if dup is None:
+            deduper.add(rec.id, rec.question, v)
+        else:
+            res["issues"].append("duplicate_instruction")
+            res["scores"]["duplicate"] = dup.as_dict()
+            counts[f"duplicate_{dup.check}"] += 1
+    return counts
