@@ -312,3 +312,30 @@ def test_a_killed_and_resumed_run_keeps_the_same_jobs_as_an_uninterrupted_one(wi
     fb = sorted((f["job_id"], f["reason"]) for f in jsonl(out / "failed.jsonl"))
     assert any(r == "duplicate_instruction" for _, r in fa)
     assert a == b and fa == fb
+
+
+@pytest.mark.timeout(180)
+def test_a_run_ends_when_the_job_holding_the_line_is_abandoned_after_the_others_finished(
+    wiki_index: Path, tmp_path: Path
+) -> None:
+    # the first requests sent (plan order: the head of the line among them) hang past the client's
+    # timeout with no retry, so those jobs are abandoned after every later job's pair is held
+    # behind them; the record stage must still release the held pairs (it once waited forever)
+    from fake_openai import FakeServer, Faults
+    from runs import jsonl, run_config
+
+    from ragloom.cli import main
+
+    with FakeServer(Faults(first=["hang"] * 3, hang_seconds=20)) as srv:
+        cfg = run_config(
+            tmp_path,
+            wiki_index,
+            srv.base_url,
+            20,
+            backend={"concurrency": 8, "timeout": 3, "max_retries": 0},
+            curation={"dedup": {"enabled": True}},
+        )
+        assert main(["generate", "--config", str(cfg), "--quiet"]) == 3  # 3 jobs left unfinished
+    recs = jsonl(tmp_path / "out" / "examples.jsonl")
+    failed = jsonl(tmp_path / "out" / "failed.jsonl")
+    assert len(recs) + len(failed) == 17
