@@ -31,6 +31,7 @@ from ragloom.errors import ConfigError, OutputError, RagloomError
 from .backends import Backend, make_backend
 from .checkpoint import EXAMPLES, Checkpoint
 from .config import RunConfig
+from .dedup import Deduper
 from .display import Display
 from .pipeline import Pipeline
 from .plan import plan_hash, summarize
@@ -272,7 +273,15 @@ def run_ray_generate(
         interrupted = True
     finally:
         driver.stop()
-        merge_shards(out, root, len(shards))
+        across = cross_shard_duplicates(cfg, index)
+        merge_shards(out, root, len(shards), drop=across)
+        # the summary counts this session's shards: move their records merged away to the failures
+        mine = {j.id for i in todo for j in shards[i]}
+        moved = sum(job_id in mine for job_id in across.dropped)
+        if moved:
+            stats.accepted -= moved
+            stats.failed["duplicate_instruction"] += moved
+            stats.counts["duplicate_across_shards"] += moved
     display.summary(out, interrupted=interrupted)
     rundir.write_info(stats=stats.as_dict())
     if report and not interrupted:
@@ -284,6 +293,32 @@ def run_ray_generate(
     if interrupted:
         return 130
     return 3 if stats.outcome() == "unfinished" else 0
+
+
+class cross_shard_duplicates:
+    """`merge_shards`'s `drop`: each worker dedups its own shard, so the merged records are checked
+    once more, in plan order, against the questions accepted before them in other shards; a repeat
+    is moved to failed.jsonl as `duplicate_instruction` (it cannot be asked again: its worker is done)."""
+
+    def __init__(self, cfg: RunConfig, index: Index) -> None:
+        self.cfg, self.index = cfg, index
+        self.dropped: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        dd = self.cfg.curation.dedup
+        if not dd.enabled:
+            return {}
+        questions = [r["instruction"] for r in records]
+        vecs = self.index.embed_queries(questions) if dd.cosine_threshold is not None else None
+        deduper = Deduper(dd)
+        for i, r in enumerate(records):
+            v = None if vecs is None else vecs[i]
+            dup = deduper.check(r["instruction"], v)
+            if dup is None:
+                deduper.add(r["job_id"], r["instruction"], v)
+            else:
+                self.dropped[r["job_id"]] = {"duplicate": dup.as_dict(), "across_shards": True}
+        return self.dropped
 
 
 async def _preflight(backend: Backend) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,24 +52,40 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def merge_shards(out: Path, root: Path, count: int) -> int:
+def merge_shards(
+    out: Path,
+    root: Path,
+    count: int,
+    drop: Callable[[list[dict[str, Any]]], dict[str, dict[str, Any]]] | None = None,
+) -> int:
     """Write the finished shards, in shard order, to OUT/examples.jsonl and failed.jsonl; returns
-    the number of jobs. A job id in two shards is an error: the shards were not this plan's."""
+    the number of jobs. A job id in two shards is an error: the shards were not this plan's.
+    `drop(records)` (the records in shard order) names records to move to failed.jsonl as
+    `duplicate_instruction`, with their curation info: each worker dedups its own shard only, so
+    duplicates across shards are decided here, in plan order, from the shards as they are (the
+    same shards always merge the same way)."""
     seen: set[str] = set()
+    records = [json.loads(x) for i in range(count) for x in _lines(root / part_name(i) / EXAMPLES)]
+    dropped = drop(records) if drop is not None and records else {}
     for name in (EXAMPLES, FAILED):
         tmp = out / f".{name}.merge"
         try:
             with open(tmp, "wb") as dst:
                 for i in range(count):
                     src = root / part_name(i) / name
-                    if not src.exists():
-                        continue
-                    for line in src.read_bytes().splitlines(keepends=True):
+                    for line in _lines(src):
                         job_id = json.loads(line)["job_id"]
                         if job_id in seen:
                             raise OutputError(f"{src}: job {job_id} is in two shards; remove {root} and rerun")
                         seen.add(job_id)
+                        if name == EXAMPLES and job_id in dropped:
+                            continue
                         dst.write(line)
+                if name == FAILED:
+                    attempts = {r["job_id"]: (r.get("generation") or {}).get("attempts", 1) for r in records}
+                    for job_id, info in dropped.items():
+                        entry = {"job_id": job_id, "reason": "duplicate_instruction", "attempts": attempts[job_id]}
+                        dst.write((json.dumps({**entry, "curation": info}, ensure_ascii=False) + "\n").encode())
                 dst.flush()
                 os.fsync(dst.fileno())
         except BaseException:
@@ -76,6 +93,10 @@ def merge_shards(out: Path, root: Path, count: int) -> int:
             raise
         os.replace(tmp, out / name)
     return len(seen)
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True) if path.exists() else []
 
 
 def reopen_failed(root: Path, count: int) -> None:

@@ -239,3 +239,31 @@ def test_without_ray_installed_ray_flags_are_one_line_errors_with_the_install_co
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "pip install 'ragloom[ray]'" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.yaml"]
+
+
+def test_duplicates_across_shards_are_decided_at_the_merge_as_one_process_decides_them(
+    cluster: str, wiki_index: Path, tmp_path: Path
+) -> None:
+    # the fake server asks the same question for every job whose first source is the same passage,
+    # so repeats fall in different shards; a worker sees only its own shard
+    from ragloom.generator.dedup import normalize_question
+
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    dedup = {"dedup": {"enabled": True}}
+    with FakeServer() as srv:
+        local = run_config(tmp_path / "local", wiki_index, srv.base_url, 150, curation=dedup)
+        distributed = run_config(tmp_path / "ray", wiki_index, srv.base_url, 150, curation=dedup)
+        assert main(["generate", "--config", str(local), "--quiet"]) == 0
+        assert main(["generate", "--config", str(distributed), "--quiet", "--ray", "--workers", "2"]) == 0
+    a_out, b_out = tmp_path / "local" / "out", tmp_path / "ray" / "out"
+    b_recs = jsonl(b_out / "examples.jsonl")
+    questions = [normalize_question(r["instruction"]) for r in b_recs]
+    assert len(questions) == len(set(questions))
+    across = [f for f in jsonl(b_out / "failed.jsonl") if (f.get("curation") or {}).get("across_shards")]
+    assert across and all(f["reason"] == "duplicate_instruction" for f in across)
+    # plan order decides in both: the same jobs survive as in one process
+    assert {r["job_id"] for r in b_recs} == {r["job_id"] for r in jsonl(a_out / "examples.jsonl")}
+    assert len(finished_ids(b_out)) == 150
+    stats = json.loads((b_out / "run.json").read_text())["stats"]
+    assert stats["accepted"] == len(b_recs) and stats["counts"]["duplicate_across_shards"] == len(across)
