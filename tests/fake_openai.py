@@ -55,11 +55,57 @@ class Faults:
     rate_empty_content: float = 0.0  # a well-formed 200 whose message content is ""
     context_length: int | None = None  # reported by /v1/models as max_model_len
     grounded: bool = False  # answers restate document 1's first sentence (the paradigm check can pass)
+    conforming: bool = False  # pairs that relate to their documents as the prompt's paradigm asks (a good model)
     no_logprobs: bool = False  # completions come back without log-probabilities (a server that cannot score)
     seed: int = 0
 
 
-def pair_for(prompt: str, *, grounded: bool = False) -> dict[str, str]:
+_PARADIGM_TASKS = {  # a phrase of each template's task line (prompts/*.j2) -> its paradigm
+    "does NOT help answer it": "useless_doc",
+    "does NOT state the answer directly": "single_doc_support",
+    "none of them states the answer directly": "multi_doc_support",
+    "fully worked out from this one document": "single_doc_answer",
+    "combining information from at least two": "multi_doc_answer",
+}
+_GENERAL = (
+    "Careful study, patient observation and clear reasoning are what usually settle a question like this. "
+    "Reliable answers come from checking several independent references, comparing their claims and "
+    "weighing the evidence before reaching a conclusion, and from saying plainly where doubt remains."
+)
+
+
+def _documents(prompt: str) -> list[tuple[str, list[str]]]:
+    """(title, sentences) of each `[Document i] title` block of a rendered prompt."""
+    docs = re.findall(r"\[Document \d+\] ([^\n]*)\n([^\n]+)", prompt)
+    return [(t.strip(), re.split(r"(?<=[.!?])\s+(?=[A-Z0-9])", body.strip())) for t, body in docs]
+
+
+def conforming_pair(prompt: str) -> dict[str, str]:
+    """A pair whose documents state, support or do not help its answer as the paradigm asks, with
+    answers of RAG-Instruct's length (about 80 words): what a good model returns, so the quality
+    gate's cost can be measured on replies that pass it (bench/generation.py G3)."""
+    paradigm = next((p for k, p in _PARADIGM_TASKS.items() if k in prompt), "single_doc_answer")
+    docs = _documents(prompt) or [("this subject", ["It is a subject."])]
+    t = docs[0][0]
+    question = f"Explain what is known about {t} and why it matters, in a few sentences."
+    if paradigm == "useless_doc":
+        return {"question": f"How should one judge claims about {t} when sources disagree?", "answer": _GENERAL}
+    if paradigm.endswith("_answer"):  # the documents state it: their opening sentences, introduced
+        used = docs[:2] if paradigm == "multi_doc_answer" else docs[:1]
+        facts = " Also, ".join(" ".join(s[:3]) for _, s in used)  # not one run copied from a document
+        return {
+            "question": question,
+            "answer": f"Going by what the record says about it, {facts[0].lower()}{facts[1:]}",
+        }
+    # *_support: a few facts of each document, then reasoning the documents do not state
+    used = docs[:2] if paradigm == "multi_doc_support" else docs[:1]
+    hints = " ".join(" ".join(s[0].split()[:8]).rstrip(",;") + "." for _, s in used)
+    return {"question": question, "answer": f"Start from the facts: {hints} {_GENERAL}"}
+
+
+def pair_for(prompt: str, *, grounded: bool = False, conforming: bool = False) -> dict[str, str]:
+    if conforming:
+        return conforming_pair(prompt)
     titles = re.findall(r"\[Document \d+\] (.*)", prompt) or ["this subject"]
     t = titles[0].strip()
     if grounded:  # an answer stated by document 1: its first sentence, introduced in other words
@@ -259,7 +305,11 @@ class FakeServer:
         if "Reply with only one word: yes or no." in prompt:  # the knowledge-intensity filter
             creative = re.search(r"\b(poem|joke|haiku|story|rewrite)\b", prompt.split("Instruction:")[-1], re.I)
             return web.json_response(chat_completion(body, "No." if creative else "Yes"))
-        content = "this is not json {" if outcome == "bad_json" else json.dumps(pair_for(prompt, grounded=f.grounded))
+        content = (
+            "this is not json {"
+            if outcome == "bad_json"
+            else json.dumps(pair_for(prompt, grounded=f.grounded, conforming=f.conforming))
+        )
         if f.rate_empty_content and self._draw() < f.rate_empty_content:
             self.counts["empty_content"] += 1
             content = ""
@@ -303,14 +353,16 @@ def _main() -> None:
     ):
         ap.add_argument(f"--{name}", type=float)
     ap.add_argument("--grounded", type=int, choices=[0, 1], help="1: answers restate document 1's first sentence")
+    ap.add_argument("--conforming", type=int, choices=[0, 1], help="1: pairs that pass the paradigm check")
     ap.add_argument("--max-in-flight", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file", help="write the port here once serving")
     a = ap.parse_args()
     kw = {k: v for k, v in vars(a).items() if v is not None and k not in ("port", "port_file")}
-    if "grounded" in kw:
-        kw["grounded"] = bool(kw["grounded"])
+    for flag in ("grounded", "conforming"):
+        if flag in kw:
+            kw[flag] = bool(kw[flag])
     with FakeServer(Faults(**kw), port=a.port) as srv:
         if a.port_file:
             Path(a.port_file).write_text(str(srv.port))

@@ -59,7 +59,11 @@ def test_quickstart_accounts_for_every_job_as_accepted_or_failed(quickstart_run)
     assert len(job_ids) == COUNT and len(set(job_ids)) == COUNT, (job_ids, done.stdout[-2000:])
     assert all(r["reason"] for r in failed)
     # the run's own summary agrees with the files
-    summary = re.search(r"done: (\d+)/(\d+) jobs finished.*?accepted (\d+) \| failed (\d+)", done.stdout + done.stderr)
+    # "done" when every job was accepted, "finished with failures" when some were not (the usual case here)
+    head = r"(?:done|finished with failures)"
+    summary = re.search(
+        head + r": (\d+)/(\d+) jobs finished.*?accepted (\d+) \| failed (\d+)", done.stdout + done.stderr
+    )
     assert summary is not None, done.stdout[-2000:]
     assert [int(g) for g in summary.groups()] == [COUNT, COUNT, len(accepted), len(failed)]
 
