@@ -202,19 +202,25 @@ def raw_retrieval_seconds(index_dir: Path, queries_sources: list[str], queries_q
 
 def raw_check_encode_seconds(records: list[dict]) -> float:
     """Raw sentence-transformers encode of what the paradigm check must embed at the least: each
-    accepted answer's sentences and each distinct source's sentences (one pass, batches of 256)."""
-    from ragloom.generator.spans import split_sentences
+    accepted answer's sentences and, once each, the sentences of its sources that share a content
+    word with it (one pass, batches of 256 texts, the encoder's fastest CPU batch size of 32)."""
+    from ragloom.generator.spans import content_words, split_sentences
     from ragloom.retrieval.encoder import resolve_encoder
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(resolve_encoder("sentence-transformers/all-MiniLM-L6-v2")[1], device="cpu")
-    sources = {d["id"]: d["text"] for r in records for d in r["documents"] if d["role"] == "source"}
     texts = [s for r in records for s in split_sentences(r["answer"])]
-    texts += list(dict.fromkeys(s for t in sources.values() for s in split_sentences(t)))
-    model.encode(texts[:64], batch_size=64)  # warm-up
+    gated: dict[str, None] = {}
+    for r in records:
+        words = content_words(r["answer"])
+        for d in r["documents"]:
+            if d["role"] == "source":
+                gated.update(dict.fromkeys(s for s in split_sentences(d["text"]) if content_words(s) & words))
+    texts += list(gated)
+    model.encode(texts[:64], batch_size=32)  # warm-up
     t = time.perf_counter()
     for i in range(0, len(texts), 256):
-        model.encode(texts[i : i + 256], batch_size=64, normalize_embeddings=True)
+        model.encode(texts[i : i + 256], batch_size=32, normalize_embeddings=True)
     return time.perf_counter() - t
 
 

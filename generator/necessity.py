@@ -72,9 +72,12 @@ def _mean(r: ScoreResult) -> float:
 
 def judge(paradigm: str, results: Sequence[ScoreResult], cfg: NecessityConfig) -> Verdict:
     """The verdict from the scores of `requests_for`'s requests, in that order."""
-    bad = next((r for r in results if r.error or r.failure), None)
-    if bad is not None:  # not scored: the record is kept and counted as unscored, never failed for it
-        return Verdict(None, {"error": bad.error or bad.failure})
+    down = next((r for r in results if r.error), None)
+    if down is not None:  # the scorer could not be reached: not this record's doing (the job stays unfinished)
+        return Verdict(None, {"error": down.error, "transport": True})
+    bad = next((r for r in results if r.failure), None)
+    if bad is not None:  # this record cannot be scored: it is kept and counted as unscored, never failed for it
+        return Verdict(None, {"error": bad.failure})
     with_docs, closed = _mean(results[0]), _mean(results[1])
     gain = with_docs - closed
     scores: dict[str, Any] = {

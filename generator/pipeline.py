@@ -123,6 +123,7 @@ class Pipeline:
         self.curator = Curator(self.cfg, self.index, self.checkpoint.examples, order)
         if self.cfg.quality.necessity and self.scorer is None:
             self.scorer, self._own_scorer = await necessity.open_scorer(self.cfg.quality, self.backend)
+        self.score_breaker = Breaker(self.scorer, "scoring requests in a row failed") if self.scorer else None
         t0 = time.perf_counter()
         try:
             await self._run(jobs)
@@ -135,7 +136,7 @@ class Pipeline:
         ready: asyncio.Queue[Any] = _Ready()
         accepted: asyncio.Queue[Any] = asyncio.Queue(maxsize=4 * self.backend.parallelism * self.backend.batch_size)
         prefetch = asyncio.Semaphore(2 * self.backend.parallelism * self.backend.batch_size + 64)
-        self._remaining = len(jobs)
+        self._remaining, self._nudged = len(jobs), False
         if not jobs:
             return
         self._ready, self._accepted = ready, accepted
@@ -256,6 +257,18 @@ class Pipeline:
             if item.job.paradigm not in necessity.CHECKED:
                 kept.append(item)
                 continue
+            if verdict.scores.get("transport"):
+                # the scorer's server failed, as a chat request can: the job stays unfinished (resumed
+                # later, never written unscored) and the breaker stops the run if the server is down
+                err = str(verdict.scores["error"])
+                self.stats.backend_errors[err] += 1
+                assert self.score_breaker is not None
+                self.score_breaker.failed(err)
+                self._decided_elsewhere(item.job.id)
+                self._job_done()
+                continue
+            if self.score_breaker is not None:
+                self.score_breaker.ok()
             item.quality = {**(item.quality or {}), "necessity": verdict.scores}
             if "error" in verdict.scores:
                 self.stats.counts["necessity_unscored"] += 1
@@ -280,9 +293,12 @@ class Pipeline:
 
     def _decided_elsewhere(self, job_id: str) -> None:
         self.curator.gate.done(job_id)
-        if len(self.curator.gate):  # pairs wait behind it: have the record stage look again
+        # pairs wait behind it: have the record stage look again. One nudge queued at a time: a queue
+        # of nudges could fill the bounded queue and leave no room for the final _DONE
+        if len(self.curator.gate) and not self._nudged:
             try:
                 self._accepted.put_nowait(_NUDGE)
+                self._nudged = True
             except asyncio.QueueFull:
                 pass  # the record stage has work queued and will look when it takes it
 
@@ -308,6 +324,8 @@ class Pipeline:
                 batch.append(accepted.get_nowait())
             items = [b for b in batch if b is not _DONE and b is not _NUDGE]
             nudged = any(b is _NUDGE for b in batch)
+            if nudged:
+                self._nudged = False  # taken: the next decision elsewhere may nudge again
             if items and self.gate is not None:
                 checked = await self.gate.check(items)
                 for item, v in zip(items, checked, strict=True):

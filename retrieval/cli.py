@@ -56,7 +56,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--query-prefix", default="", help="prepended to queries (e.g. 'query: ' for e5)")
     b.add_argument("--passage-prefix", default="", help="prepended to passages (e.g. 'passage: ' for e5)")
     b.add_argument("--no-normalize", action="store_true", help="keep raw embedding norms")
-    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--batch-size", type=int, default=None, help="encode batch size (default: 32 on CPU, 128 on GPU)")
     b.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     b.add_argument(
         "--encoder-backend",

@@ -57,6 +57,7 @@ class Faults:
     grounded: bool = False  # answers restate document 1's first sentence (the paradigm check can pass)
     conforming: bool = False  # pairs that relate to their documents as the prompt's paradigm asks (a good model)
     no_logprobs: bool = False  # completions come back without log-probabilities (a server that cannot score)
+    down_after: int | None = None  # every request after the first N answers 500 (a server that dies mid-run)
     seed: int = 0
 
 
@@ -167,6 +168,7 @@ class FakeServer:
         self.requests: list[dict] = []
         self.headers_seen: list[dict[str, str]] = []
         self.in_flight = 0
+        self.served = 0  # requests that reached the fault draw
         self.peak_in_flight = 0
         self._port = port
         self._loop = asyncio.new_event_loop()
@@ -208,6 +210,9 @@ class FakeServer:
     def _outcome(self) -> str:
         f = self.faults
         with self.lock:
+            self.served += 1
+            if f.down_after is not None and self.served > f.down_after:
+                return "500"
             if f.first:
                 return f.first.pop(0)
             r = self.rng.random()

@@ -129,7 +129,13 @@ class VLLMBackend:
     def _score_sync(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         params = self._SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         prompts = [r.prefix + r.target for r in requests]
-        outputs = self._llm.generate(prompts, params, use_tqdm=False)
+        try:
+            outputs = self._llm.generate(prompts, params, use_tqdm=False)
+        except ValueError:
+            # as in chat: one prompt vLLM refuses (longer than max_model_len) fails alone, not the batch
+            if len(requests) == 1:
+                return [ScoreResult(failure="request_rejected")]
+            return [r for req in requests for r in self._score_sync([req])]
         return [self._read_score(req, out) for req, out in zip(requests, outputs, strict=True)]
 
     def _read_score(self, req: ScoreRequest, out: Any) -> ScoreResult:

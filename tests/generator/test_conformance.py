@@ -114,3 +114,13 @@ def test_scores_are_stored_per_source_so_records_can_be_rethresholded(encoder: C
         assert len(res["scores"][key]) == len(rec["sources"])
     assert set(res["scores"]["union"]) == {"attr", "peak", "words", "spans"}
     json.dumps(res)  # stored in the record as is
+
+
+def test_a_full_sentence_cache_still_gives_the_verdicts_of_an_empty_one(encoder: CountingEncoder) -> None:
+    # a cache that overflows mid-run is cleared; a batch mixing sentences cached before the clear with
+    # new ones must still be checked (it raised KeyError once the cache had filled)
+    recs = _fixture()
+    small = ConformanceChecker(encoder, cache_size=30)
+    small.check(_inputs(recs[:3]))  # fills part of it
+    tight = small.check(_inputs(recs[:12]))  # cached sentences plus enough new ones to overflow
+    assert [r["found"] for r in tight] == [r["found"] for r in ConformanceChecker(encoder).check(_inputs(recs[:12]))]

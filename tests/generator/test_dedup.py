@@ -339,3 +339,30 @@ def test_a_run_ends_when_the_job_holding_the_line_is_abandoned_after_the_others_
     recs = jsonl(tmp_path / "out" / "examples.jsonl")
     failed = jsonl(tmp_path / "out" / "failed.jsonl")
     assert len(recs) + len(failed) == 17
+
+
+def test_many_jobs_decided_elsewhere_while_pairs_wait_leave_room_for_the_end_of_the_run() -> None:
+    # while the record stage is busy (a slow paradigm check), every job failed elsewhere nudged it
+    # with one more queue item; enough of them filled the bounded queue and the last job's _DONE
+    # raised QueueFull, ending the run in a traceback. At most one nudge waits at a time.
+    import asyncio
+    import types
+
+    from ragloom.generator.dedup import InOrder
+    from ragloom.generator.pipeline import _DONE, _NUDGE, Pipeline
+
+    async def scenario() -> list[object]:
+        p = Pipeline.__new__(Pipeline)
+        p._accepted, p._ready = asyncio.Queue(maxsize=4), asyncio.Queue()
+        p._remaining, p._nudged, p.on_progress = 12, False, lambda: None
+        gate: InOrder[str] = InOrder([f"j{i}" for i in range(12)])
+        gate.put("j11", "held behind the others")
+        p.curator = types.SimpleNamespace(gate=gate)
+        for i in range(11):  # eleven jobs fail elsewhere; nobody takes from the queue meanwhile
+            p._decided_elsewhere(f"j{i}")
+            p._job_done()
+        p._job_done()  # the held job's record is written: the run is over
+        return [p._accepted.get_nowait() for _ in range(p._accepted.qsize())]
+
+    queued = asyncio.run(scenario())
+    assert queued == [_NUDGE, _DONE]  # one nudge, then the end of the run

@@ -69,3 +69,24 @@ def test_a_scorer_without_log_probabilities_stops_the_run_before_anything_is_wri
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "quality.necessity" in err[0] and "necessity_backend" in err[0], err
     assert not (tmp_path / "out" / "run.json").exists() and not asked_chat
+
+
+def test_a_scorer_that_goes_down_mid_run_leaves_its_jobs_unfinished_not_written_unscored(
+    wiki_index: Path, tmp_path: Path, capsys
+) -> None:
+    # the scorer answers its start-up probe, then every request fails: a record it could not score
+    # for that reason was once written as "unscored" (and a rerun would judge it differently); the
+    # jobs stay unfinished for a resume instead, and the run says the server is the problem
+    with FakeServer(Faults(grounded=True)) as srv, FakeServer(Faults(down_after=1)) as scorer:
+        scoring = {"type": "openai", "base_url": scorer.base_url, "model": "fake", "api_key_env": None}
+        scoring |= {"max_retries": 0, "concurrency": 4}
+        cfg = _cfg(tmp_path, wiki_index, srv.base_url, 6, necessity_backend=scoring)
+        code = main(["generate", "--config", str(cfg), "--quiet"])
+    out = tmp_path / "out"
+    assert code == 3, capsys.readouterr()  # unfinished: rerun to resume
+    failed = jsonl(out / "failed.jsonl")  # only what the generation itself rejected (e.g. not_multiple_choice)
+    assert jsonl(out / "examples.jsonl") == [] and len(failed) < 6
+    assert not {f["reason"] for f in failed} & {"answerable_closed_book", "source_unused"}
+    stats = json.loads((out / "run.json").read_text())["stats"]
+    assert "necessity_unscored" not in stats["counts"]
+    assert sum(stats["backend_errors"].values()) == 6 - len(failed)

@@ -102,6 +102,9 @@ class StandInLLM:
     ) -> list[RequestOutput]:
         assert isinstance(sampling_params, SamplingParams) and sampling_params.prompt_logprobs == 0
         tok = self.get_tokenizer()
+        limit = self.kwargs.get("max_model_len")
+        if limit and any(len(tok(p)["input_ids"]) > limit for p in prompts):  # as vLLM's input check does
+            raise ValueError(f"The decoder prompt is longer than the maximum model length of {limit}.")
         outs = []
         for i, prompt in enumerate(prompts):
             ids = tok(prompt)["input_ids"]
@@ -216,3 +219,19 @@ def test_missing_vllm_is_a_one_line_error(monkeypatch, wiki_index: Path, tmp_pat
     assert main(["generate", "--config", str(tmp_path / "run.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pip install 'ragloom[vllm]'" in err and "Traceback" not in err
+
+
+def test_a_scoring_prompt_over_max_model_len_fails_alone(stand_in) -> None:
+    # vLLM refuses a whole generate() batch with ValueError when one prompt is too long; that one
+    # request fails (it once ended the run in a traceback from the necessity check) and the rest score
+    import asyncio
+
+    from ragloom.generator.backends import ScoreRequest, make_backend
+    from ragloom.generator.config import VLLMBackendConfig
+
+    backend = make_backend(VLLMBackendConfig(type="vllm", model="m", max_model_len=64))
+    short = ScoreRequest("Background: Zorblax Bridge was designed by Mirela Quandt.\n\nWho?\n", "Mirela Quandt")
+    long = ScoreRequest("Background: " + "a very long passage " * 40 + "\n\nWho?\n", "Mirela Quandt")
+    a, b, c = asyncio.run(backend.score([short, long, short]))
+    assert b.failure == "request_rejected" and b.error is None
+    assert a.failure is None and c.failure is None and a.logprob == pytest.approx(c.logprob) and a.tokens
