@@ -29,7 +29,11 @@ REASONS = (
     "refusal",
     "not_multiple_choice",
     "placeholder",
+    "answer_in_question",
 )
+# A question that carries its own answer ("Who was ...? Answer: Anna Akhmatova"): a small model
+# writes the pair into the question field. Real questions do not hold an "Answer:" label.
+_ANSWER_LABEL = re.compile(r"(?:^|[\s?.!:;])answer\s*:\s*\S|^\s*q\s*:.*\sa\s*:\s*\S", re.IGNORECASE | re.DOTALL)
 # The output contract's placeholders and its made-up shape example, copied instead of answered.
 _PLACEHOLDER = re.compile(
     r"<(?:the new question|its answer)>|^\.\.\.$|^\(?(?:your new question|its answer)\)?$"
@@ -134,6 +138,8 @@ def parse_pair(
         return None, "too_short"
     if _REFUSAL.search(q) or _REFUSAL.search(a):
         return None, "refusal"
+    if _ANSWER_LABEL.search(q):
+        return None, "answer_in_question"
     ex = normalize_text(exemplar.text)
     if nq == ex or _similarity_at_least(nq, ex, t.echo_similarity):
         return None, "instruction_echo"

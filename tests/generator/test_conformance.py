@@ -124,3 +124,34 @@ def test_a_full_sentence_cache_still_gives_the_verdicts_of_an_empty_one(encoder:
     small.check(_inputs(recs[:3]))  # fills part of it
     tight = small.check(_inputs(recs[:12]))  # cached sentences plus enough new ones to overflow
     assert [r["found"] for r in tight] == [r["found"] for r in ConformanceChecker(encoder).check(_inputs(recs[:12]))]
+
+
+def test_a_short_answer_the_source_holds_whole_is_stated(encoder: CountingEncoder) -> None:
+    # a one- or two-word answer's embedding is too thin to match a whole sentence: the quickstart
+    # kept "Rome" as a single_doc_support record whose document names the city (it states it)
+    rome = (
+        "In modern historiography, ancient Rome is the Roman civilisation from the founding of the Italian "
+        "city of Rome in the 8th century BC to the collapse of the Western Roman Empire in the 5th century AD."
+    )
+    eiffel = "The Eiffel Tower is named after the engineer Gustave Eiffel, whose company built it from 1887 to 1889."
+    q_rome = "What is the most ancient city that was once the capital of the Roman Empire?"
+    support, answer, elsewhere = ConformanceChecker(encoder).check(
+        [
+            CheckInput(q_rome, "Rome", [Source("Ancient Rome", rome)], "single_doc_support"),
+            CheckInput(
+                "Whose company built the Paris tower?",
+                "Gustave Eiffel",
+                [Source("Eiffel Tower", eiffel)],
+                "single_doc_answer",
+            ),
+            CheckInput(
+                "Whose company built the Paris tower?",
+                "Gustave Eiffel",
+                [Source("Ancient Rome", rome)],
+                "single_doc_answer",
+            ),
+        ]
+    )
+    assert support["found"] == "states" and support["ok"] is False
+    assert answer["found"] == "states" and answer["ok"] is True
+    assert elsewhere["found"] == "no_help" and elsewhere["ok"] is False

@@ -96,6 +96,12 @@ def _pair(q: str, a: str) -> str:
         ),
         (_pair("Who gave the Paris tower its name and when was it built?", DOC), "answer_is_document"),
         (_pair("Who designed the famous iron tower in Paris?", "I'm sorry, but I cannot answer that."), "refusal"),
+        # the 270M quickstart model wrote this pair (the answer, and a wrong one, inside the question)
+        (
+            _pair("Who was the first woman to win a Nobel Prize? Answer: Anna Akhmatova", "Anna Akhmatova"),
+            "answer_in_question",
+        ),
+        (_pair("Q: Who designed the iron tower in Paris? A: Gustave Eiffel", "Gustave Eiffel"), "answer_in_question"),
     ],
 )
 def test_rejections_carry_a_reason_code(reply: str, reason: str) -> None:
@@ -111,6 +117,18 @@ def test_good_pair_in_prose_and_code_fence_is_accepted() -> None:
     reply = 'Sure!\n```json\n{"question": "Which engineer lent his name to the Paris landmark finished in 1889?", "answer": "Gustave Eiffel."}\n```'
     pair, why = parse_pair(reply, sources=[Passage("p", "Eiffel Tower", DOC)], exemplar=EX)
     assert why is None and pair is not None and pair.answer == "Gustave Eiffel."
+
+
+def test_questions_that_mention_answers_without_giving_one_are_accepted() -> None:
+    from ragloom.retrieval import Passage
+
+    src = [Passage("p", "Eiffel Tower", DOC)]
+    for q in (
+        "Why is there no single answer to who designed the Paris tower?",
+        "Answer briefly: which engineer's company built the Paris tower between 1887 and 1889?",
+        "Plan A: visit the tower at dawn. Is that a good idea for avoiding crowds?",
+    ):
+        assert parse_pair(_pair(q, "Gustave Eiffel's company built it."), sources=src, exemplar=EX)[1] is None, q
 
 
 def test_multiple_choice_pairs_need_options_and_a_letter() -> None:
