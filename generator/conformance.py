@@ -125,8 +125,9 @@ class ConformanceChecker:
 
     def source_scores(
         self, question: str, answer_sents: list[str], source_sents: list[str], source_text: str, vecs: dict
-    ) -> dict[str, float | None]:
-        """attr, peak, words, spans of one source against one answer."""
+    ) -> dict[str, Any]:
+        """attr, peak, words, spans of one source against one answer (and, for a short answer, whether
+        a sentence of the source holds it where the question's subject is: `in_context`)."""
         if source_sents:
             a = np.stack([vecs[s] for s in answer_sents])
             best = (a @ np.stack([vecs[s] for s in source_sents]).T).max(axis=1)
@@ -137,13 +138,23 @@ class ConformanceChecker:
         spans = key_spans(question, " ".join(answer_sents), short_answer_words=self.t.short_answer_words)
         covered = sum(span_in(s, source_text) for s in spans) / len(spans) if spans else None
         short = len(" ".join(answer_sents).split()) <= self.t.short_answer_words
-        return {"attr": float(best.mean()), "peak": float(best.max()), "words": words, "spans": covered, "short": short}
+        sc: dict[str, Any] = {"attr": float(best.mean()), "peak": float(best.max()), "words": words, "spans": covered}
+        if short and spans:
+            asked = content_words(question)
+            sc["short"] = True
+            sc["in_context"] = any(
+                all(span_in(p, s) for p in spans) and len(content_words(s) & asked) >= 2
+                for s in split_sentences(source_text)
+            )
+        return sc
 
     def states(self, sc: dict[str, float | None]) -> bool:
         if sc.get("short") and sc["spans"] is not None:
-            # a short answer ("Rome", "Gustave Eiffel") is stated by a source that holds all of it: its
-            # embedding is too thin to compare with whole sentences, so attribution does not decide
-            return bool(sc["spans"] >= 1.0 and sc["words"] >= self.t.state_words)  # type: ignore[operator]
+            # a short answer ("Rome", "Gustave Eiffel") is stated by a source with a sentence that holds
+            # all of it and speaks of what the question asks (two of its content words): its embedding is
+            # too thin to compare with whole sentences, and a bare word match ("red" in a passage on
+            # auroras for "Which color is the sky?") is not a statement
+            return bool(sc["in_context"] and sc["words"] >= self.t.state_words)  # type: ignore[operator]
         spans_ok = sc["spans"] is None or sc["spans"] >= 0.5
         return bool(sc["words"] >= self.t.state_words and sc["attr"] >= self.t.state_attr and spans_ok)  # type: ignore[operator]
 
@@ -174,6 +185,10 @@ class ConformanceChecker:
             for k in ("attr", "peak", "words", "spans")
         }
         if union is not None:
-            scores["union"] = {k: None if v is None else round(float(v), 3) for k, v in union.items() if k != "short"}
+            scores["union"] = {
+                k: None if v is None else round(float(v), 3)
+                for k, v in union.items()
+                if k not in ("short", "in_context")
+            }
         scores["contributing"] = contributing
         return {"found": found, "ok": verdict(it.paradigm, found, any_states, contributing), "scores": scores}

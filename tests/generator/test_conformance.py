@@ -152,6 +152,14 @@ def test_a_short_answer_the_source_holds_whole_is_stated(encoder: CountingEncode
             ),
         ]
     )
+    aurora = (
+        "An aurora is a natural light display in Earth's upper atmosphere. These collisions excite oxygen "
+        "and nitrogen, which then emit light of different colours such as green, red, and purple."
+    )
+    (sky,) = ConformanceChecker(encoder).check(
+        [CheckInput("Which color is the sky blue?", "Red", [Source("Aurora", aurora)], "single_doc_answer")]
+    )
+    assert sky["found"] != "states" and sky["ok"] is False  # the quickstart kept it: "red" is only a word match
     assert support["found"] == "states" and support["ok"] is False
     assert answer["found"] == "states" and answer["ok"] is True
     assert elsewhere["found"] == "no_help" and elsewhere["ok"] is False
