@@ -182,14 +182,20 @@ def build_wiki_index(tmp: Path, n: int) -> Path:
     return tmp / "idx"
 
 
+def raw_encoder():
+    """Plain sentence-transformers all-MiniLM-L6-v2 on the CPU, the raw engine ragloom is measured against."""
+    from ragloom.retrieval.encoder import resolve_encoder
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(resolve_encoder("sentence-transformers/all-MiniLM-L6-v2")[1], device="cpu")
+
+
 def raw_retrieval_seconds(index_dir: Path, queries_sources: list[str], queries_q: list[str]) -> float:
     """Raw sentence-transformers encode + raw faiss search: the same queries ragloom searched
     (exemplars for source documents at k=10, accepted questions for distractors at k=250)."""
     import faiss
-    from ragloom.retrieval.encoder import resolve_encoder
-    from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(resolve_encoder("sentence-transformers/all-MiniLM-L6-v2")[1], device="cpu")
+    model = raw_encoder()
     index = faiss.read_index(str(index_dir / "index.faiss"))
     model.encode(queries_sources[:64], batch_size=64)  # warm-up
     t = time.perf_counter()
@@ -204,18 +210,16 @@ def raw_check_encode_seconds(records: list[dict]) -> float:
     """Raw sentence-transformers encode of what the paradigm check must embed at the least: each
     accepted answer's sentences and, once each, the sentences of its sources that share a content
     word with it (one pass, batches of 256 texts, the encoder's fastest CPU batch size of 32)."""
-    from ragloom.generator.spans import content_words, split_sentences
-    from ragloom.retrieval.encoder import resolve_encoder
-    from sentence_transformers import SentenceTransformer
+    from ragloom.generator.conformance import gated_sentences
+    from ragloom.generator.spans import split_sentences
 
-    model = SentenceTransformer(resolve_encoder("sentence-transformers/all-MiniLM-L6-v2")[1], device="cpu")
+    model = raw_encoder()
     texts = [s for r in records for s in split_sentences(r["answer"])]
     gated: dict[str, None] = {}
     for r in records:
-        words = content_words(r["answer"])
         for d in r["documents"]:
             if d["role"] == "source":
-                gated.update(dict.fromkeys(s for s in split_sentences(d["text"]) if content_words(s) & words))
+                gated.update(dict.fromkeys(gated_sentences(r["answer"], d["text"], 1)))
     texts += list(gated)
     model.encode(texts[:64], batch_size=32)  # warm-up
     t = time.perf_counter()

@@ -204,11 +204,7 @@ class Pipeline:
         for r in res.retry_reasons:
             st.retried[r] += 1
         if res.error:
-            st.backend_errors[res.error] += 1
-            self.breaker.failed(res.error)
-            # Transport failures are not the job's fault: it stays unfinished and is retried on resume.
-            self._decided_elsewhere(job.id)
-            self._job_done()
+            self._unfinished(job, res.error, self.breaker)
             return
         if res.failure:
             # the server refused this request (not every request): the job fails, the run goes on
@@ -257,15 +253,9 @@ class Pipeline:
             if item.job.paradigm not in necessity.CHECKED:
                 kept.append(item)
                 continue
-            if verdict.scores.get("transport"):
-                # the scorer's server failed, as a chat request can: the job stays unfinished (resumed
-                # later, never written unscored) and the breaker stops the run if the server is down
-                err = str(verdict.scores["error"])
-                self.stats.backend_errors[err] += 1
+            if verdict.scores.get("transport"):  # the scorer's server failed: never written unscored
                 assert self.score_breaker is not None
-                self.score_breaker.failed(err)
-                self._decided_elsewhere(item.job.id)
-                self._job_done()
+                self._unfinished(item.job, str(verdict.scores["error"]), self.score_breaker)
                 continue
             if self.score_breaker is not None:
                 self.score_breaker.ok()
@@ -290,6 +280,14 @@ class Pipeline:
             self._ready.put_nowait(dataclasses.replace(job, attempt=job.attempt + 1))
         else:
             self._fail(job, reason)
+
+    def _unfinished(self, job: Job, error: str, breaker: Breaker) -> None:
+        """A transport failure (of the LLM or of the scorer) is not the job's fault: it stays
+        unfinished and is retried on resume; `breaker` stops the run when the server is down."""
+        self.stats.backend_errors[error] += 1
+        breaker.failed(error)
+        self._decided_elsewhere(job.id)
+        self._job_done()
 
     def _decided_elsewhere(self, job_id: str) -> None:
         self.curator.gate.done(job_id)

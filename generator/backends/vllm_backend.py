@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ragloom.errors import BackendError, MissingDependencyError
 
 from ..config import VLLMBackendConfig
 from ..scoring import AlignmentError, target_tokens
 from .base import ChatRequest, ChatResult, ScoreRequest, ScoreResult
+
+T = TypeVar("T")
 
 
 def _import_vllm() -> Any:
@@ -97,20 +99,16 @@ class VLLMBackend:
         return await asyncio.to_thread(self._chat_sync, list(requests))
 
     def _chat_sync(self, requests: list[ChatRequest]) -> list[ChatResult]:
-        params = [self.sampling_params(r) for r in requests]
-        try:
-            outputs = self._llm.chat([r.messages for r in requests], sampling_params=params, use_tqdm=False)
-        except ValueError:
-            # one bad request (e.g. a prompt longer than max_model_len) fails the whole batch: isolate it
-            if len(requests) == 1:
-                return [
-                    ChatResult(
-                        failure="request_rejected", detail="vLLM refused the request (e.g. longer than max_model_len)"
-                    )
-                ]
-            return [r for req in requests for r in self._chat_sync([req])]
+        def chat(reqs: list[ChatRequest]) -> list[Any]:
+            params = [self.sampling_params(r) for r in reqs]
+            return self._llm.chat([r.messages for r in reqs], sampling_params=params, use_tqdm=False)
+
         results = []
-        for out in outputs:
+        for out in _isolated(chat, requests):
+            if out is None:
+                detail = "vLLM refused the request (e.g. longer than max_model_len)"
+                results.append(ChatResult(failure="request_rejected", detail=detail))
+                continue
             comp = out.outputs[0] if out.outputs else None
             res = ChatResult(
                 text=comp.text if comp else "",
@@ -128,15 +126,13 @@ class VLLMBackend:
 
     def _score_sync(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         params = self._SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        prompts = [r.prefix + r.target for r in requests]
-        try:
-            outputs = self._llm.generate(prompts, params, use_tqdm=False)
-        except ValueError:
-            # as in chat: one prompt vLLM refuses (longer than max_model_len) fails alone, not the batch
-            if len(requests) == 1:
-                return [ScoreResult(failure="request_rejected")]
-            return [r for req in requests for r in self._score_sync([req])]
-        return [self._read_score(req, out) for req, out in zip(requests, outputs, strict=True)]
+        outputs = _isolated(
+            lambda reqs: self._llm.generate([r.prefix + r.target for r in reqs], params, use_tqdm=False), requests
+        )
+        return [
+            ScoreResult(failure="request_rejected") if out is None else self._read_score(req, out)
+            for req, out in zip(requests, outputs, strict=True)
+        ]
 
     def _read_score(self, req: ScoreRequest, out: Any) -> ScoreResult:
         res = ScoreResult()
@@ -178,3 +174,15 @@ class VLLMBackend:
             pass
         starts = [len(tok.decode(ids[:i], skip_special_tokens=True)) for i in range(len(ids) + 1)]
         return [full[a:b] for a, b in itertools.pairwise(starts)], starts[:-1]
+
+
+def _isolated(call: Callable[[list[T]], Sequence[Any]], items: list[T]) -> list[Any]:
+    """`call(items)`'s outputs in order. vLLM refuses a whole batch with ValueError when one request
+    is bad (a prompt longer than max_model_len): the batch is then split until the bad one stands
+    alone, and its place holds None, so it fails by itself and the others are answered."""
+    try:
+        return list(call(items))
+    except ValueError:
+        if len(items) == 1:
+            return [None]
+        return [out for it in items for out in _isolated(call, [it])]

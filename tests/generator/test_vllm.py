@@ -74,6 +74,9 @@ class StandInLLM:
     ) -> list[RequestOutput]:
         assert isinstance(messages, list) and all(isinstance(m, list) for m in messages)
         assert isinstance(sampling_params, list) and len(sampling_params) == len(messages)
+        limit = self.kwargs.get("max_model_len")
+        if limit and any(len(self.get_tokenizer()(c[-1]["content"])["input_ids"]) > limit for c in messages):
+            raise ValueError(f"The decoder prompt is longer than the maximum model length of {limit}.")
         self.chat_calls.append((messages, sampling_params))
         outs = []
         for i, conv in enumerate(messages):
@@ -235,3 +238,17 @@ def test_a_scoring_prompt_over_max_model_len_fails_alone(stand_in) -> None:
     a, b, c = asyncio.run(backend.score([short, long, short]))
     assert b.failure == "request_rejected" and b.error is None
     assert a.failure is None and c.failure is None and a.logprob == pytest.approx(c.logprob) and a.tokens
+
+
+def test_a_chat_prompt_over_max_model_len_fails_alone(stand_in) -> None:
+    import asyncio
+
+    from ragloom.generator.backends import ChatRequest, make_backend
+    from ragloom.generator.config import VLLMBackendConfig
+
+    backend = make_backend(VLLMBackendConfig(type="vllm", model="m", max_model_len=64))
+    short = ChatRequest([{"role": "user", "content": "[Document 1] Eiffel Tower\nA tower in Paris."}])
+    long = ChatRequest([{"role": "user", "content": "a very long prompt " * 40}])
+    a, b, c = asyncio.run(backend.chat([short, long, short]))
+    assert b.failure == "request_rejected" and b.error is None and "max_model_len" in b.detail
+    assert a.failure is None and c.failure is None and a.text == c.text and json.loads(a.text)["question"]
