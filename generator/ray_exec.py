@@ -28,6 +28,7 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError, OutputError, RagloomError
 
+from . import necessity
 from .backends import Backend, make_backend
 from .checkpoint import EXAMPLES, Checkpoint
 from .config import RunConfig
@@ -56,26 +57,32 @@ async def run_into(
     index: Index,
     backend: Backend,
     templates: Templates,
+    scorer: Backend | None = None,
 ) -> bool:
-    """Run `jobs` into the checkpoint in `directory`, resuming what it holds, counting in `stats`.
-    Returns whether every job is now on disk (accepted or failed)."""
+    """Run `jobs` into the checkpoint in `directory`, resuming what it holds, counting in `stats`
+    (`scorer`: the necessity scorer, already checked). Returns whether every job is now on disk
+    (accepted or failed)."""
     checkpoint = Checkpoint(directory)
     todo = [j for j in jobs if j.id not in checkpoint.done]
     stats.planned, stats.skipped_done = len(jobs), len(jobs) - len(todo)
     try:
-        await Pipeline(cfg, index, backend, templates, checkpoint, stats).run(todo)
+        await Pipeline(cfg, index, backend, templates, checkpoint, stats, scorer=scorer).run(todo)
     finally:
         checkpoint.close()
     return all(j.id in checkpoint.done for j in jobs)
 
 
 class ShardWorker:
-    """A Ray actor (async: `progress` answers while a shard runs). Loads everything once."""
+    """A Ray actor (async: `progress` answers while a shard runs). Loads everything once, the
+    necessity scorer included: an in-process llama_cpp scorer holds a model and its logits (about
+    2 GB), so one per shard would multiply that by the shards in flight."""
 
     def __init__(self, config: dict[str, Any], shard_dir: str) -> None:
         self.config, self.dir = config, Path(shard_dir)
         self.loaded: tuple[RunConfig, Index, Backend, Templates] | None = None
         self.live: dict[int, Stats] = {}  # the shards running now
+        self.scorer: Backend | None = None
+        self._scorer_lock = asyncio.Lock()
 
     def setup(self) -> None:
         if self.loaded is None:
@@ -86,8 +93,19 @@ class ShardWorker:
             self.loaded = (cfg, index, make_backend(cfg.backend), templates)
             gc.freeze()  # what is loaded lives as long as the actor (see generator/display.py)
 
-    async def run_shard(self, shard: int, jobs: list[Job]) -> dict[str, Any]:
+    async def ready(self) -> None:
+        """Load, and open and check the necessity scorer when the run scores necessity: a scorer that
+        cannot score fails here, before any shard starts (the driver waits on this)."""
         self.setup()
+        assert self.loaded is not None
+        cfg, _, backend, _ = self.loaded
+        if cfg.quality.necessity:
+            async with self._scorer_lock:  # two shards start at once on this actor's event loop
+                if self.scorer is None:
+                    self.scorer, _ = await necessity.open_scorer(cfg.quality, backend)
+
+    async def run_shard(self, shard: int, jobs: list[Job]) -> dict[str, Any]:
+        await self.ready()  # a restarted actor runs shards without the driver's call
         assert self.loaded is not None
         cfg, index, backend, templates = self.loaded
         final, partial = self.dir / part_name(shard), self.dir / f"{part_name(shard)}.partial"
@@ -100,7 +118,7 @@ class ShardWorker:
             stats = self.live[shard] = Stats()
             try:
                 complete = await run_into(
-                    partial, jobs, stats, cfg=cfg, index=index, backend=backend, templates=templates
+                    partial, jobs, stats, cfg=cfg, index=index, backend=backend, templates=templates, scorer=self.scorer
                 )
             finally:
                 self.live.pop(shard, None)
@@ -265,7 +283,7 @@ def run_ray_generate(
     driver = Driver(ray, actors, shards, todo, stats)
     interrupted = False
     try:
-        for ref in [a.setup.remote() for a in actors]:  # a bad model or index fails here, once
+        for ref in [a.ready.remote() for a in actors]:  # a bad model, index or scorer fails here, once
             _unwrap(ray, ref)
         with display:
             driver.run(display)

@@ -121,6 +121,44 @@ def test_a_worker_that_dies_is_restarted_and_every_job_is_written_once(
         assert len(part_ids) == len(set(part_ids)) == 100
 
 
+def test_each_worker_opens_the_necessity_scorer_once_for_all_its_shards(
+    cluster: str, wiki_index: Path, tmp_path: Path
+) -> None:
+    # an in-process llama_cpp scorer holds a model and ~2 GB of logits: it was once opened per shard,
+    # so a worker held one per shard in flight. Every opening sends the start-up probe, so the probes
+    # the scorer's server saw count the openings: 3 shards on 2 workers must open it twice.
+    with FakeServer(Faults(grounded=True)) as srv, FakeServer() as scorer:
+        cfg = load_config(
+            run_config(
+                tmp_path,
+                wiki_index,
+                srv.base_url,
+                300,
+                paradigms={"single_doc_answer": 1},
+                execution={"engine": "ray", "workers": 2},
+                quality={
+                    "conformance": False,
+                    "necessity": True,
+                    "necessity_backend": {
+                        "type": "openai",
+                        "base_url": scorer.base_url,
+                        "model": "fake",
+                        "api_key_env": None,
+                    },
+                },
+            )
+        )
+        assert run_ray_generate(cfg, quiet=True) == 0
+        prompts = [r.get("prompt", "") for r in scorer.requests]
+    probes = [p for p in prompts if "Is the sky blue on a clear day?" in p]
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["execution"]["shards"] == 3 and len(probes) == 2
+    recs = jsonl(tmp_path / "out" / "examples.jsonl")
+    # and the scorer it kept scored every shard's records
+    assert len(recs) > 250 and all(r["quality"]["necessity"]["gain"] > 0.1 for r in recs)
+    assert len(prompts) - len(probes) >= 2 * len(recs)  # with and without the documents, per record
+
+
 def _positions(out: Path, parts: list[Path]) -> set[int]:
     ids = [r["job_id"] for p in parts for r in jsonl(p / "examples.jsonl") + jsonl(p / "failed.jsonl")]
     return {int(i.split("-")[1]) for i in ids}
