@@ -2,7 +2,8 @@
 
 Reason codes: truncated (the server stopped at max_tokens: finish_reason "length"), invalid_json, empty, too_short, question_copies_document,
 answer_is_document, instruction_echo, refusal, not_multiple_choice, placeholder (the
-reply copied the output contract's placeholders).
+reply copied the output contract's placeholders), answer_in_question, meta_reply (the reply speaks
+of writing the task instead of doing it).
 """
 
 from __future__ import annotations
@@ -30,10 +31,23 @@ REASONS = (
     "not_multiple_choice",
     "placeholder",
     "answer_in_question",
+    "meta_reply",
 )
 # A question that carries its own answer ("Who was ...? Answer: Anna Akhmatova"): a small model
 # writes the pair into the question field. Real questions do not hold an "Answer:" label.
 _ANSWER_LABEL = re.compile(r"(?:^|[\s?.!:;])answer\s*:\s*\S|^\s*q\s*:.*\sa\s*:\s*\S", re.IGNORECASE | re.DOTALL)
+# A reply about the task instead of a pair: the model narrates its writing ("I have already written
+# this question:"), announces an answer it never gives ("The answer to this question is..."), or
+# comments on its input ("This document is not an instruction"). Small models write these, and a
+# `useless_doc` record cannot be caught by the paradigm check: its documents do not help either way.
+_META = re.compile(
+    r"\bi(?: have|'ve)(?: already)? (?:written|created|generated|composed|made) (?:this|the|a|my|your) "
+    r"(?:new |simulated |rewritten )?(?:question|instruction)s?\b"
+    r"|^\W*the answer (?:to (?:this|the|your) question )?is\W*$"
+    r"|\bthis (?:document|passage|text) is not an? (?:instruction|question|task)\b"
+    r"|\b(?:here is|here's|below is) (?:the|a|my) (?:new |simulated |rewritten )?(?:question|instruction)\b",
+    re.IGNORECASE,
+)
 # The output contract's placeholders and its made-up shape example, copied instead of answered.
 _PLACEHOLDER = re.compile(
     r"<(?:the new question|its answer)>|^\.\.\.$|^\(?(?:your new question|its answer)\)?$"
@@ -132,6 +146,8 @@ def parse_pair(
         return None, "empty"
     if _PLACEHOLDER.search(q) or _PLACEHOLDER.search(a):
         return None, "placeholder"
+    if _META.search(q) or _META.search(a):
+        return None, "meta_reply"
     nq = normalize_text(q)
     qw, aw = nq.split(), normalize_text(a).split()
     if len(qw) < t.min_question_words or len(aw) < t.min_answer_words:

@@ -102,6 +102,23 @@ def _pair(q: str, a: str) -> str:
             "answer_in_question",
         ),
         (_pair("Q: Who designed the iron tower in Paris? A: Gustave Eiffel", "Gustave Eiffel"), "answer_in_question"),
+        # a useless_doc answer the quickstart's Gemma 3 270M wrote, accepted before (its documents do
+        # not help, so the paradigm check passes it): the reply comments on its input instead of answering
+        (
+            _pair(
+                "Is the snowpack avaliable to a person?",
+                "No, the snowpack avaliable to a person is not avaliable to a person. This document is not an "
+                "instruction. It is a reference.",
+            ),
+            "meta_reply",
+        ),
+        # the two the issue saw accepted with other exemplars: an announced answer never given, and narration
+        (_pair("Who designed the famous iron tower in Paris?", "The answer to this question is..."), "meta_reply"),
+        (
+            _pair("I have already written this question: who designed the iron tower in Paris?", "Gustave Eiffel."),
+            "meta_reply",
+        ),
+        (_pair("Here is the new question: who built the Paris tower?", "Gustave Eiffel's company."), "meta_reply"),
     ],
 )
 def test_rejections_carry_a_reason_code(reply: str, reason: str) -> None:
@@ -129,6 +146,20 @@ def test_questions_that_mention_answers_without_giving_one_are_accepted() -> Non
         "Plan A: visit the tower at dawn. Is that a good idea for avoiding crowds?",
     ):
         assert parse_pair(_pair(q, "Gustave Eiffel's company built it."), sources=src, exemplar=EX)[1] is None, q
+
+
+def test_answers_that_speak_of_answers_or_writing_but_do_the_task_are_accepted() -> None:
+    from ragloom.retrieval import Passage
+
+    src = [Passage("p", "Eiffel Tower", DOC)]
+    q = "Who built the famous iron tower in Paris, and when?"
+    for a in (
+        "The answer to this question is that Gustave Eiffel's company built it from 1887 to 1889.",
+        "The answer is Gustave Eiffel's company, between 1887 and 1889.",
+        "Here is the tower's history: Eiffel's firm built it for the 1889 World's Fair.",
+        "I have written about it before: Eiffel's company built it from 1887 to 1889.",
+    ):
+        assert parse_pair(_pair(q, a), sources=src, exemplar=EX)[1] is None, a
 
 
 def test_multiple_choice_pairs_need_options_and_a_letter() -> None:
