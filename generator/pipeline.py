@@ -83,10 +83,12 @@ class Pipeline:
         on_progress: Callable[[], None] | None = None,
         scorer: Backend | None = None,
     ) -> None:
-        """`scorer`: the necessity scorer, already checked (run.py opens it before anything is
-        written); with `quality.necessity` on and none given, `run` opens one."""
+        """`scorer`: the necessity scorer, opened and checked by the caller before anything is written
+        (`necessity.open_scorer`: once per run in run.py, once per Ray worker), and closed by it."""
+        if cfg.quality.necessity and scorer is None:
+            raise ValueError("quality.necessity is on: pass the scorer from necessity.open_scorer")
         self.cfg, self.index, self.backend, self.templates = cfg, index, backend, templates
-        self.scorer, self._own_scorer = scorer, False
+        self.scorer = scorer
         self.necessity_cfg = necessity.config_of(cfg.quality)
         self.checkpoint, self.stats = checkpoint, stats
         self.on_progress = on_progress or (lambda: None)
@@ -121,16 +123,12 @@ class Pipeline:
         rank = {i: n for n, i in enumerate(order)}
         jobs = sorted(jobs, key=lambda j: rank[j.id])
         self.curator = Curator(self.cfg, self.index, self.checkpoint.examples, order)
-        if self.cfg.quality.necessity and self.scorer is None:
-            self.scorer, self._own_scorer = await necessity.open_scorer(self.cfg.quality, self.backend)
         self.score_breaker = Breaker(self.scorer, "scoring requests in a row failed") if self.scorer else None
         t0 = time.perf_counter()
         try:
             await self._run(jobs)
         finally:
             self.stats.pipeline_seconds = time.perf_counter() - t0
-            if self._own_scorer and self.scorer is not None:
-                await self.scorer.aclose()
 
     async def _run(self, jobs: Sequence[Job]) -> None:
         ready: asyncio.Queue[Any] = _Ready()
