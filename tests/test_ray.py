@@ -159,6 +159,27 @@ def test_each_worker_opens_the_necessity_scorer_once_for_all_its_shards(
     assert len(prompts) - len(probes) >= 2 * len(recs)  # with and without the documents, per record
 
 
+def test_a_scorer_that_cannot_score_stops_a_ray_run_with_one_line_before_any_shard(
+    cluster: str, wiki_index: Path, tmp_path: Path, capsys
+) -> None:
+    # the workers check the scorer in ready(), before the driver hands out shards: a scorer with no
+    # prompt log-probabilities holds for every record, so it is a user error (exit 2), not a traceback
+    with FakeServer(Faults(grounded=True)) as srv, FakeServer(Faults(no_logprobs=True)) as scorer:
+        scorer_cfg = {"type": "openai", "base_url": scorer.base_url, "model": "fake", "api_key_env": None}
+        cfg = run_config(
+            tmp_path,
+            wiki_index,
+            srv.base_url,
+            300,
+            quality={"conformance": False, "necessity": True, "necessity_backend": scorer_cfg},
+        )
+        assert main(["generate", "--config", str(cfg), "--quiet", "--ray", "--workers", "2"]) == 2
+        asked_chat = [r for r in srv.requests if "messages" in r]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "quality.necessity" in err[0] and "Traceback" not in err[0], err
+    assert not asked_chat and not list((tmp_path / "out").glob("shards/*/part-*"))
+
+
 def _positions(out: Path, parts: list[Path]) -> set[int]:
     ids = [r["job_id"] for p in parts for r in jsonl(p / "examples.jsonl") + jsonl(p / "failed.jsonl")]
     return {int(i.split("-")[1]) for i in ids}
