@@ -62,13 +62,15 @@ class Auditor:
         self,
         checker: ConformanceChecker,
         *,
-        leak_similarity: float = 0.7,
-        band_start: int = 200,
+        leak_similarity: float,
+        leak_gate_words: int,
+        band_start: int,
         total_docs: int | None = None,
         batch_size: int = 256,
     ) -> None:
+        """The settings come from the run's config models (`audit_cmd.run_sections`), as generate uses them."""
         self.checker = checker
-        self.screen = LeakScreen(checker, similarity=leak_similarity)
+        self.screen = LeakScreen(checker, similarity=leak_similarity, gate_words=leak_gate_words)
         self.band_start, self.total_docs, self.batch_size = band_start, total_docs, batch_size
 
     def run(

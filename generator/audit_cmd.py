@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from pydantic import ValidationError
 from ragloom.retrieval import DEFAULT_ENCODER, Encoder, EncoderSpec, read_manifest
 
 from ragloom.errors import ConfigError, OutputError
@@ -15,7 +16,7 @@ from ragloom.errors import ConfigError, OutputError
 from .audit import AUDIT_CODES, Auditor, AuditSummary
 from .audit_curation import CURATION_CODES, curate, parse_eval_set
 from .audit_input import read_input
-from .config import Quality
+from .config import Distractors, Quality, describe_error
 from .conformance import ConformanceChecker
 from .parsing import REASONS
 
@@ -50,15 +51,15 @@ def audit(
     eval_sets = [parse_eval_set(s) for s in decontaminate]
     records, run = read_input(path)
     cfg = run.get("config") or {}
-    quality = Quality.model_validate(cfg.get("quality") or {})
-    dist = cfg.get("distractors") or {}
+    quality, dist = run_sections(cfg, path)
     enc = Encoder(encoder_spec(run, index, encoder))
     checker = ConformanceChecker(enc, quality.thresholds())
     auditor = Auditor(
         checker,
         leak_similarity=quality.leak_similarity,
-        band_start=(dist.get("rank_band") or [200])[0],
-        total_docs=dist.get("total_docs"),
+        leak_gate_words=quality.leak_gate_words,
+        band_start=dist.rank_band[0],
+        total_docs=dist.total_docs if "distractors" in cfg else None,
     )
     summary = AuditSummary()
     results = []
@@ -77,6 +78,17 @@ def audit(
     for rec, result in checked:
         summary.add(rec, result)
     return results, summary
+
+
+def run_sections(cfg: dict[str, Any], path: str | Path) -> tuple[Quality, Distractors]:
+    """The run's `quality` and `distractors` sections read through the config models (their defaults
+    where a dataset carries no run.json), so audit judges with the settings `generate` used."""
+    try:
+        return Quality.model_validate(cfg.get("quality") or {}), Distractors.model_validate(
+            cfg.get("distractors") or {}
+        )
+    except ValidationError as e:
+        raise ConfigError(describe_error(e, f"{path}: run.json config")) from None
 
 
 def parse_fail_on(value: str | None) -> set[str]:

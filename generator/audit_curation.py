@@ -66,9 +66,10 @@ def curate(
             counts.update(f"contaminated_{m.eval_set}" for m in matches)
         dup = deduper.check(rec.question, v)
         if dup is None:
-            deduper.add(rec.id, rec.question, v)
+            deduper.add(str(i), rec.question, v)  # keyed by position: record ids may repeat
         else:
+            first = int(dup.of)
             res["issues"].append("duplicate_instruction")
-            res["scores"]["duplicate"] = dup.as_dict()
+            res["scores"]["duplicate"] = {**dup.as_dict(), "of": records[first].id, "of_position": first}
             counts[f"duplicate_{dup.check}"] += 1
     return counts

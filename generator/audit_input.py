@@ -7,7 +7,6 @@ rag-instruct view (question, answer, documents as strings, optional paradigm).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from ragloom.retrieval import Passage
 from ragloom.errors import InputFormatError, MissingDependencyError, MissingInputError
 
 from .exemplars import records as json_records
+from .rundir import read_run_json
 from .types import PARADIGMS
 
 _QUESTION_KEYS = ("instruction", "question", "query", "prompt")
@@ -102,7 +102,13 @@ def _dataset_rows(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
     except ImportError:
         raise MissingDependencyError("reading Parquet or a datasets directory needs: pip install datasets") from None
     if path.is_dir():
-        ds = datasets.load_from_disk(str(path))
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except (OSError, ValueError) as e:  # FileNotFoundError: a folder that is neither a run nor a dataset
+            raise InputFormatError(
+                f"{path}: neither a run directory (no examples.jsonl) nor a `datasets` directory "
+                f"({(str(e).strip().splitlines() or [type(e).__name__])[0]})"
+            ) from None
         if isinstance(ds, datasets.DatasetDict):
             ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
     else:
@@ -119,9 +125,12 @@ def read_input(path: str | Path) -> tuple[list[AuditRecord], dict[str, Any]]:
             f"audit input not found: {p}; give a run directory, a .jsonl/.parquet file or a datasets directory"
         )
     run: dict[str, Any] = {}
-    if p.is_dir() and (p / "examples.jsonl").exists():
-        if (p / "run.json").exists():
-            run = json.loads((p / "run.json").read_text(encoding="utf-8"))
+    if p.is_dir() and ((p / "examples.jsonl").exists() or (p / "run.json").exists()):
+        run = read_run_json(p, fix="restore it from a backup, or audit OUT/examples.jsonl directly")
+        if not (p / "examples.jsonl").exists():
+            raise MissingInputError(
+                f"{p}: the run has accepted no record yet (no examples.jsonl); audit it once `generate` has written some"
+            )
         rows = _jsonl_rows(p / "examples.jsonl")
     elif p.is_dir() or p.suffix == ".parquet":
         rows = _dataset_rows(p)

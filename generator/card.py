@@ -9,6 +9,7 @@ config's `card:` section, since only the user knows what the corpus is; unset, t
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,23 @@ def card_data(
     )
 
 
+CARD = "README.md"
+
+
+def is_ragloom_card(path: Path) -> bool:
+    """Whether `path` is a dataset card ragloom wrote (its YAML header is tagged `ragloom`)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    m = re.match(r"---\n(.*?)\n---\n", text, re.S)
+    try:
+        meta = yaml.safe_load(m.group(1)) if m else None
+    except yaml.YAMLError:
+        return False
+    return isinstance(meta, dict) and "ragloom" in (meta.get("tags") or [])
+
+
 def write_card(
     directory: Path,
     records: list[Example],
@@ -90,6 +108,7 @@ def write_card(
     view: str,
     data_file: str,
     layouts: dict[str, Any] | None = None,
+    name: str = CARD,
 ) -> Path:
     stats = statistics(records, failed)
     cfg = run.get("config", {})
@@ -147,7 +166,7 @@ def write_card(
         *curation_section(directory, [r.to_dict() for r in records], failed, run, layouts)[0],
         *_stats_and_config({"statistics": stats}, cfg),
     ]
-    return _write(directory, meta, lines)
+    return _write(directory / name, meta, lines)
 
 
 def quality_section(records: list[Example], failed: list[dict[str, Any]], run: dict[str, Any]) -> list[str]:
@@ -205,8 +224,7 @@ def _stats_and_config(stats: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     return [*json_block, "## Config", "", "```yaml", shown, "```", ""]
 
 
-def _write(directory: Path, meta: DatasetCardData, lines: list[str]) -> Path:
-    path = directory / "README.md"
+def _write(path: Path, meta: DatasetCardData, lines: list[str]) -> Path:
     card = DatasetCard(f"---\n{meta.to_yaml()}\n---\n\n" + "\n".join(lines))
     card.save(path)
     return path
@@ -233,7 +251,9 @@ def radit_statistics(records: list[Record], kind: str) -> dict[str, Any]:
     }
 
 
-def write_radit_card(directory: Path, records: list[Record], run: dict[str, Any], *, view: str, data_file: str) -> Path:
+def write_radit_card(
+    directory: Path, records: list[Record], run: dict[str, Any], *, view: str, data_file: str, name: str = CARD
+) -> Path:
     kind = run.get("kind", "")
     cfg = run.get("config", {})
     stats = radit_statistics(records, kind)
@@ -292,7 +312,7 @@ def write_radit_card(directory: Path, records: list[Record], run: dict[str, Any]
         "",
         *_stats_and_config(stats, cfg),
     ]
-    return _write(directory, meta, lines)
+    return _write(directory / name, meta, lines)
 
 
 # -- curation: figures, source slots, contamination, layouts (issue 14) ----------------------

@@ -77,6 +77,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--seed", type=int, help="seed of the mixed layouts (default: the run's seed)")
     e.add_argument("--plain-share", type=float, default=0.0, help="mixed: share of plain examples without documents")
+    e.add_argument("--card-to", metavar="PATH", help="write the dataset card here (default: README.md beside --to)")
+    e.add_argument("--overwrite", action="store_true", help="replace a card file that ragloom did not write")
     e.set_defaults(func=_export)
 
     rp = sub.add_parser("report", help="write one self-contained HTML page to look at a run (opens offline)")
@@ -242,7 +244,14 @@ def _export(args: argparse.Namespace) -> int:
     from .export import export
 
     card, view, _ = export(
-        Path(args.out), args.format, Path(args.to), layout=args.layout, seed=args.seed, plain_share=args.plain_share
+        Path(args.out),
+        args.format,
+        Path(args.to),
+        layout=args.layout,
+        seed=args.seed,
+        plain_share=args.plain_share,
+        card_to=Path(args.card_to) if args.card_to else None,
+        overwrite=args.overwrite,
     )
     print(f"wrote {args.to} ({view}) and {card}")
     return 0
@@ -283,7 +292,8 @@ def _radit_lm_ft(args: argparse.Namespace) -> int:
     ident = identity_of(
         LM_FT,
         index,
-        **what,
+        pairs,
+        what,
         k=None if args.context_field else args.k,
         context_field=args.context_field,
         plain_copy=args.no_retrieval_copy,
@@ -361,7 +371,7 @@ def _radit_lsr(args: argparse.Namespace) -> int:
     backend = make_backend(backend_cfg)
     backend_id = {"type": backend_cfg.type, "model": backend.model}
     ident = identity_of(
-        LSR, index, **what, k=args.k, tau=args.tau, length_normalize=args.length_normalize, backend=backend_id
+        LSR, index, pairs, what, k=args.k, tau=args.tau, length_normalize=args.length_normalize, backend=backend_id
     )
     result = run_lsr(
         pairs,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from ragloom.retrieval import Index
 
-from .config import RunConfig
+from .config import Curation, RunConfig
 from .decontam import Decontaminator
 from .dedup import Deduper, InOrder, early_duplicates
 from .records import Attempted
@@ -41,23 +41,37 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "ragloom" / "decontam"
 
 
+def open_decontaminator(c: Curation, index: Index) -> Decontaminator | None:
+    """The run's eval sets, loaded (or built and cached) with the index's encoder; None without any.
+    `generate` calls it before anything is written, so a bad eval set is a one-line error."""
+    if not c.decontaminate:
+        return None
+    return Decontaminator.open(
+        c.decontaminate,
+        Path(c.cache_dir).expanduser() if c.cache_dir else default_cache_dir(),
+        ns=c.decontam_ngrams,
+        min_words=c.decontam_min_words,
+        embed=index.embed_queries,
+        encoder=index.manifest["encoder"]["name"],
+    )
+
+
 class Curator:
-    def __init__(self, cfg: RunConfig, index: Index, written: Sequence[dict[str, Any]], order: Sequence[str]) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        index: Index,
+        written: Sequence[dict[str, Any]],
+        order: Sequence[str],
+        decon: Decontaminator | None = None,
+    ) -> None:
+        """`decon`: the eval sets opened by the caller (`open_decontaminator`); opened here when None."""
         self.cfg, self.index = cfg, index
         c = cfg.curation
         self.gate: InOrder[tuple[Attempted, Any]] = InOrder(order)
         self.deduper = Deduper.from_records(c.dedup, written, embed=index.embed_queries)
         self._probed: dict[str, tuple[int, int]] = {}
-        self.decon: Decontaminator | None = None
-        if c.decontaminate:
-            self.decon = Decontaminator.open(
-                c.decontaminate,
-                Path(c.cache_dir).expanduser() if c.cache_dir else default_cache_dir(),
-                ns=c.decontam_ngrams,
-                min_words=c.decontam_min_words,
-                embed=index.embed_queries,
-                encoder=index.manifest["encoder"]["name"],
-            )
+        self.decon = decon if decon is not None else open_decontaminator(c, index)
 
     def decide(self, items: Sequence[Attempted]) -> Decided:
         out = Decided()

@@ -149,7 +149,9 @@ def _lookup(table: tuple[np.ndarray, np.ndarray], q: np.ndarray) -> int | None:
     return int(where[at[hit[0]]]) if len(hit) else None
 
 
-def _rows(s: EvalSet) -> Iterator[dict[str, Any]]:
+def _rows(s: EvalSet) -> Iterator[tuple[Any, str]]:
+    """(row, where) of the eval set: "file:line", "file:item N" or "name split row N"."""
+    where = f"curation.decontaminate {s.name}"
     if s.hf is not None:
         import datasets
 
@@ -157,45 +159,63 @@ def _rows(s: EvalSet) -> Iterator[dict[str, Any]]:
             ds = datasets.load_dataset(s.hf, split=s.split)
         except (OSError, ValueError, KeyError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise MissingInputError(f"curation.decontaminate {s.name}: cannot load hf={s.hf!r} ({first})") from None
-        yield from ds
+            raise MissingInputError(f"{where}: cannot load hf={s.hf!r} ({first})") from None
+        yield from ((row, f"{s.hf} {s.split} row {i}") for i, row in enumerate(ds, 1))
         return
     p = Path(str(s.path)).expanduser()
     if not p.exists():
-        raise MissingInputError(f"curation.decontaminate {s.name}: {p} not found; fix `path` or remove the entry")
+        raise MissingInputError(f"{where}: {p} not found; fix `path` or remove the entry")
     if p.is_dir():
-        import datasets
-
-        ds = datasets.load_from_disk(str(p))
-        yield from ds[s.split] if isinstance(ds, datasets.DatasetDict) else ds
+        yield from _dataset_dir_rows(p, s, where)
     elif p.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        yield from pq.read_table(p).to_pylist()
+        try:
+            table = pq.read_table(p)
+        except (OSError, pa.ArrowInvalid) as e:
+            raise InputFormatError(f"{p}: not a readable Parquet file ({_first_line(e)})") from None
+        yield from ((row, f"{p}:row {i}") for i, row in enumerate(table.to_pylist(), 1))
     elif p.suffix == ".csv":
-        with p.open(encoding="utf-8", newline="") as f:
-            yield from csv.DictReader(f)
+        try:
+            with p.open(encoding="utf-8", newline="") as f:
+                yield from ((row, f"{p}:{i + 1}") for i, row in enumerate(csv.DictReader(f), 1))
+        except UnicodeDecodeError as e:
+            raise InputFormatError(f"{p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     else:
-        text = p.read_text(encoding="utf-8")
-        if text.lstrip().startswith("["):
-            yield from json.loads(text)
-            return
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputFormatError(f"{p}:{lineno}: invalid JSON ({e.msg})") from None
+        from .exemplars import records  # the exemplar loaders' reader (imported here: exemplars imports config)
+
+        yield from records(p)
+
+
+def _dataset_dir_rows(p: Path, s: EvalSet, where: str) -> Iterator[tuple[Any, str]]:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(p))
+    except (OSError, ValueError) as e:
+        raise InputFormatError(f"{where}: {p} is not a `datasets` directory ({_first_line(e)})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if s.split not in ds:
+            raise ConfigError(f"{where}: {p} has no split {s.split!r} (splits: {', '.join(ds)}); set `split`")
+        ds = ds[s.split]
+    yield from ((row, f"{p} row {i}") for i, row in enumerate(ds, 1))
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def eval_texts(s: EvalSet) -> tuple[list[str], list[str]]:
     """(ids, texts) of the set: one text per non-empty field value (lists are flattened)."""
     ids, texts = [], []
-    for i, row in enumerate(_rows(s)):
+    for i, (row, loc) in enumerate(_rows(s)):
+        if not isinstance(row, dict):
+            raise InputFormatError(f"{loc}: expected an object with {', '.join(s.fields)}, got {type(row).__name__}")
         missing = [f for f in s.fields if f not in row]
         if missing:
             raise ConfigError(
-                f"curation.decontaminate {s.name}: row {i} has no field {missing[0]!r} "
+                f"{loc}: curation.decontaminate {s.name}: no field {missing[0]!r} "
                 f"(fields: {', '.join(map(str, row))}); fix `fields`"
             )
         rid = str(row[s.id_field]) if s.id_field and row.get(s.id_field) is not None else str(i)

@@ -174,8 +174,10 @@ class Deduper:
     def from_records(cls, cfg: DedupConfig, records: Iterable[dict[str, Any]], embed: Any = None) -> Deduper:
         """A Deduper holding the instructions of records already written (a resumed run).
         `embed(list[str]) -> np.ndarray` gives their embeddings in one batch."""
-        recs = list(records)
         d = cls(cfg)
+        if not cfg.enabled:  # nothing is checked: embedding what was written would be wasted work
+            return d
+        recs = list(records)
         vecs = embed([r["instruction"] for r in recs]) if embed is not None and recs and cfg.cosine_threshold else None
         for i, r in enumerate(recs):
             d.add(r["job_id"], r["instruction"], None if vecs is None else vecs[i])

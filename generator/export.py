@@ -8,13 +8,14 @@ PATH picks the container: `*.jsonl`, `*.parquet`, or anything else as a `dataset
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ragloom.errors import ConfigError, InputFormatError, MissingInputError, OutputError
 
-from .card import write_card, write_radit_card
+from .card import CARD, is_ragloom_card, write_card, write_radit_card
 from .checkpoint import EXAMPLES, FAILED, read_jsonl
 from .layout import FIXED, Layouter, render
 from .record import Example, LmFtRecord, LsrRecord, Record, from_dict
@@ -120,11 +121,21 @@ def load_typed(out: Path) -> tuple[str, list[Record], list[dict[str, Any]], dict
 
 
 def export(
-    out: Path, view: str | None, to: Path, *, layout: str = "fixed", seed: int | None = None, plain_share: float = 0.0
+    out: Path,
+    view: str | None,
+    to: Path,
+    *,
+    layout: str = "fixed",
+    seed: int | None = None,
+    plain_share: float = 0.0,
+    card_to: Path | None = None,
+    overwrite: bool = False,
 ) -> tuple[Path, str, int]:
     """Write the records of run directory `out` in `view` (None: the run kind's default) to `to`;
     return the card's path, the view written and the number of rows. `layout="mixed"` draws a
-    prompt layout per record (seeded; see `layout.py`) for the messages and sharegpt views."""
+    prompt layout per record (seeded; see `layout.py`) for the messages and sharegpt views. The card
+    goes to `card_to` (default: README.md beside a file, inside a `datasets` directory); a file there
+    that is not a ragloom card is never replaced unless `overwrite`."""
     import datasets
 
     datasets.disable_progress_bars()  # the card and the one-line summary say what happened
@@ -149,27 +160,35 @@ def export(
         rows = [LAYOUT_VIEWS[view](r, layouter.user_turn(r.to_dict())) for r in records if isinstance(r, Example)]
     else:
         rows = [views[view](r) for r in records]
+    card_path = card_to or ((to.parent if to.suffix in (".jsonl", ".parquet") else to) / CARD)
+    if card_path.exists() and not overwrite and not is_ragloom_card(card_path):
+        raise OutputError(
+            f"{card_path} exists and is not a ragloom dataset card; pass --card-to PATH to write the card "
+            "elsewhere, or --overwrite to replace it"
+        )
     try:
         to.parent.mkdir(parents=True, exist_ok=True)
         if to.suffix == ".jsonl":
             tmp = to.with_suffix(".jsonl.tmp")
             tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
             tmp.replace(to)
-            card_dir = to.parent
         else:
             ds = datasets.Dataset.from_list(rows)
             if to.suffix == ".parquet":
                 ds.to_parquet(str(to))
-                card_dir = to.parent
             else:
                 ds.save_to_disk(str(to))
-                card_dir = to
     except OSError as e:
         raise OutputError(f"cannot write {to}: {e.strerror or e}") from None
+    card_dir = card_path.parent
+    card_dir.mkdir(parents=True, exist_ok=True)
+    data_file = os.path.relpath(to, card_dir) if card_to is not None else to.name
     if kind != "generate":
-        card = write_radit_card(card_dir, records, run, view=view, data_file=to.name)
+        card = write_radit_card(card_dir, records, run, view=view, data_file=data_file, name=card_path.name)
     else:
         examples = [r for r in records if isinstance(r, Example)]
         summary = layouter.summary() if view in LAYOUT_VIEWS else None
-        card = write_card(card_dir, examples, failed, run, view=view, data_file=to.name, layouts=summary)
+        card = write_card(
+            card_dir, examples, failed, run, view=view, data_file=data_file, layouts=summary, name=card_path.name
+        )
     return card, view, len(rows)

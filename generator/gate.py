@@ -13,33 +13,38 @@ from pathlib import Path
 from typing import Any
 
 from .backends import Backend
-from .config import RunConfig
+from .config import Quality
 from .conformance import CheckInput, ConformanceChecker
 from .judge import JudgeCache, combine, judge
 from .records import Attempted
 
 
 class Gate:
-    def __init__(self, cfg: RunConfig, checker: ConformanceChecker, backend: Backend) -> None:
-        self.cfg, self.checker, self.backend = cfg, checker, backend
-        q = cfg.quality
-        self.cache = JudgeCache(Path(q.judge_cache or Path(cfg.output) / "quality_judge.jsonl")) if q.judge else None
+    """Runs the checks that are on, and only those: the encoder check when `quality.conformance`, the
+    LLM judge whenever `quality.judge`. A verdict is None where the judge could not answer (no valid
+    verdict, or its request failed): the caller leaves that job unfinished, it never falls back to a
+    check the user turned off."""
+
+    def __init__(self, q: Quality, checker: ConformanceChecker | None, backend: Backend, output: str | Path) -> None:
+        if q.conformance and checker is None:
+            raise ValueError("quality.conformance is on: pass the ConformanceChecker")
+        self.q, self.checker, self.backend = q, checker, backend
+        self.cache = JudgeCache(Path(q.judge_cache or Path(output) / "quality_judge.jsonl")) if q.judge else None
 
     @property
     def on(self) -> bool:
-        return self.cfg.quality.conformance or self.cfg.quality.judge
+        return self.q.conformance or self.q.judge
 
-    async def check(self, items: list[Attempted]) -> list[dict[str, Any]]:
-        """One verdict per item: {found, ok, scores[, judge]}; `ok` False means paradigm_mismatch."""
+    async def check(self, items: list[Attempted]) -> list[dict[str, Any] | None]:
+        """One verdict per item: {found, ok, scores[, encoder, judge]}; `ok` False means
+        paradigm_mismatch; None: the judge is on and gave no verdict."""
         inputs = [CheckInput(a.pair.question, a.pair.answer, a.job.sources, a.job.paradigm) for a in items]
-        q = self.cfg.quality
-        verdicts: list[dict[str, Any]]
-        if q.conformance or q.combine != "judge":
-            verdicts = await asyncio.to_thread(self.checker.check, inputs)
-        else:
-            verdicts = [{"found": None, "ok": None, "scores": {}} for _ in inputs]
-        if self.cache is not None:
-            judged = await judge(self.backend, inputs, self.cache)
-            mode = q.combine if q.conformance else "judge"
-            verdicts = [combine(v, j, mode) for v, j in zip(verdicts, judged, strict=True)]
-        return verdicts
+        encoded: list[dict[str, Any] | None] = [None] * len(inputs)
+        if self.q.conformance:
+            assert self.checker is not None
+            encoded = list(await asyncio.to_thread(self.checker.check, inputs))
+        if self.cache is None:
+            return encoded
+        judged = await judge(self.backend, inputs, self.cache)
+        mode = self.q.combine if self.q.conformance else "judge"
+        return [None if j is None else combine(v, j, mode) for v, j in zip(encoded, judged, strict=True)]

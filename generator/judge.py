@@ -131,16 +131,14 @@ async def judge(backend: Backend, items: Sequence[CheckInput], cache: JudgeCache
     ]
 
 
-def combine(encoder: dict[str, Any], judged: dict[str, Any] | None, mode: str) -> dict[str, Any]:
+def combine(encoder: dict[str, Any] | None, judged: dict[str, Any], mode: str) -> dict[str, Any]:
     """The record's `quality` dict: the deciding verdict's found/ok, both verdicts kept.
 
-    both: ok only when both say ok; judge: the judge decides; encoder: the encoder decides. Without
-    a judge verdict (it failed), the encoder's stands."""
-    out = {**encoder, "encoder": {"found": encoder["found"], "ok": encoder["ok"]}}
-    if judged is None:
-        out["judge"] = None
-        return out
-    out["judge"] = judged
+    both: ok only when both say ok; judge: the judge decides; encoder: the encoder decides. With the
+    encoder check off (`encoder` None) the judge decides alone."""
+    if encoder is None:
+        return {"found": judged["found"], "ok": judged["ok"], "scores": {}, "encoder": None, "judge": judged}
+    out = {**encoder, "encoder": {"found": encoder["found"], "ok": encoder["ok"]}, "judge": judged}
     if mode == "judge":
         out["found"], out["ok"] = judged["found"], judged["ok"]
     elif mode == "both":

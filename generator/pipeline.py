@@ -22,6 +22,7 @@ from .checkpoint import Checkpoint
 from .config import RunConfig
 from .conformance import ConformanceChecker
 from .curate import Curator
+from .decontam import Decontaminator
 from .gate import Gate
 from .leaks import LeakScreen
 from .parsing import Thresholds, parse_pair
@@ -82,9 +83,12 @@ class Pipeline:
         stats: Stats,
         on_progress: Callable[[], None] | None = None,
         scorer: Backend | None = None,
+        decon: Decontaminator | None = None,
     ) -> None:
         """`scorer`: the necessity scorer, opened and checked by the caller before anything is written
-        (`necessity.open_scorer`: once per run in run.py, once per Ray worker), and closed by it."""
+        (`necessity.open_scorer`: once per run in run.py, once per Ray worker), and closed by it.
+        `decon`: the run's eval sets, opened by the caller (`curate.open_decontaminator`)."""
+        self.decon = decon
         if cfg.quality.necessity and scorer is None:
             raise ValueError("quality.necessity is on: pass the scorer from necessity.open_scorer")
         self.cfg, self.index, self.backend, self.templates = cfg, index, backend, templates
@@ -108,7 +112,8 @@ class Pipeline:
         if q.leak_screen and checker is not None:
             screen = LeakScreen(checker, similarity=q.leak_similarity, gate_words=q.leak_gate_words)
         self.builder = RecordBuilder(cfg, index, templates, backend.describe(), screen)
-        self.gate = Gate(cfg, checker, backend) if checker is not None and (q.conformance or q.judge) else None
+        self.gate = Gate(q, checker, backend, cfg.output) if (q.conformance or q.judge) else None
+        self.judge_breaker = Breaker(backend, "judge requests in a row gave no verdict")
         limit = cfg.backend.max_prompt_tokens
         if limit is None and backend.context_length:
             limit = backend.context_length - cfg.sampling.max_tokens
@@ -122,7 +127,7 @@ class Pipeline:
         order = [i for i in (order or [j.id for j in by_exemplar(jobs)]) if i in ids]
         rank = {i: n for n, i in enumerate(order)}
         jobs = sorted(jobs, key=lambda j: rank[j.id])
-        self.curator = Curator(self.cfg, self.index, self.checkpoint.examples, order)
+        self.curator = Curator(self.cfg, self.index, self.checkpoint.examples, order, self.decon)
         self.score_breaker = Breaker(self.scorer, "scoring requests in a row failed") if self.scorer else None
         t0 = time.perf_counter()
         try:
@@ -213,9 +218,14 @@ class Pipeline:
         pair = None
         reason: str | None = "empty_response"
         if res.text.strip():
-            pair, reason = parse_pair(res.text, sources=job.sources, exemplar=job.exemplar, thresholds=self.thresholds)
-            if pair is None and res.finish_reason == "length":
-                reason = "truncated"  # cut off at max_tokens: whatever failed, the cut is why
+            # cut off at max_tokens (finish_reason "length") is `truncated`, even when the cut left parseable JSON
+            pair, reason = parse_pair(
+                res.text,
+                sources=job.sources,
+                exemplar=job.exemplar,
+                thresholds=self.thresholds,
+                finish_reason=res.finish_reason,
+            )
         if pair is None:
             st.rejected[str(reason)] += 1
             if job.attempt < self.cfg.validation.attempts:
@@ -267,6 +277,23 @@ class Pipeline:
             else:
                 self.stats.counts["necessity_passed"] += 1
             kept.append(item)
+        return kept
+
+    def _gated(self, items: list[Attempted], verdicts: list[dict[str, Any] | None]) -> list[Attempted]:
+        """Store each verdict in its item; re-ask a mismatch; a judge that gave no verdict leaves the job
+        unfinished (resumable; the breaker stops a run whose judge never answers)."""
+        kept = []
+        for item, v in zip(items, verdicts, strict=True):
+            if v is None:
+                self._unfinished(item.job, "judge_no_verdict", self.judge_breaker)
+                continue
+            if self.cfg.quality.judge:
+                self.judge_breaker.ok()
+            item.quality = v
+            if v.get("ok") is False:
+                self._reject(item.job, "paradigm_mismatch")
+            else:
+                kept.append(item)
         return kept
 
     def _reject(self, job: Job, reason: str) -> None:
@@ -323,12 +350,7 @@ class Pipeline:
             if nudged:
                 self._nudged = False  # taken: the next decision elsewhere may nudge again
             if items and self.gate is not None:
-                checked = await self.gate.check(items)
-                for item, v in zip(items, checked, strict=True):
-                    item.quality = v
-                    if v.get("ok") is False:
-                        self._reject(item.job, "paradigm_mismatch")
-                items = [i for i in items if (i.quality or {}).get("ok") is not False]
+                items = self._gated(items, await self.gate.check(items))
             if items and self.cfg.quality.necessity and self.scorer is not None:
                 items = await self._necessity(items)
             if items or (nudged and len(self.curator.gate)):

@@ -8,6 +8,7 @@ import random
 from collections import Counter
 from typing import Any
 
+from .backends import identity_of_backend
 from .config import RunConfig
 from .types import PARADIGMS, Exemplar, Job
 
@@ -41,35 +42,39 @@ def make_plan(cfg: RunConfig, sources: list[list[Exemplar]], weights: list[float
     return jobs
 
 
+# where a cache lives is not what the run makes
+_CACHE_KEYS = {
+    "quality": {"judge_cache"},
+    "curation": {"cache_dir"},
+    "exemplar_filters": {"knowledge_cache"},
+}
+
+
+def plan_identity(
+    cfg: RunConfig, *, index: dict[str, Any] | None = None, templates: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """What makes two runs the same run: every setting that changes what a record contains, what the
+    index holds (`index`: its manifest's encoder, size and corpus fingerprint, so an index rebuilt at the
+    same path is another run) and the templates' digests (an edited template is another run). Never
+    where it runs, where a server or a cache lives, or how a server is reached."""
+    settings = cfg.model_dump(
+        mode="json",
+        exclude={"output": True, "pricing": True, "execution": True, "card": True, **_CACHE_KEYS},
+    )
+    settings["backend"] = identity_of_backend(settings["backend"])
+    settings["quality"]["necessity_backend"] = identity_of_backend(settings["quality"].get("necessity_backend"))
+    return {"settings": settings, "index": index or {}, "templates": templates or {}}
+
+
 def plan_hash(
     cfg: RunConfig, jobs: list[Job], *, index: dict[str, Any] | None = None, templates: dict[str, str] | None = None
 ) -> str:
-    """Identifies the work: the plan, every setting that changes what a record contains, what the
-    index holds (`index`: its manifest's encoder, size and corpus fingerprint, so an index rebuilt at
-    the same path is another run) and the templates' digests (an edited template is another run)."""
-    settings = cfg.model_dump(
-        mode="json",
-        exclude={
-            "output": True,
-            "pricing": True,
-            "execution": True,  # where it runs (this process or Ray) is not what it makes
-            # how the server is reached is not what it makes: a restarted server on a new port resumes
-            "backend": {
-                "concurrency",
-                "timeout",
-                "max_retries",
-                "max_retry_wait",
-                "batch_size",
-                "base_url",
-                "api_key_env",
-                "extra_headers",
-                "default_query",
-                "auth_header",
-            },
-            "card": True,
-        },
-    )
-    ident = {"settings": settings, "index": index or {}, "templates": templates or {}}
+    """Identifies the work: `plan_identity` and the plan's jobs."""
+    return hash_identity(plan_identity(cfg, index=index, templates=templates), jobs)
+
+
+def hash_identity(ident: dict[str, Any], jobs: list[Job]) -> str:
+    """The plan hash of a `plan_identity` and the plan's jobs."""
     h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode())
     for j in jobs:
         h.update(f"{j.id}|{j.paradigm}|{j.exemplar.id}|{j.n_sources}\n".encode())

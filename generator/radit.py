@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,8 +94,9 @@ def corpus_pairs(index: Index, n: int, seed: int, x_words: int, y_words: int) ->
 def open_run(out: Path, kind: str, identity: dict[str, Any], overwrite: bool) -> tuple[RunDir, Checkpoint]:
     """Create or resume the run directory; a different run there is an error unless `overwrite`."""
     rundir = RunDir(out)
+    hashed = {k: v for k, v in identity.items() if k != "source"}
     checkpoint = rundir.open(
-        kind=kind, plan_hash=identity_hash(identity), info={"config": identity}, overwrite=overwrite
+        kind=kind, plan_hash=identity_hash(hashed), info={"config": identity, "identity": hashed}, overwrite=overwrite
     )
     return rundir, checkpoint
 
@@ -166,8 +169,9 @@ def run_lm_ft(
                 stats.accepted += 1
             display.update()
 
-    interrupted = run_with_display(display, checkpoint, out, body)
-    rundir.write_info(stats=stats.as_dict())
+    with rundir:  # the session lock is released however this ends
+        interrupted = run_with_display(display, checkpoint, out, body)
+        rundir.write_info(stats=stats.as_dict())
     if not interrupted:
         _finish(out, export_view, console)
     return RaditResult(out, stats, interrupted)
@@ -305,6 +309,7 @@ async def _alsr(
     summary_console: Console | None,
 ) -> RaditResult:
     console = Console(stderr=True, quiet=quiet)
+    rundir: RunDir | None = None
     try:
         await backend.preflight()  # before anything is written
         rundir, checkpoint = open_run(out, LSR, identity, overwrite)
@@ -323,10 +328,12 @@ async def _alsr(
             on_progress=display.update,
         )
         interrupted = await arun_with_display(display, checkpoint, out, body)
+        rundir.write_info(stats=stats.as_dict())
     finally:
+        if rundir is not None:
+            rundir.close()
         with contextlib.suppress(Exception):
             await backend.aclose()
-    rundir.write_info(stats=stats.as_dict())
     if not interrupted and stats.outcome() != "unfinished":
         _finish(out, "lsr", console)  # queries that failed with a reason are in failed.jsonl, not missing
     return RaditResult(out, stats, interrupted)
@@ -339,9 +346,19 @@ def _finish(out: Path, view: str, console: Console) -> None:
     console.print(f"exported {out / 'train.jsonl'} ({view}) and {card}", soft_wrap=True, highlight=False)
 
 
-def identity_of(kind: str, index: Index | None, **opts: Any) -> dict[str, Any]:
-    """What makes two runs the same run (resume) or different ones (refuse without --overwrite)."""
-    ident: dict[str, Any] = {"kind": kind, **opts}
+def identity_of(
+    kind: str, index: Index | None, pairs: Sequence[InstructionPair], source: dict[str, Any] | None = None, **opts: Any
+) -> dict[str, Any]:
+    """What makes two runs the same run (resume) or different ones (refuse without --overwrite): the
+    pairs' content (not the file, field names or limit that produced it), the options and what the
+    index holds. The CLI and `ragloom.radit` both build it here. `source` (where the pairs came
+    from) is kept in run.json for people, outside the hash."""
+    digest = hashlib.sha256()
+    for p in pairs:
+        digest.update(json.dumps([p.id, p.instruction, p.output, p.context, p.passage_id]).encode() + b"\n")
+    ident: dict[str, Any] = {"kind": kind, "pairs": {"sha256": digest.hexdigest()[:20], "count": len(pairs)}, **opts}
     if index is not None:
-        ident["index"] = {"dir": str(index.dir), **index_identity(index.manifest)}
+        ident["index"] = index_identity(index.manifest)
+    if source is not None:
+        ident["source"] = source
     return ident

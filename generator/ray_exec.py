@@ -32,10 +32,11 @@ from . import necessity
 from .backends import Backend, make_backend
 from .checkpoint import EXAMPLES, Checkpoint
 from .config import RunConfig
+from .curate import open_decontaminator
 from .dedup import Deduper
 from .display import Display
 from .pipeline import Pipeline
-from .plan import plan_hash, summarize
+from .plan import hash_identity, plan_identity, summarize
 from .ray_shards import add_stats, cut_shards, fsync_dir, merge_shards, part_name, reopen_failed, stats_dict
 from .run import dry_run as plan_dry_run
 from .run import open_index, plan_jobs, run_templates
@@ -252,11 +253,13 @@ def run_ray_generate(
         )
     info: dict[str, Any] = {}
     jobs, dropped = plan_jobs(cfg, knowledge_backend, info)
-    phash = plan_hash(cfg, jobs, index=index_identity(index.manifest), templates=templates.digests())
+    ident = plan_identity(cfg, index=index_identity(index.manifest), templates=templates.digests())
+    phash = hash_identity(ident, jobs)
     out, shards, ex = Path(cfg.output), cut_shards(jobs), cfg.execution
     root = out / "shards" / phash
     rundir = RunDir(out)
     run_info = {
+        "identity": ident,
         "config": cfg.model_dump(mode="json"),
         "count": len(jobs),
         "paradigms": summarize(jobs),
@@ -265,6 +268,7 @@ def run_ray_generate(
         **info,
         "execution": {"engine": "ray", "workers": ex.workers, "shards": len(shards), "shard_size": len(shards[0])},
     }
+    open_decontaminator(cfg.curation, index)  # a bad eval set fails here, before any write; workers load the cache
     rundir.open(kind=GENERATE, plan_hash=phash, info=run_info, overwrite=overwrite).close()
     if (out / EXAMPLES).exists() and not root.exists():
         raise OutputError(

@@ -24,11 +24,12 @@ from . import necessity
 from .backends import Backend, make_backend
 from .checkpoint import EXAMPLES
 from .config import RunConfig, load_config
+from .curate import open_decontaminator
 from .display import Display, arun_with_display
 from .exemplars import filter_exemplars, load_source
 from .knowledge import knowledge_filter
 from .pipeline import Pipeline, by_exemplar
-from .plan import make_plan, plan_hash, summarize
+from .plan import hash_identity, make_plan, plan_hash, plan_identity, summarize
 from .rundir import GENERATE, RunDir, index_identity
 from .sources import select_sources
 from .stats import Stats
@@ -175,6 +176,7 @@ async def aexecute(
     console = console or Console(stderr=True, quiet=not progress)
     templates, index, backend = await _prepare(cfg, console)
     scorer, own_scorer = None, False
+    rundir = RunDir(cfg.output)
     try:
         if cfg.quality.necessity:  # a scorer that cannot score stops the run before anything is written
             scorer, own_scorer = await necessity.open_scorer(cfg.quality, backend)
@@ -184,12 +186,13 @@ async def aexecute(
             knowledge_backend = backend if cfg.backend.type == "vllm" else make_backend(cfg.backend)
         info: dict[str, Any] = {}
         jobs, dropped = await asyncio.to_thread(plan_jobs, cfg, knowledge_backend, info)
-        phash = plan_hash(cfg, jobs, index=index_identity(index.manifest), templates=templates.digests())
-        rundir = RunDir(cfg.output)
+        ident = plan_identity(cfg, index=index_identity(index.manifest), templates=templates.digests())
+        decon = await asyncio.to_thread(open_decontaminator, cfg.curation, index)  # a bad eval set: before any write
         checkpoint = rundir.open(
             kind=GENERATE,
-            plan_hash=phash,
+            plan_hash=hash_identity(ident, jobs),
             info={
+                "identity": ident,
                 "config": cfg.model_dump(mode="json"),
                 "count": len(jobs),
                 "paradigms": summarize(jobs),
@@ -205,7 +208,7 @@ async def aexecute(
         stats = Stats(planned=len(jobs), skipped_done=len(jobs) - len(todo))
         display = Display(stats, console, cfg.pricing, quiet=not progress, summary_console=summary_console)
         pipeline = Pipeline(
-            cfg, index, backend, templates, checkpoint, stats, on_progress=display.update, scorer=scorer
+            cfg, index, backend, templates, checkpoint, stats, on_progress=display.update, scorer=scorer, decon=decon
         )
         order = [j.id for j in by_exemplar(jobs)]  # the whole plan's: a resumed run decides in the same order
         interrupted = await arun_with_display(display, checkpoint, Path(cfg.output), pipeline.run(todo, order))
@@ -218,6 +221,7 @@ async def aexecute(
                 summary_console.print(f"report: {page}", soft_wrap=True, highlight=False)
         return RunResult(Path(cfg.output), stats, interrupted)
     finally:
+        rundir.close()
         with contextlib.suppress(Exception):
             if own_scorer and scorer is not None:
                 await scorer.aclose()

@@ -26,13 +26,22 @@ def build_index(
     return Index(out, encoder=encoder)
 
 
-def export(out: str | Path, view: str | None = None, to: str | Path | None = None) -> Path:
+def export(
+    out: str | Path,
+    view: str | None = None,
+    to: str | Path | None = None,
+    *,
+    card_to: str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write run `out`'s records in `view` (default: the run kind's first) to `to` (`.jsonl`, `.parquet`
-    or a `datasets` directory; default `OUT/export/train.jsonl`) with a dataset card; return `to`."""
+    or a `datasets` directory; default `OUT/export/train.jsonl`) with a dataset card (`card_to`, default
+    README.md beside it; a file there that ragloom did not write is replaced only with `overwrite`);
+    return `to`."""
     from ragloom.generator.export import export as _export
 
     target = Path(to) if to is not None else Path(out) / "export" / "train.jsonl"
-    _export(Path(out), view, target)
+    _export(Path(out), view, target, card_to=Path(card_to) if card_to is not None else None, overwrite=overwrite)
     return target
 
 

@@ -85,7 +85,7 @@ def lm_ft(
     )
     idx = None if context_field else _index(index)  # type: ignore[arg-type]
     ident = identity_of(
-        LM_FT, idx, **what, k=None if context_field else k, context_field=context_field, plain_copy=plain_copy
+        LM_FT, idx, loaded, what, k=None if context_field else k, context_field=context_field, plain_copy=plain_copy
     )
     result = run_lm_ft(
         loaded, idx, Path(out), k=k, plain_copy=plain_copy, identity=ident, overwrite=overwrite, quiet=not progress
@@ -128,7 +128,8 @@ def lsr(
     ident = identity_of(
         LSR,
         idx,
-        **what,
+        loaded,
+        what,
         k=k,
         tau=tau,
         length_normalize=length_normalize,

@@ -46,6 +46,9 @@ class Faults:
     rate_drop: float = 0.0
     rate_empty: float = 0.0
     rate_length: float = 0.0  # a reply cut off mid-JSON with finish_reason "length"
+    rate_length_whole: float = (
+        0.0  # a complete, parseable pair that the server still marks "length" (cut at max_tokens)
+    )
     max_in_flight: int = 0  # 0: unlimited; else requests beyond it wait their turn (server-side queue)
     fixed_status: int | None = None
     first: list[str] = field(default_factory=list)  # e.g. ["429", "500", "hang", "bad_json", "drop", "empty", "length"]
@@ -58,6 +61,7 @@ class Faults:
     conforming: bool = False  # pairs that relate to their documents as the prompt's paradigm asks (a good model)
     no_logprobs: bool = False  # completions come back without log-probabilities (a server that cannot score)
     down_after: int | None = None  # every request after the first N answers 500 (a server that dies mid-run)
+    judge_reply: str | None = None  # the reply to quality-judge prompts (None: the usual pair, not a verdict)
     seed: int = 0
 
 
@@ -224,6 +228,7 @@ class FakeServer:
             ("drop", f.rate_drop),
             ("empty", f.rate_empty),
             ("length", f.rate_length),
+            ("length_whole", f.rate_length_whole),
         ):
             if r < rate:
                 return name
@@ -307,6 +312,9 @@ class FakeServer:
         if request.path.endswith("/completions") and "prompt" in body and "messages" not in body:
             return web.json_response(completion_for(body, bad=outcome == "bad_json" or f.no_logprobs))
         prompt = body["messages"][-1]["content"]
+        if f.judge_reply is not None and prompt.startswith("Judge how the numbered documents relate"):
+            self.counts["judge"] += 1
+            return web.json_response(chat_completion(body, f.judge_reply))
         if "Reply with only one word: yes or no." in prompt:  # the knowledge-intensity filter
             creative = re.search(r"\b(poem|joke|haiku|story|rewrite)\b", prompt.split("Instruction:")[-1], re.I)
             return web.json_response(chat_completion(body, "No." if creative else "Yes"))
@@ -318,8 +326,8 @@ class FakeServer:
         if f.rate_empty_content and self._draw() < f.rate_empty_content:
             self.counts["empty_content"] += 1
             content = ""
-        if outcome == "length":
-            reply = chat_completion(body, content[: len(content) // 2])
+        if outcome in ("length", "length_whole"):
+            reply = chat_completion(body, content if outcome == "length_whole" else content[: len(content) // 2])
             reply["choices"][0]["finish_reason"] = "length"
             return web.json_response(reply)
         return web.json_response(chat_completion(body, content))

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from ragloom.generator.audit import Auditor
 from ragloom.generator.audit_input import read_input
+from ragloom.generator.config import Quality
 from ragloom.generator.conformance import ConformanceChecker
 
 from ragloom.cli import main
@@ -180,7 +181,14 @@ def test_many_records_need_a_few_encoder_calls_per_batch_not_one_per_record(tmp_
             rows.append({**r, "id": f"{r['id']}-{k}", "answer": f"{r['answer']} (note {k})"})
     records, _ = read_input(_jsonl(tmp_path / "many.jsonl", rows))
     enc = _Counting()
-    auditor = Auditor(ConformanceChecker(enc), batch_size=256)
+    q = Quality()
+    auditor = Auditor(
+        ConformanceChecker(enc),
+        leak_similarity=q.leak_similarity,
+        leak_gate_words=q.leak_gate_words,
+        band_start=200,
+        batch_size=256,
+    )
     results = list(auditor.run(records))
     assert len(results) == 600
     batches = 3
