@@ -95,6 +95,16 @@ def _templates(body: str) -> Callable[[Ctx], list[str]]:
     return make
 
 
+def _dataset_dir(c: Ctx) -> str:
+    import datasets
+
+    path = c.tmp / "evalds"
+    datasets.DatasetDict({"validation": datasets.Dataset.from_list([{"question": "Who wrote Hamlet?"}])}).save_to_disk(
+        str(path)
+    )
+    return str(path)
+
+
 G = "Write one question.\n{{ documents }} {{ exemplar }} {{ paradigm }}"
 CASES: dict[str, tuple[Callable[[Ctx], list[str]], list[str]]] = {
     # ---- corpus files, each format
@@ -151,6 +161,15 @@ CASES: dict[str, tuple[Callable[[Ctx], list[str]], list[str]]] = {
     "backend-bad-key-401": (lambda c: c.generate(output=str(c.tmp / "new-run"), backend={"base_url": c.url_401, "api_key_env": "BAD_KEY_FOR_TEST"}), ["rejected the API key (401)", "$BAD_KEY_FOR_TEST"]),
     "backend-missing-key-variable": (lambda c: c.generate(output=str(c.tmp / "new-run"), backend={"api_key_env": "RAGLOOM_NO_SUCH_KEY"}), ["RAGLOOM_NO_SUCH_KEY is not set"]),
     "backend-unreachable": (lambda c: c.generate(output=str(c.tmp / "new-run"), backend={"base_url": f"http://127.0.0.1:{free_port()}/v1"}), ["cannot reach http://127.0.0.1:", "base_url"]),
+    # ---- eval sets for decontamination (curation.decontaminate and audit --decontaminate)
+    "evalset-malformed-array": (lambda c: c.generate(curation={"decontaminate": [{"name": "ev", "path": str(c.write("ev.json", '[{"question": "Who?"}, {'))}]}), ["ev.json:1", "invalid JSON"]),
+    "evalset-row-is-a-string": (lambda c: c.generate(curation={"decontaminate": [{"name": "ev", "path": str(c.write("ev.jsonl", '"Who wrote Hamlet?"\n'))}]}), ["ev.jsonl:1", "got str"]),
+    "evalset-not-utf8": (lambda c: c.generate(curation={"decontaminate": [{"name": "ev", "path": str(c.write("ev.jsonl", b'{"question": "Qui a \xe9crit ?"}\n'))}]}), ["ev.jsonl", "not UTF-8"]),
+    "evalset-missing-split": (lambda c: c.generate(curation={"decontaminate": [{"name": "ev", "path": _dataset_dir(c)}]}), ["no split 'test'"]),
+    "audit-evalset-row-is-a-string": (lambda c: ["audit", str(c.write("data.jsonl", '{"question": "Who wrote Hamlet?", "answer": "Shakespeare."}\n')), "--decontaminate", "ev=" + str(c.write("ev.jsonl", "42\n"))], ["ev.jsonl:1", "got int"]),
+    # ---- audit of a run that has nothing to audit yet, or a corrupt run file
+    "audit-run-without-examples": (lambda c: (c.write("fresh-run/run.json", '{"plan_hash": "x"}'), ["audit", str(c.tmp / "fresh-run")])[1], ["no examples.jsonl", "fresh-run"]),
+    "audit-corrupt-run-json": (lambda c: (c.write("existing-run/run.json", '{"plan_hash": '), ["audit", str(c.tmp / "existing-run")])[1], ["run.json", "corrupt"]),
     # ---- exports of what is not there
     "export-no-run": (lambda c: ["export", str(c.tmp / "empty-dir"), "--to", str(c.tmp / "x.jsonl")], ["no examples.jsonl", "ragloom generate"]),
     "export-wrong-view": (lambda c: ["export", str(c.tmp / "existing-run"), "--format", "raw", "--to", str(c.tmp / "existing-run")], []),

@@ -195,3 +195,167 @@ def test_a_parseable_reply_cut_at_max_tokens_is_rejected_as_truncated(wiki_index
         assert srv.counts["length_whole"] >= 4
     assert jsonl(tmp_path / "out" / "examples.jsonl") == []
     assert [f["reason"] for f in jsonl(tmp_path / "out" / "failed.jsonl")] == ["truncated"] * 4
+
+
+# ---------------------------------------------------------------- items 11 and 12: one line, exit 2
+def _run_dir_with_records(tmp_path: Path, wiki_index: Path, n: int = 3) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    with FakeServer() as srv:
+        cfg = run_config(tmp_path, wiki_index, srv.base_url, n, paradigms={"useless_doc": 1.0})
+        assert main(["generate", "--config", str(cfg), "--quiet", "--no-report"]) == 0
+    return tmp_path / "out"
+
+
+def _one_line_exit_2(argv: list[str], capsys, *pieces: str) -> str:
+    capsys.readouterr()
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for piece in pieces:
+        assert piece in err, (piece, err)
+    return err
+
+
+def test_audit_of_a_run_with_nothing_accepted_or_a_corrupt_run_json_is_one_line(
+    wiki_index: Path, tmp_path: Path, capsys
+) -> None:
+    """Before: both ended in a traceback (datasets' FileNotFoundError; json's JSONDecodeError)."""
+    out = _run_dir_with_records(tmp_path, wiki_index)
+    (out / "examples.jsonl").unlink()
+    _one_line_exit_2(["audit", str(out)], capsys, "no examples.jsonl", str(out))
+    out2 = _run_dir_with_records(tmp_path / "b", wiki_index)
+    (out2 / "run.json").write_text('{"plan_hash": "x", ')
+    _one_line_exit_2(["audit", str(out2)], capsys, "run.json", "corrupt")
+
+
+def test_bad_eval_sets_are_one_line_naming_the_file_before_anything_is_written(
+    wiki_index: Path, tmp_path: Path, capsys
+) -> None:
+    """Before: a malformed JSON array, a JSONL row that is a string, a non-UTF-8 file and a missing split
+    ended in tracebacks (JSONDecodeError, TypeError, UnicodeDecodeError, KeyError), after run.json was
+    written."""
+    import datasets
+
+    bad = {
+        "array.json": ('[{"question": "Who wrote Hamlet?"}, {"question": ', "array.json:1", "invalid JSON"),
+        "strings.jsonl": ('"Who wrote Hamlet?"\n', "strings.jsonl:1", "got str"),
+        "latin1.jsonl": ('{"question": "Qui a \xe9crit Hamlet ?"}\n'.encode("latin-1"), "latin1.jsonl", "not UTF-8"),
+    }
+    cases = []
+    for name, (content, *pieces) in bad.items():
+        p = tmp_path / name
+        p.write_bytes(content if isinstance(content, bytes) else content.encode())
+        cases.append((str(p), pieces))
+    ds_dir = tmp_path / "evalds"
+    datasets.DatasetDict({"validation": datasets.Dataset.from_list([{"question": "Who wrote Hamlet?"}])}).save_to_disk(
+        str(ds_dir)
+    )
+    cases.append((str(ds_dir), ["no split 'test'", "split"]))
+    out = _run_dir_with_records(tmp_path / "run", wiki_index)
+    for path, pieces in cases:
+        _one_line_exit_2(["audit", str(out), "--decontaminate", f"evalset={path}"], capsys, *pieces)
+    with FakeServer() as srv:
+        for i, (path, pieces) in enumerate(cases):
+            (tmp_path / f"g{i}").mkdir()
+            cfg = run_config(
+                tmp_path / f"g{i}",
+                wiki_index,
+                srv.base_url,
+                2,
+                curation={"dedup": {"enabled": False}, "decontaminate": [{"name": "evalset", "path": path}]},
+            )
+            _one_line_exit_2(["generate", "--config", str(cfg), "--quiet"], capsys, *pieces)
+            assert not (tmp_path / f"g{i}" / "out").exists()  # nothing written
+
+
+# ---------------------------------------------------------------- item 13: audit dedup keyed by position
+def test_audit_finds_a_duplicate_when_record_ids_repeat(tmp_path: Path, capsys) -> None:
+    """Before: the record's own id keyed the deduper, which ignores an id it has seen: the third record
+    repeats the second's question and was missed because the second shared the first's id."""
+    rows = [
+        {"id": "a", "question": "Who painted the Mona Lisa?", "answer": "Leonardo da Vinci painted it."},
+        {"id": "a", "question": "Which river flows through Cairo?", "answer": "The Nile flows through Cairo."},
+        {"id": "b", "question": "Which river flows through Cairo?", "answer": "The Nile does."},
+    ]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from ragloom.generator.audit_cmd import audit
+
+    results, _ = audit(path)
+    assert [("duplicate_instruction" in r["issues"]) for r in results] == [False, False, True]
+    assert results[2]["scores"]["duplicate"]["of"] == "a" and results[2]["scores"]["duplicate"]["of_position"] == 1
+
+
+# ---------------------------------------------------------------- item 14: audit judges with the run's settings
+def test_audit_uses_the_runs_leak_gate_words_and_rank_band(wiki_index: Path, tmp_path: Path, monkeypatch) -> None:
+    """Before: audit built its leak screen without the run's leak_gate_words and restated the band's 200."""
+    from ragloom.generator import audit as audit_mod
+    from ragloom.generator.audit_cmd import audit
+
+    with FakeServer() as srv:
+        cfg = run_config(
+            tmp_path,
+            wiki_index,
+            srv.base_url,
+            2,
+            paradigms={"useless_doc": 1.0},
+            quality={"conformance": False, "leak_gate_words": 5},
+            distractors={"rank_band": [120, 170], "max_rank": 400},
+        )
+        assert main(["generate", "--config", str(cfg), "--quiet", "--no-report"]) == 0
+    seen = {}
+    real = audit_mod.Auditor.__init__
+
+    def spy(self, checker, **kw):  # type: ignore[no-untyped-def]
+        seen.update(kw)
+        real(self, checker, **kw)
+
+    monkeypatch.setattr(audit_mod.Auditor, "__init__", spy)
+    results, _ = audit(tmp_path / "out")
+    assert seen["leak_gate_words"] == 5 and seen["band_start"] == 120 and seen["total_docs"] == 10
+    assert results and all("distractor_rank" not in r["issues"] for r in results)  # band 120+ is not "too shallow"
+
+
+# ---------------------------------------------------------------- item 15: export never replaces a file it did not write
+def test_export_refuses_to_replace_a_readme_it_did_not_write(wiki_index: Path, tmp_path: Path, capsys) -> None:
+    """Before: `ragloom export OUT --to train.jsonl` overwrote the user's ./README.md with the card."""
+    out = _run_dir_with_records(tmp_path, wiki_index)
+    target = tmp_path / "proj"
+    target.mkdir()
+    (target / "README.md").write_text("# My project\n\nDo not lose this.\n")
+    err = _one_line_exit_2(
+        ["export", str(out), "--to", str(target / "train.jsonl")], capsys, "README.md", "--card-to", "--overwrite"
+    )
+    assert "not a ragloom dataset card" in err
+    assert (target / "README.md").read_text() == "# My project\n\nDo not lose this.\n"
+    assert not (target / "train.jsonl").exists()  # refused before writing anything
+    assert (
+        main(
+            ["export", str(out), "--to", str(target / "train.jsonl"), "--card-to", str(tmp_path / "card" / "README.md")]
+        )
+        == 0
+    )
+    assert (target / "README.md").read_text() == "# My project\n\nDo not lose this.\n"
+    card = (tmp_path / "card" / "README.md").read_text()
+    assert "ragloom" in card and "../proj/train.jsonl" in card
+    # a card ragloom wrote is refreshed without asking; a foreign one only with --overwrite
+    assert main(["export", str(out), "--to", str(tmp_path / "x" / "train.jsonl")]) == 0
+    assert main(["export", str(out), "--to", str(tmp_path / "x" / "train.jsonl")]) == 0
+    assert main(["export", str(out), "--to", str(target / "train.jsonl"), "--overwrite"]) == 0
+    assert "Do not lose this" not in (target / "README.md").read_text()
+
+
+# ---------------------------------------------------------------- item 16: dedup off embeds nothing on resume
+def test_a_resume_with_dedup_off_embeds_nothing_already_written() -> None:
+    """Before: `from_records` checked cosine_threshold, not `enabled`, and embedded every written instruction."""
+    from ragloom.generator.dedup import DedupConfig, Deduper
+
+    calls: list[int] = []
+
+    def embed(texts: list[str]):  # type: ignore[no-untyped-def]
+        calls.append(len(texts))
+        raise AssertionError("embedded with dedup off")
+
+    written = [{"job_id": f"0-{i:06d}", "instruction": f"Question number {i} about rivers?"} for i in range(50)]
+    d = Deduper.from_records(DedupConfig(enabled=False), written, embed=embed)
+    assert calls == [] and d.check("Question number 3 about rivers?") is None

@@ -134,7 +134,10 @@ def test_judge_verdicts_are_structured_cached_by_content_and_combined_as_configu
     assert combine(encoder_ok, v, "both")["ok"] is False
     assert combine(encoder_ok, v, "encoder")["ok"] is True
     assert combine(encoder_ok, v, "judge")["found"] == "states"
-    assert combine(encoder_ok, None, "both")["ok"] is True  # the judge failed: the encoder's verdict stands
+    # with the encoder check off the judge decides alone (a judge without a verdict never reaches combine:
+    # the gate leaves that job unfinished, tests/generator/test_no_record_lost.py)
+    alone = combine(None, v, "both")
+    assert alone["ok"] is False and alone["found"] == "states" and alone["encoder"] is None
 
 
 def test_an_unparseable_judge_reply_is_not_cached(tmp_path: Path) -> None:
