@@ -93,3 +93,40 @@ def test_every_known_positive_is_still_flagged(question: str, answer: str, code:
 )  # fmt: skip
 def test_the_issues_examples_pass_validation(question: str, answer: str) -> None:
     assert reason(question, answer) is None
+
+
+HELD_OUT = [
+    json.loads(line) for line in (FIXTURES / "validation_heldout.jsonl").read_text(encoding="utf-8").splitlines()
+]
+
+
+def _precision_recall(code: str) -> tuple[int, int, int]:
+    """(true positives, false positives, false negatives) of `code` on the held-out fixture."""
+    got = [reason(r["question"], r["answer"]) for r in HELD_OUT]
+    tp = sum(g == code and r["label"] == code for g, r in zip(got, HELD_OUT, strict=True))
+    fp = sum(g == code and r["label"] != code for g, r in zip(got, HELD_OUT, strict=True))
+    fn = sum(g != code and r["label"] == code for g, r in zip(got, HELD_OUT, strict=True))
+    return tp, fp, fn
+
+
+def test_held_out_fixture_was_written_apart_and_holds_both_kinds() -> None:
+    # validation_heldout.jsonl was written after the rules were frozen (commit 183d49e) and never tuned on
+    labels = Counter(r["label"] for r in HELD_OUT)
+    assert len(HELD_OUT) >= 30 and labels["answer_in_question"] >= 15 and labels["meta_reply"] >= 15
+    assert labels["ok"] >= 30
+    assert not {r["question"] for r in HELD_OUT} & {r["question"] for r in LEGIT}
+
+
+@pytest.mark.parametrize(
+    "code,min_tp,positives",
+    # measured when the fixture was first run (67 records): answer_in_question 14 of 18 found (missed:
+    # "(Answer: 1945)", "Answer - eight", "The answer is 1912.", a bare answer after the question mark);
+    # meta_reply 10 of 16 (missed: talk of the task without its set phrases, e.g. "Is this a good question
+    # for the document?" / "Yes, this is a good question because...", "My new question is: ..."). No false alarm.
+    [("answer_in_question", 14, 18), ("meta_reply", 10, 16)],
+)
+def test_held_out_precision_and_recall(code: str, min_tp: int, positives: int) -> None:
+    tp, fp, fn = _precision_recall(code)
+    assert tp + fn == positives
+    assert fp == 0, f"{code}: {fp} legitimate pairs flagged"
+    assert tp >= min_tp, f"{code}: recall {tp}/{positives}"
