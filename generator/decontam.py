@@ -1,16 +1,21 @@
 """Decontamination: fail a job whose q* or a* overlaps an evaluation set the user reports on.
 
-`curation.decontaminate: [{name, path | hf, fields: [...]}]` names the eval sets (ragloom ships
-none). Each text of the named fields is indexed once per run and the index is cached on disk
-(`EvalIndex.load_or_build`), keyed by the set's bytes (or hub name), fields and the n-gram sizes:
+`curation.decontaminate: [{name, path | hf, fields: [...], answer_fields: [...]}]` names the eval
+sets (ragloom ships none). Questions are matched against questions and answers against answers:
+the eval set's `fields` (default `[question]`) against q*, its `answer_fields` (default none)
+against a*; `match_across: true` matches every eval text against both. Each side is indexed once
+per run and the index is cached on disk (`EvalIndex.load_or_build`), keyed by the set's bytes (or
+hub name), fields and the n-gram sizes:
 - `13gram`, `8gram`: a hash of every word n-gram of the normalised text (GPT-3's 13-gram rule,
-  and a stricter 8-gram one); a q* or a* sharing one n-gram with an eval text matches it;
+  and a stricter 8-gram one); a q* (a*) sharing one n-gram with an eval question (answer) matches it;
 - `exact`: a text shorter than n words cannot be caught by n-grams (PopQA questions are 6-8
-  words), so its whole normalised string is indexed: q* or a* matches when it equals it, and q*
-  also when it contains it as whole words. Texts under `min_words` words (answers such as
-  "Paris") are not indexed: equal to countless honest answers, they say nothing;
-- `encoder` (optional, per set `cosine: 0.9`): cosine of q* against the eval texts' embeddings,
-  for paraphrases; the embeddings are cached beside the n-gram index.
+  words), so its whole normalised string is indexed: q* (a*) matches when, normalised, it equals
+  it whole. Not as a substring: "How did the Treaty of Versailles shape German politics?" only
+  mentions an eval answer, "Who is the author of Dune Messiah?" is not "Who is the author of
+  Dune?". Texts under `min_words` words (answers such as "Paris") are not indexed: equal to
+  countless honest answers, they say nothing;
+- `encoder` (optional, per set `cosine: true` for the default DEFAULT_COSINE, or a number): cosine
+  of q* against the embeddings of the eval questions, for paraphrases; cached beside the n-gram index.
 Words are hashed once (blake2b, cached) and n-grams by a polynomial over the word hashes in numpy;
 lookups are sorted-array searches, so a 100k-question set costs tens of microseconds per record.
 """
@@ -28,14 +33,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ragloom.errors import ConfigError, InputFormatError, MissingInputError
 
 from .dedup import normalize_question
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 Embed = Callable[[list[str]], np.ndarray]
+SIDES = ("instruction", "answer")  # what of a record each table is matched against: q*, a*
+# The encoder match's default threshold (`cosine: true`): what the README's examples have always used;
+# not re-tuned on the held-out fixture (tests/fixtures/decontam/heldout.jsonl). Measured in test_decontam.py.
+DEFAULT_COSINE = 0.9
 
 
 class EvalSet(BaseModel):
@@ -46,15 +55,41 @@ class EvalSet(BaseModel):
     path: str | None = None
     hf: str | None = None
     split: str = "test"
-    fields: list[str] = Field(default_factory=lambda: ["question"], min_length=1)
+    fields: list[str] = Field(
+        default_factory=lambda: ["question"], min_length=1, description="eval columns of questions, matched against q*"
+    )
+    answer_fields: list[str] = Field(default_factory=list, description="eval columns of answers, matched against a*")
+    match_across: bool = Field(False, description="match every eval text against both q* and a*")
     id_field: str | None = Field(None, description="the eval item's id (default: its row number)")
-    cosine: float | None = Field(None, gt=0, le=1, description="also match q* by encoder cosine >= this")
+    cosine: float | None = Field(
+        None, gt=0, le=1, description=f"also match q* by encoder cosine >= this (true: {DEFAULT_COSINE})"
+    )
+
+    @field_validator("cosine", mode="before")
+    @classmethod
+    def _default_cosine(cls, v: Any) -> Any:
+        if v is True:
+            return DEFAULT_COSINE
+        return None if v is False else v
 
     @model_validator(mode="after")
     def _one_source(self) -> EvalSet:
         if (self.path is None) == (self.hf is None):
             raise ValueError(f"eval set {self.name!r}: give exactly one of `path` (a local file) or `hf` (a dataset)")
+        answers = [f for f in self.fields if "answer" in f.lower() and f not in self.answer_fields]
+        if answers and not self.match_across:
+            raise ValueError(
+                f"eval set {self.name!r}: `fields` lists {answers[0]!r}, and `fields` are matched against generated "
+                f"questions; put answer columns in `answer_fields` (matched against generated answers), or set "
+                f"`match_across: true` to match every field against both"
+            )
         return self
+
+    def sides_of(self, column: str) -> tuple[str, ...]:
+        """What of a generated record the eval column is matched against."""
+        if self.match_across:
+            return SIDES
+        return ("answer",) if column in self.answer_fields and column not in self.fields else ("instruction",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,47 +223,38 @@ def _rows(s: EvalSet) -> Iterator[dict[str, Any]]:
                     raise InputFormatError(f"{p}:{lineno}: invalid JSON ({e.msg})") from None
 
 
-def eval_texts(s: EvalSet) -> tuple[list[str], list[str]]:
-    """(ids, texts) of the set: one text per non-empty field value (lists are flattened)."""
-    ids, texts = [], []
+def eval_texts(s: EvalSet) -> tuple[list[str], list[str], list[str]]:
+    """(ids, texts, columns) of the set: one text per non-empty field value (lists are flattened)."""
+    ids, texts, columns = [], [], []
+    wanted = list(dict.fromkeys([*s.fields, *s.answer_fields]))
     for i, row in enumerate(_rows(s)):
-        missing = [f for f in s.fields if f not in row]
+        missing = [f for f in wanted if f not in row]
         if missing:
+            key = "fields" if missing[0] in s.fields else "answer_fields"
             raise ConfigError(
                 f"curation.decontaminate {s.name}: row {i} has no field {missing[0]!r} "
-                f"(fields: {', '.join(map(str, row))}); fix `fields`"
+                f"(fields: {', '.join(map(str, row))}); fix `{key}`"
             )
         rid = str(row[s.id_field]) if s.id_field and row.get(s.id_field) is not None else str(i)
-        for f in s.fields:
+        for f in wanted:
             values = row[f] if isinstance(row[f], list) else [row[f]]
             for v in values:
                 if isinstance(v, str) and v.strip():
                     ids.append(rid)
                     texts.append(v)
-    return ids, texts
+                    columns.append(f)
+    return ids, texts, columns
 
 
 @dataclass
-class EvalIndex:
-    """The n-gram and short-text index of one eval set: sorted hashes -> eval id positions."""
+class Tables:
+    """The n-gram and whole-text tables of one side (eval questions, or eval answers)."""
 
-    name: str
-    ids: list[str]
     ngrams: dict[int, tuple[np.ndarray, np.ndarray]]  # n -> (sorted hashes, id position)
     short: tuple[np.ndarray, np.ndarray]  # whole texts of min_words..max(n)-1 words
-    short_lengths: list[int] = field(default_factory=list)  # their word counts
-    vectors: np.ndarray | None = None  # eval text embeddings (encoder check)
-    vector_ids: np.ndarray | None = None
-    cosine: float | None = None
-    _faiss: Any = None
 
     @classmethod
-    def build(cls, s: EvalSet, ns: Sequence[int], min_words: int, embed: Embed | None = None) -> EvalIndex:
-        ids, texts = eval_texts(s)
-        uniq = list(dict.fromkeys(ids))
-        pos = {k: i for i, k in enumerate(uniq)}
-        words = [word_hashes(t) for t in texts]
-        where = np.asarray([pos[r] for r in ids], dtype=np.int32)
+    def build(cls, words: Sequence[np.ndarray], where: np.ndarray, ns: Sequence[int], min_words: int) -> Tables:
         grams: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for n in ns:
             h, text = _all_ngrams(words, n)
@@ -240,27 +266,54 @@ class EvalIndex:
             h, text = _all_ngrams([words[i] for i in ix], n)
             short_h.append(h)
             short_p.append(where[ix[text]])
-        short = _sorted(np.concatenate(short_h), np.concatenate(short_p))
-        idx = cls(s.name, uniq, grams, short, lengths, cosine=s.cosine)
-        if s.cosine is not None and embed is not None:
-            idx.vectors = np.asarray(embed(texts), dtype=np.float32)
-            idx.vector_ids = np.asarray(where, dtype=np.int32)
-        return idx
+        return cls(grams, _sorted(np.concatenate(short_h), np.concatenate(short_p)))
 
-    def match(self, text: str, what: str, vector: np.ndarray | None = None) -> Match | None:
-        """The first match of `text` (`what`: instruction | answer), longest n-gram first."""
-        spans_of = Spans(word_hashes(text))
+    def match(self, spans_of: Spans) -> tuple[str, int] | None:
+        """(method, id position) of the first match, longest n-gram first, then the whole text."""
         for n in sorted(self.ngrams, reverse=True):
             found = _lookup(self.ngrams[n], spans_of(n))
             if found is not None:
-                return Match(self.name, f"{n}gram", self.ids[found], what)
-        # whole-string equality; q* also by containing a short eval text as whole words
-        spans = [spans_of(spans_of.n_words)]
-        if what == "instruction":
-            spans += [spans_of(n) for n in self.short_lengths if n < spans_of.n_words]
-        found = _lookup(self.short, np.concatenate(spans))
-        if found is not None:
-            return Match(self.name, "exact", self.ids[found], what)
+                return f"{n}gram", found
+        found = _lookup(self.short, spans_of(spans_of.n_words))
+        return None if found is None else ("exact", found)
+
+
+@dataclass
+class EvalIndex:
+    """The n-gram and short-text index of one eval set, per side: sorted hashes -> eval id positions."""
+
+    name: str
+    ids: list[str]
+    sides: dict[str, Tables] = field(default_factory=dict)  # "instruction" | "answer" -> its tables
+    vectors: np.ndarray | None = None  # embeddings of the texts matched against q* (encoder check)
+    vector_ids: np.ndarray | None = None
+    cosine: float | None = None
+    _faiss: Any = None
+
+    @classmethod
+    def build(cls, s: EvalSet, ns: Sequence[int], min_words: int, embed: Embed | None = None) -> EvalIndex:
+        ids, texts, columns = eval_texts(s)
+        uniq = list(dict.fromkeys(ids))
+        pos = {k: i for i, k in enumerate(uniq)}
+        words = [word_hashes(t) for t in texts]
+        where = np.asarray([pos[r] for r in ids], dtype=np.int32)
+        idx = cls(s.name, uniq, cosine=s.cosine)
+        for side in SIDES:
+            rows = [i for i, c in enumerate(columns) if side in s.sides_of(c)]
+            if rows:
+                idx.sides[side] = Tables.build([words[i] for i in rows], where[rows], ns, min_words)
+        asked = [i for i, c in enumerate(columns) if "instruction" in s.sides_of(c)]
+        if s.cosine is not None and embed is not None and asked:
+            idx.vectors = np.asarray(embed([texts[i] for i in asked]), dtype=np.float32)
+            idx.vector_ids = np.asarray(where[asked], dtype=np.int32)
+        return idx
+
+    def match(self, text: str, what: str, vector: np.ndarray | None = None) -> Match | None:
+        """The first match of `text` (`what`: instruction | answer) against the eval texts of that
+        side, longest n-gram first, then the whole normalised text, then the encoder (q* only)."""
+        tables = self.sides.get(what)
+        if tables is not None and (hit := tables.match(Spans(word_hashes(text)))) is not None:
+            return Match(self.name, hit[0], self.ids[hit[1]], what)
         if vector is not None and self.vectors is not None and self.cosine is not None and what == "instruction":
             if self._faiss is None:
                 from ragloom.retrieval.index import import_faiss
@@ -285,7 +338,7 @@ class EvalIndex:
                 "mtime_ns": st.st_mtime_ns if st else None,
             }
         enc = encoder if s.cosine is not None else None
-        what = [INDEX_VERSION, src, s.fields, s.id_field, sorted(ns), min_words, enc]
+        what = [INDEX_VERSION, src, s.fields, s.answer_fields, s.match_across, s.id_field, sorted(ns), min_words, enc]
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]
 
     @classmethod
@@ -307,12 +360,18 @@ class EvalIndex:
         idx = cls.build(s, ns, min_words, embed)
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        arrays: dict[str, Any] = {f"h{n}": h for n, (h, _) in idx.ngrams.items()}
-        arrays |= {f"p{n}": p for n, (_, p) in idx.ngrams.items()}
-        arrays |= {"short_h": idx.short[0], "short_p": idx.short[1]}
+        arrays: dict[str, Any] = {}
+        for side, t in idx.sides.items():
+            arrays |= {f"{side}.h{n}": h for n, (h, _) in t.ngrams.items()}
+            arrays |= {f"{side}.p{n}": p for n, (_, p) in t.ngrams.items()}
+            arrays |= {f"{side}.short_h": t.short[0], f"{side}.short_p": t.short[1]}
         if idx.vectors is not None and idx.vector_ids is not None:
             arrays |= {"vectors": idx.vectors, "vector_ids": idx.vector_ids}
-        meta = {"ids": idx.ids, "lengths": idx.short_lengths}
+        meta = {
+            "ids": idx.ids,
+            "sides": sorted(idx.sides),
+            "ngrams": {k: sorted(t.ngrams) for k, t in idx.sides.items()},
+        }
         np.savez(tmp, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
         tmp.replace(path)
         return idx, False
@@ -321,11 +380,16 @@ class EvalIndex:
     def _load(cls, path: Path, s: EvalSet) -> EvalIndex:
         with np.load(path) as z:
             meta = json.loads(z["meta"].tobytes().decode())
-            ngrams = {int(k[1:]): (z[k], z["p" + k[1:]]) for k in z.files if k[0] == "h" and k[1:].isdigit()}
-            short = (z["short_h"], z["short_p"])
+            sides = {
+                side: Tables(
+                    {n: (z[f"{side}.h{n}"], z[f"{side}.p{n}"]) for n in meta["ngrams"][side]},
+                    (z[f"{side}.short_h"], z[f"{side}.short_p"]),
+                )
+                for side in meta["sides"]
+            }
             vectors = z["vectors"] if "vectors" in z.files else None
             vids = z["vector_ids"] if "vector_ids" in z.files else None
-        return cls(s.name, meta["ids"], ngrams, short, meta["lengths"], vectors, vids, s.cosine)
+        return cls(s.name, meta["ids"], sides, vectors, vids, s.cosine)
 
 
 class Decontaminator:
