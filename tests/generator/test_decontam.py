@@ -240,3 +240,35 @@ def test_the_audit_flag_names_question_and_answer_columns_apart() -> None:
     assert (parse_eval_set("pq=e.jsonl").fields, parse_eval_set("pq=e.jsonl").answer_fields) == (["question"], [])
     with pytest.raises(ConfigError, match="answer_fields"):
         parse_eval_set("pq=e.jsonl:question,answer")
+
+
+HELD_OUT = [json.loads(line) for line in (HERE / "heldout.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_held_out_precision_and_recall_at_the_defaults(encoder, tmp_path: Path) -> None:
+    """heldout_eval.jsonl / heldout.jsonl were written after the defaults were frozen (13/8-gram,
+    min_words 4, cosine 0.9). Measured on first run: 14 of 17 contaminated records found, 1 false
+    alarm in 19 clean ones ("Which gas do plants release ... during photosynthesis?" against the eval
+    question that asks which gas they absorb: cosine 0.924); missed, three paraphrases (cosine 0.585,
+    0.814, 0.898). No record that only mentions an eval answer is flagged."""
+    s = EvalSet(
+        name="ho",
+        path=str(HERE / "heldout_eval.jsonl"),
+        fields=["question"],
+        answer_fields=["answer"],
+        id_field="id",
+        cosine=True,
+    )
+    decon = Decontaminator.open([s], tmp_path, embed=encoder.encode_queries, encoder=encoder.name)
+    vecs = encoder.encode_queries([r["instruction"] for r in HELD_OUT])
+    got = [decon.check(r["instruction"], r["answer"], v) for r, v in zip(HELD_OUT, vecs, strict=True)]
+    positives = [(r, m) for r, m in zip(HELD_OUT, got, strict=True) if r["label"] == "contaminated"]
+    negatives = [(r, m) for r, m in zip(HELD_OUT, got, strict=True) if r["label"] == "clean"]
+    assert len(positives) >= 15 and len(negatives) >= 15
+    found = [r for r, m in positives if m and m[0].eval_id == r["eval_id"]]
+    false_alarms = [r["instruction"] for r, m in negatives if m]
+    assert len(found) >= 14, f"recall {len(found)}/{len(positives)}"
+    assert len(false_alarms) <= 1, false_alarms
+    assert not [r for r, m in negatives if m and r["kind"] == "mentions_answer"]
+    # every verbatim, short, prefixed and copied-answer item is found; only paraphrases are missed
+    assert {r["kind"] for r, m in positives if not m} <= {"paraphrase"}
