@@ -272,3 +272,20 @@ def test_held_out_precision_and_recall_at_the_defaults(encoder, tmp_path: Path) 
     assert not [r for r, m in negatives if m and r["kind"] == "mentions_answer"]
     # every verbatim, short, prefixed and copied-answer item is found; only paraphrases are missed
     assert {r["kind"] for r, m in positives if not m} <= {"paraphrase"}
+
+
+def test_a_config_with_an_answer_column_in_fields_is_one_line_naming_the_key_and_the_fix(tmp_path: Path) -> None:
+    from ragloom.generator.config import load_config
+
+    cfg = tmp_path / "run.yaml"
+    base = "index: i\ncount: 1\nbackend: {type: openai, model: m}\n"
+    cfg.write_text(base + "curation: {decontaminate: [{name: qa, path: e.jsonl, fields: [question, answer]}]}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    msg = str(e.value)
+    assert "\n" not in msg and "curation.decontaminate.0" in msg and "answer_fields" in msg
+    cfg.write_text(
+        base + "curation: {decontaminate: [{name: qa, path: e.jsonl, answer_fields: [answer], cosine: true}]}\n"
+    )
+    (s,) = load_config(cfg).curation.decontaminate
+    assert (s.fields, s.answer_fields, s.cosine) == (["question"], ["answer"], 0.9)
