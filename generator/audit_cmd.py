@@ -46,7 +46,7 @@ def audit(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[dict[str, Any]], AuditSummary]:
     """Audit a run directory or dataset file: one result per record, and the summary.
-    `decontaminate`: eval sets as `NAME=PATH[:field,field]` (default: the run's
+    `decontaminate`: eval sets as `NAME=PATH[:field,...[:answer_field,...]]` (default: the run's
     `curation.decontaminate`). `progress(done, total)` is called after each batch."""
     eval_sets = [parse_eval_set(s) for s in decontaminate]
     records, run = read_input(path)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from ragloom.retrieval import Encoder
 
 from ragloom.errors import ConfigError
@@ -23,12 +24,23 @@ CURATION_CODES = ("duplicate_instruction", "contaminated")
 
 
 def parse_eval_set(spec: str) -> EvalSet:
-    """`NAME=PATH[:field,field]` (default field: question) -> an eval set."""
+    """`NAME=PATH[:field,field[:answer_field,...]]` -> an eval set: the first list (default: question)
+    is matched against the records' questions, the second (default: none) against their answers."""
     name, sep, rest = spec.partition("=")
     if not sep or not name or not rest:
-        raise ConfigError(f"--decontaminate {spec!r}: write NAME=PATH or NAME=PATH:field,field")
-    path, _, fields = rest.partition(":")
-    return EvalSet(name=name, path=path, fields=[f for f in fields.split(",") if f] or ["question"])
+        raise ConfigError(f"--decontaminate {spec!r}: write NAME=PATH or NAME=PATH:field,field[:answer_field,...]")
+    path, _, columns = rest.partition(":")
+    fields, _, answers = columns.partition(":")
+    try:
+        return EvalSet(
+            name=name,
+            path=path,
+            fields=[f for f in fields.split(",") if f] or ["question"],
+            answer_fields=[f for f in answers.split(",") if f],
+        )
+    except ValidationError as e:
+        msg = e.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"--decontaminate {spec!r}: {msg} (write NAME=PATH:question_fields:answer_fields)") from None
 
 
 def curate(

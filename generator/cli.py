@@ -35,7 +35,7 @@ quality: {conformance: true, leak_screen: true}   # judge: true adds an LLM judg
 documents: {order: balanced}    # balanced, shuffle, sources_first or sources_last
 curation:                       # duplicates across the run are re-asked; eval-set overlaps fail as `contaminated`
   dedup: {minhash_threshold: 0.85, cosine_threshold: 0.93}
-  # decontaminate: [{name: popqa, path: popqa_test.jsonl, fields: [question]}]   # or hf: DATASET, split: test
+  # decontaminate: [{name: popqa, path: popqa_test.jsonl, fields: [question], answer_fields: [possible_answers], cosine: true}]   # or hf: DATASET, split: test
 pricing: {prompt_per_million: 0.0, completion_per_million: 0.0}
 output: out
 # templates: my_prompts         # a directory with your own <paradigm>.j2 templates
@@ -100,10 +100,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--fail-on", metavar="CODE,...", help="exit 1 when any of these issue codes is found")
     a.add_argument(
         "--decontaminate",
-        metavar="NAME=PATH[:FIELDS]",
+        metavar="NAME=PATH[:FIELDS[:ANSWER_FIELDS]]",
         action="append",
         default=[],
-        help="an eval set to check for overlap (repeatable; default: the run's curation.decontaminate)",
+        help="an eval set to check for overlap: FIELDS (default question) against the records' questions, "
+        "ANSWER_FIELDS against their answers (repeatable; default: the run's curation.decontaminate)",
     )
     enc = a.add_mutually_exclusive_group()
     enc.add_argument("--index", metavar="DIR", help="use this index's encoder")

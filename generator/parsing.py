@@ -33,19 +33,28 @@ REASONS = (
     "answer_in_question",
     "meta_reply",
 )
-# A question that carries its own answer ("Who was ...? Answer: Anna Akhmatova"): a small model
-# writes the pair into the question field. Real questions do not hold an "Answer:" label.
-_ANSWER_LABEL = re.compile(r"(?:^|[\s?.!:;])answer\s*:\s*\S|^\s*q\s*:.*\sa\s*:\s*\S", re.IGNORECASE | re.DOTALL)
+# A question that carries its own answer ("Who was ...? Answer: Anna Akhmatova", "Q: ...? A: ..."): a
+# small model writes the pair into the question field. The label opens a sentence or a line, and what
+# follows it is an answer: some words and no question mark. Instruction wording is not a label:
+# "Choose the correct answer: which ...?", "give an example answer: how would ...?", "Answer: what
+# year ...?", and multiple-choice prompts that end on an empty "Answer:" (tests/fixtures/validation_legit.jsonl).
+_ANSWER_LABEL = re.compile(r"(?:^|[?.!]|\n)\s*(?:the\s+)?(?:correct\s+|final\s+|right\s+)?answer\s*:", re.IGNORECASE)
+_QA_LABELS = re.compile(r"^\s*q\s*:.*\sa\s*:\s*\S(?!.*\sb\s*:)", re.IGNORECASE | re.DOTALL)
+_WORD = re.compile(r"[^\W_]")
 # A reply about the task instead of a pair: the model narrates its writing ("I have already written
 # this question:"), announces an answer it never gives ("The answer to this question is..."), or
-# comments on its input ("This document is not an instruction"). Small models write these, and a
-# `useless_doc` record cannot be caught by the paradigm check: its documents do not help either way.
+# comments on its input ("This document is not an instruction"), or grades an answer ("The answer is
+# correct. It's not the document itself..."). Small models write these, and a `useless_doc` record
+# cannot be caught by the paradigm check: its documents do not help either way. "Here is" is meta only
+# with the task's words ("here is the new question"): "Here is a question many historians ask: ..."
+# and "Here is the question's short version: ..." are how people write.
 _META = re.compile(
     r"\bi(?: have|'ve)(?: already)? (?:written|created|generated|composed|made) (?:this|the|a|my|your) "
     r"(?:new |simulated |rewritten )?(?:question|instruction)s?\b"
     r"|^\W*the answer (?:to (?:this|the|your) question )?is\W*$"
     r"|\bthis (?:document|passage|text) is not an? (?:instruction|question|task)\b"
-    r"|\b(?:here is|here's|below is) (?:the|a|my) (?:new |simulated |rewritten )?(?:question|instruction)\b",
+    r"|\b(?:here is|here's|below is) (?:the|a|my) (?:new|simulated|rewritten|generated) (?:question|instruction)\b"
+    r"|^\W*the answer is (?:correct|incorrect|wrong|right)\b",
     re.IGNORECASE,
 )
 # The output contract's placeholders and its made-up shape example, copied instead of answered.
@@ -105,6 +114,16 @@ def extract_json(text: str) -> Any:
     raise ValueError("no JSON object found")
 
 
+def _carries_answer(question: str) -> bool:
+    """An answer label opening a sentence or line with an answer after it, or a "Q: ... A: ..." pair
+    (not lettered "A: ... B: ..." options)."""
+    for m in _ANSWER_LABEL.finditer(question):
+        rest = question[m.end() :]
+        if _WORD.search(rest) and "?" not in rest:
+            return True
+    return _QA_LABELS.search(question) is not None
+
+
 def _similarity_at_least(a: str, b: str, threshold: float) -> bool:
     """`SequenceMatcher(None, a, b).ratio() >= threshold`, with its cheap upper bounds tried first."""
     m = SequenceMatcher(None, a, b)
@@ -154,7 +173,7 @@ def parse_pair(
         return None, "too_short"
     if _REFUSAL.search(q) or _REFUSAL.search(a):
         return None, "refusal"
-    if _ANSWER_LABEL.search(q):
+    if _carries_answer(q):
         return None, "answer_in_question"
     ex = normalize_text(exemplar.text)
     if nq == ex or _similarity_at_least(nq, ex, t.echo_similarity):

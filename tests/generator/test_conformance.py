@@ -163,3 +163,34 @@ def test_a_short_answer_the_source_holds_whole_is_stated(encoder: CountingEncode
     assert support["found"] == "states" and support["ok"] is False
     assert answer["found"] == "states" and answer["ok"] is True
     assert elsewhere["found"] == "no_help" and elsewhere["ok"] is False
+
+
+HELD_OUT = Path(__file__).resolve().parents[1] / "fixtures" / "conformance_heldout.jsonl"
+# right verdicts per paradigm on the held-out set when it was first run (8 records each)
+HELD_OUT_FLOOR = {
+    "useless_doc": 7,
+    "single_doc_support": 6,
+    "multi_doc_support": 4,
+    "single_doc_answer": 7,
+    "multi_doc_answer": 5,
+}
+
+
+def test_checker_on_held_out_records_written_after_the_thresholds_were_frozen(encoder: CountingEncoder) -> None:
+    """tests/fixtures/conformance_heldout.jsonl: 40 records (8 per paradigm, 4 conforming and 4 not)
+    on real Wikipedia summaries the calibration set does not use, labelled by hand before the checker
+    ran on them; the thresholds were not touched after. Measured: 29 of 40 right (0.73), against 50 of
+    52 on the calibration set. Weakest: multi_doc_support, whose 4 conforming records (each source
+    gives a piece, none the answer) are all rejected: the checker finds fewer than two contributing
+    sources when the answer is mostly reasoning beyond the documents."""
+    recs = [json.loads(line) for line in HELD_OUT.read_text(encoding="utf-8").splitlines() if line.strip()]
+    counts = Counter((r["paradigm"], r["label"]) for r in recs)
+    assert len(recs) >= 30 and all(counts[(p, lab)] >= 3 for p in HELD_OUT_FLOOR for lab in ("conforms", "not"))
+    assert not {r["question"] for r in recs} & {r["question"] for r in _fixture()}
+    results = ConformanceChecker(encoder).check(_inputs(recs))
+    right: Counter[str] = Counter()
+    for r, res in zip(recs, results, strict=True):
+        right[r["paradigm"]] += res["ok"] == (r["label"] == "conforms")
+    assert sum(right.values()) >= 29, dict(right)
+    for paradigm, floor in HELD_OUT_FLOOR.items():
+        assert right[paradigm] >= floor, (paradigm, right[paradigm])
