@@ -18,6 +18,7 @@ from .audit_input import read_input
 from .config import Quality
 from .conformance import ConformanceChecker
 from .parsing import REASONS
+from .relevance import RelevanceCheck
 
 KNOWN_CODES = tuple(dict.fromkeys((*REASONS, *AUDIT_CODES, *CURATION_CODES)))
 
@@ -59,6 +60,7 @@ def audit(
         leak_similarity=quality.leak_similarity,
         band_start=(dist.get("rank_band") or [200])[0],
         total_docs=dist.get("total_docs"),
+        relevance=RelevanceCheck(checker, quality.relevance_thresholds()) if quality.relevance else None,
     )
     summary = AuditSummary()
     results = []
