@@ -149,3 +149,59 @@ def test_relevance_off_never_decides_and_audit_reports_what_it_let_through(wiki_
     assert summary.issues["off_topic"] == len(rambles)
     assert all(r["scores"]["relevance"]["ok"] is ("off_topic" not in r["issues"]) for r in results)
     assert parse_fail_on("off_topic") == {"off_topic"}
+
+
+def _judge_requests(srv: FakeServer) -> int:
+    return sum("Does the answer address the question?" in str(r.get("messages")) for r in srv.requests)
+
+
+def test_with_the_judge_on_combine_says_who_decides_and_replies_are_cached(wiki_index: Path, tmp_path: Path) -> None:
+    """The judge (here a server that says no to every answer) overrules the encoder under
+    `combine: judge`: every job fails as off_topic. Under `combine: encoder` the same pairs are
+    written with the judge's "no" stored beside the encoder's "yes", and nothing is asked again: the
+    judge's replies are cached by content (one request per pair, none the second time)."""
+    cache = tmp_path / "judge.jsonl"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    quality = {"conformance": False, "judge": True, "judge_cache": str(cache)}
+    with FakeServer(Faults(relevance_judge=False)) as srv:
+        cfg = run_config(
+            tmp_path / "a",
+            wiki_index,
+            srv.base_url,
+            6,
+            paradigms={"useless_doc": 1},
+            validation={"attempts": 1},
+            quality={**quality, "combine": "judge"},
+        )
+        assert main(["generate", "--config", str(cfg), "--quiet", "--no-report"]) == 0
+        asked = _judge_requests(srv)
+    failed = jsonl(tmp_path / "a" / "out" / "failed.jsonl")
+    off = {f["job_id"] for f in failed if f["reason"] == "off_topic"}
+    assert jsonl(tmp_path / "a" / "out" / "examples.jsonl") == [] and len(off) >= 4 and asked == len(off)
+    # the others failed validation first (the fake server does not write multiple-choice answers)
+    assert {f["reason"] for f in failed if f["job_id"] not in off} <= {"not_multiple_choice"}
+    replies = [json.loads(json.loads(line)["reply"]) for line in cache.read_text().splitlines()]
+    assert replies.count({"addresses_question": False}) == len(off)
+    with FakeServer(Faults(relevance_judge=False)) as srv:
+        cfg = run_config(
+            tmp_path / "b",
+            wiki_index,
+            srv.base_url,
+            6,
+            paradigms={"useless_doc": 1},
+            validation={"attempts": 1},
+            quality={**quality, "combine": "encoder"},
+        )
+        assert main(["generate", "--config", str(cfg), "--quiet", "--no-report"]) == 0
+        assert _judge_requests(srv) == 0  # every pair's verdict came from the cache
+    recs = jsonl(tmp_path / "b" / "out" / "examples.jsonl")
+    # under combine: encoder the paradigm check's encoder runs too (conformance off or not): its own rejections
+    assert recs and {r["id"] for r in recs} <= off
+    assert {f["reason"] for f in jsonl(tmp_path / "b" / "out" / "failed.jsonl")} <= {
+        "paradigm_mismatch",
+        "not_multiple_choice",
+    }
+    for r in recs:
+        rel = r["quality"]["relevance"]
+        assert (rel["ok"], rel["encoder"], rel["judge"]) == (True, True, False)
