@@ -77,7 +77,8 @@ class RelevanceThresholds:
     short_answer_words: int = 4
 
 
-_FIRST_PERSON = re.compile(r"\b(?:I|me|my|mine|myself|I'm|I've|I'd|I'll)\b")
+_FIRST_PERSON = re.compile(r"\b(?:me|my|myself|I'm|I've|I'd|I'll)\b")
+_WORD = re.compile(r"[\w']+")
 _YOU = re.compile(r"\b(?:you|your|yours|yourself)\b", re.IGNORECASE)
 
 
@@ -87,7 +88,16 @@ def first_person_share(question: str, answer: str) -> float:
     if _YOU.search(question):
         return 0.0
     sents = split_sentences(answer) or [answer]
-    return sum(bool(_FIRST_PERSON.search(s)) for s in sents) / len(sents)
+    return sum(_says_i(s) for s in sents) / len(sents)
+
+
+def _says_i(sentence: str) -> bool:
+    """I, me or my as the speaker: "I" after a capitalised word is a numeral ("World War I",
+    "Elizabeth I was crowned"), not the speaker."""
+    if _FIRST_PERSON.search(sentence):
+        return True
+    words = _WORD.findall(sentence)
+    return any(w == "I" and (i == 0 or not words[i - 1][0].isupper()) for i, w in enumerate(words))
 
 
 class _JudgeReply(BaseModel):

@@ -205,3 +205,12 @@ def test_with_the_judge_on_combine_says_who_decides_and_replies_are_cached(wiki_
     for r in recs:
         rel = r["quality"]["relevance"]
         assert (rel["ok"], rel["encoder"], rel["judge"]) == (True, True, False)
+
+
+def test_a_roman_numeral_or_a_mine_is_not_the_answer_speaking_of_itself(check: RelevanceCheck) -> None:
+    pairs = [
+        ("Which war ended with the Treaty of Versailles?", "World War I"),
+        ("Who was queen of England when the Spanish Armada sailed?", "Elizabeth I was queen; her fleet beat the Armada in 1588."),
+        ("What happened to the Kolar gold fields?", "The mine at Kolar, once among the deepest in the world, closed in 2001 as gold ran out."),
+    ]  # fmt: skip
+    assert [v["first_person"] for v in check.verdict(pairs)] == [0.0, 0.0, 0.0]
