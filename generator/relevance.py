@@ -92,12 +92,16 @@ def first_person_share(question: str, answer: str) -> float:
 
 
 def _says_i(sentence: str) -> bool:
-    """I, me or my as the speaker: "I" after a capitalised word is a numeral ("World War I",
-    "Elizabeth I was crowned"), not the speaker."""
+    """I, me or my as the speaker. The pronoun "I" comes before a lower-case word ("I was", "and I
+    learned"); after a capitalised word it is a numeral ("World War I", "Elizabeth I was crowned"),
+    before one part of a name ("I Ching")."""
     if _FIRST_PERSON.search(sentence):
         return True
-    words = _WORD.findall(sentence)
-    return any(w == "I" and (i == 0 or not words[i - 1][0].isupper()) for i, w in enumerate(words))
+    w = _WORD.findall(sentence)
+    return any(
+        x == "I" and i + 1 < len(w) and w[i + 1][0].islower() and (i == 0 or not w[i - 1][0].isupper())
+        for i, x in enumerate(w)
+    )
 
 
 class _JudgeReply(BaseModel):

@@ -212,5 +212,6 @@ def test_a_roman_numeral_or_a_mine_is_not_the_answer_speaking_of_itself(check: R
         ("Which war ended with the Treaty of Versailles?", "World War I"),
         ("Who was queen of England when the Spanish Armada sailed?", "Elizabeth I was queen; her fleet beat the Armada in 1588."),
         ("What happened to the Kolar gold fields?", "The mine at Kolar, once among the deepest in the world, closed in 2001 as gold ran out."),
+        ("What makes I Ching significant?", "I Ching is significant for its lasting influence on Chinese thought."),
     ]  # fmt: skip
-    assert [v["first_person"] for v in check.verdict(pairs)] == [0.0, 0.0, 0.0]
+    assert [v["first_person"] for v in check.verdict(pairs)] == [0.0, 0.0, 0.0, 0.0]
