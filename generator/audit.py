@@ -2,8 +2,9 @@
 
 Per record: the lexical validation (parse_pair's reason codes), paradigm conformance
 (`paradigm_mismatch`), distractor leak screening (`distractor_leak`), the rank rule
-(`distractor_rank`: a distractor ranked above the band without rule `shallow`) and, for a ragloom
-run, `short_padded` (fewer documents than distractors.total_docs). A check that needs what a record
+(`distractor_rank`: a distractor ranked above the band without rule `shallow`), relevance
+(`off_topic`: the answer does not address the question; every record, whatever its roles) and, for
+a ragloom run, `short_padded` (fewer documents than distractors.total_docs). A check that needs what a record
 lacks (roles, paradigm, exemplar) is skipped and named in `skipped`. Records are checked in
 batches: one encoder call per batch for answers and sources, one for the distractors.
 """
@@ -20,9 +21,10 @@ from .audit_input import AuditRecord
 from .conformance import CheckInput, ConformanceChecker
 from .leaks import LeakScreen
 from .parsing import parse_pair
+from .relevance import RelevanceCheck
 from .types import Exemplar
 
-AUDIT_CODES = ("paradigm_mismatch", "distractor_leak", "distractor_rank", "short_padded")
+AUDIT_CODES = ("paradigm_mismatch", "distractor_leak", "distractor_rank", "short_padded", "off_topic")
 
 
 @dataclass
@@ -67,9 +69,11 @@ class Auditor:
         band_start: int,
         total_docs: int | None = None,
         batch_size: int = 256,
+        relevance: RelevanceCheck | None = None,
     ) -> None:
-        """The settings come from the run's config models (`audit_cmd.run_sections`), as generate uses them."""
-        self.checker = checker
+        """The settings come from the run's config models (`audit_cmd.run_sections`), as generate uses them.
+        `relevance`: the `off_topic` check (None: off, as with `quality.relevance: false`)."""
+        self.checker, self.relevance = checker, relevance
         self.screen = LeakScreen(checker, similarity=leak_similarity, gate_words=leak_gate_words)
         self.band_start, self.total_docs, self.batch_size = band_start, total_docs, batch_size
 
@@ -93,7 +97,13 @@ class Auditor:
         it = iter(verdicts)
         found = [next(it) if i.sources else None for i in inputs]
         self.screen.prefetch([(r.answer, d.passage) for r in batch if r.has_roles for d in r.with_role("distractor")])
-        return [self._one(r, v) for r, v in zip(batch, found, strict=True)]
+        relevant = self.relevance.verdict([(r.question, r.answer) for r in batch]) if self.relevance else None
+        out = [self._one(r, v) for r, v in zip(batch, found, strict=True)]
+        for result, rel in zip(out, relevant or [], strict=False):
+            result["scores"]["relevance"] = rel
+            if not rel["ok"]:
+                result["issues"].append("off_topic")
+        return out
 
     def _one(self, r: AuditRecord, verdict: dict[str, Any] | None) -> dict[str, Any]:
         issues: list[str] = []

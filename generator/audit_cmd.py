@@ -19,6 +19,7 @@ from .audit_input import read_input
 from .config import Distractors, Quality, describe_error
 from .conformance import ConformanceChecker
 from .parsing import REASONS
+from .relevance import RelevanceCheck
 
 KNOWN_CODES = tuple(dict.fromkeys((*REASONS, *AUDIT_CODES, *CURATION_CODES)))
 
@@ -60,6 +61,7 @@ def audit(
         leak_gate_words=quality.leak_gate_words,
         band_start=dist.rank_band[0],
         total_docs=dist.total_docs if "distractors" in cfg else None,
+        relevance=RelevanceCheck(checker, quality.relevance_thresholds()) if quality.relevance else None,
     )
     summary = AuditSummary()
     results = []

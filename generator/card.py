@@ -208,6 +208,7 @@ def quality_section(records: list[Example], failed: list[dict[str, Any]], run: d
             "- source necessity (`quality.necessity`, LM-scored, last session): "
             + ", ".join(f"{k} {v}" for k, v in sorted(nec.items()))
         )
+    out += relevance_lines(records, failed, counts)
     truncated = rejected.get("truncated", 0) + sum(f.get("reason") == "truncated" for f in failed)
     out += [
         f"- replies cut off at max_tokens (`truncated`): {truncated}",
@@ -215,6 +216,21 @@ def quality_section(records: list[Example], failed: list[dict[str, Any]], run: d
         "",
     ]
     return out
+
+
+def relevance_lines(records: list[Example], failed: list[dict[str, Any]], counts: dict[str, Any]) -> list[str]:
+    """`quality.relevance`: records whose answer was checked against its question, the off_topic
+    rejections by paradigm (last session, from run.json) and the jobs that failed as off_topic."""
+    checked = sum(bool(r.quality and "relevance" in r.quality) for r in records)
+    off = {k.removeprefix("off_topic_"): v for k, v in counts.items() if k.startswith("off_topic_")}
+    if not checked and not off:
+        return []
+    by = ", ".join(f"{k} {v}" for k, v in sorted(off.items())) or "none"
+    lost = sum(f.get("reason") == "off_topic" for f in failed)
+    return [
+        f"- answers that address the question (`quality.relevance`): {checked} records checked; "
+        f"off_topic rejections (last session): {by}; jobs failed as off_topic: {lost}"
+    ]
 
 
 def _stats_and_config(stats: dict[str, Any], cfg: dict[str, Any]) -> list[str]:

@@ -15,9 +15,11 @@ from .conformance import ConformanceThresholds
 from .decontam import EvalSet
 from .dedup import DedupConfig
 from .layout import DocumentsConfig
+from .relevance import RelevanceThresholds
 from .types import PARADIGMS
 
 _T = ConformanceThresholds()
+_R = RelevanceThresholds()
 
 
 class Strict(BaseModel):
@@ -172,8 +174,20 @@ class Quality(Strict):
         None, description="the scorer (default: the run's backend); {type: llama_cpp, model_path: ...} on CPU"
     )
 
+    relevance: bool = Field(True, description="reject answers that do not address the question (`off_topic`)")
+    relevance_answer: float = Field(_R.answer, ge=-1, le=1, description="a longer answer's cosine to the question")
+    relevance_statement: float = Field(
+        _R.statement, ge=-1, le=1, description="a short answer's: question + answer against the question"
+    )
+    relevance_first_person: float = Field(
+        _R.first_person, ge=0, le=1, description="off topic when this share of the answer's sentences says I/me/my"
+    )
+
     def thresholds(self) -> ConformanceThresholds:
         return ConformanceThresholds(self.state_words, self.state_attr, self.support_words, self.support_peak)
+
+    def relevance_thresholds(self) -> RelevanceThresholds:
+        return RelevanceThresholds(self.relevance_answer, self.relevance_statement, self.relevance_first_person)
 
 
 class Sources(Strict):

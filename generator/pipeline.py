@@ -12,6 +12,7 @@ import collections
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ragloom.retrieval import Index
@@ -24,10 +25,12 @@ from .conformance import ConformanceChecker
 from .curate import Curator
 from .decontam import Decontaminator
 from .gate import Gate
+from .judge import JudgeCache
 from .leaks import LeakScreen
 from .parsing import Thresholds, parse_pair
 from .prompting import Prompt, build_prompt
 from .records import Attempted, RecordBuilder
+from .relevance import RelevanceCheck
 from .sources import HitCache, select_sources
 from .stats import Breaker, Stats
 from .templates import Templates
@@ -106,7 +109,7 @@ class Pipeline:
         self.hit_cache = HitCache()
         q = cfg.quality
         checker = None
-        if q.conformance or q.leak_screen:
+        if q.conformance or q.leak_screen or q.relevance:
             checker = ConformanceChecker(index.encoder, q.thresholds())
         screen = None
         if q.leak_screen and checker is not None:
@@ -114,6 +117,7 @@ class Pipeline:
         self.builder = RecordBuilder(cfg, index, templates, backend.describe(), screen)
         self.gate = Gate(q, checker, backend, cfg.output) if (q.conformance or q.judge) else None
         self.judge_breaker = Breaker(backend, "judge requests in a row gave no verdict")
+        self.relevance = relevance_check(cfg, checker, backend) if checker is not None and q.relevance else None
         limit = cfg.backend.max_prompt_tokens
         if limit is None and backend.context_length:
             limit = backend.context_length - cfg.sampling.max_tokens
@@ -296,9 +300,29 @@ class Pipeline:
                 kept.append(item)
         return kept
 
+    async def _relevance(self, items: list[Attempted]) -> list[Attempted]:
+        """Answers that do not address their question are asked again, then fail as `off_topic`
+        (relevance.py); the verdict goes in the record's `quality.relevance`."""
+        assert self.relevance is not None
+        verdicts = await self.relevance.averdict([(i.pair.question, i.pair.answer) for i in items])
+        self.stats.counts.update(self.relevance.figures([v for v in verdicts if v is not None]))
+        kept = []
+        for item, v in zip(items, verdicts, strict=True):
+            if v is None:  # the judge is on and gave no verdict: unfinished, as for the paradigm judge
+                self._unfinished(item.job, "judge_no_verdict", self.judge_breaker)
+                continue
+            item.quality = {**(item.quality or {}), "relevance": v}
+            if v["ok"]:
+                kept.append(item)
+            else:
+                self._reject(item.job, "off_topic")
+        return kept
+
     def _reject(self, job: Job, reason: str) -> None:
         """Ask again with the next attempt's seed, or fail the job when its attempts are spent."""
         self.stats.rejected[reason] += 1
+        if reason == "off_topic":
+            self.stats.counts[f"off_topic_{job.paradigm}"] += 1
         if reason == "paradigm_mismatch":
             self.stats.counts[f"paradigm_mismatch_{job.paradigm}"] += 1
         if job.attempt < self.cfg.validation.attempts:
@@ -351,6 +375,8 @@ class Pipeline:
                 self._nudged = False  # taken: the next decision elsewhere may nudge again
             if items and self.gate is not None:
                 items = self._gated(items, await self.gate.check(items))
+            if items and self.relevance is not None:
+                items = await self._relevance(items)
             if items and self.cfg.quality.necessity and self.scorer is not None:
                 items = await self._necessity(items)
             if items or (nudged and len(self.curator.gate)):
@@ -375,3 +401,13 @@ class Pipeline:
                 await asyncio.to_thread(self.checkpoint.sync)  # fsync off the event loop
             if any(b is _DONE for b in batch):
                 return
+
+
+def relevance_check(cfg: RunConfig, checker: ConformanceChecker, backend: Backend) -> RelevanceCheck:
+    """`quality.relevance` on the paradigm check's encoder cache; with `quality.judge`, the run's backend
+    is asked too, its replies cached beside the paradigm judge's."""
+    q = cfg.quality
+    cache = JudgeCache(Path(q.judge_cache or Path(cfg.output) / "quality_judge.jsonl")) if q.judge else None
+    return RelevanceCheck(
+        checker, q.relevance_thresholds(), backend=backend if q.judge else None, cache=cache, combine=q.combine
+    )

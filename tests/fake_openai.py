@@ -62,6 +62,10 @@ class Faults:
     no_logprobs: bool = False  # completions come back without log-probabilities (a server that cannot score)
     down_after: int | None = None  # every request after the first N answers 500 (a server that dies mid-run)
     judge_reply: str | None = None  # the reply to quality-judge prompts (None: the usual pair, not a verdict)
+    rate_off_topic: float = (
+        0.0  # this share of prompts (by the prompt's hash) gets a fluent answer that ignores its question
+    )
+    relevance_judge: bool | None = None  # the reply to a relevance-judge prompt ({"addresses_question": this})
     seed: int = 0
 
 
@@ -123,6 +127,16 @@ def pair_for(prompt: str, *, grounded: bool = False, conforming: bool = False) -
     return {
         "question": f"What makes {t} significant, and how is it usually described by historians?",
         "answer": f"{t} is significant for its lasting influence; accounts describe its origins and impact.",
+    }
+
+
+def off_topic_pair(prompt: str) -> dict[str, str]:
+    """A fluent reply that answers nothing it asks, as the 270M quickstart model writes them."""
+    t = (re.findall(r"\[Document \d+\] (.*)", prompt) or ["this subject"])[0].strip()
+    return {
+        "question": f"What makes {t} significant, and how is it usually described by historians?",
+        "answer": "I spent the whole weekend in the garden with my family. The roses made me so happy, "
+        "and I have no regrets about it. You are all proud of me!",
     }
 
 
@@ -318,11 +332,16 @@ class FakeServer:
         if "Reply with only one word: yes or no." in prompt:  # the knowledge-intensity filter
             creative = re.search(r"\b(poem|joke|haiku|story|rewrite)\b", prompt.split("Instruction:")[-1], re.I)
             return web.json_response(chat_completion(body, "No." if creative else "Yes"))
+        if f.relevance_judge is not None and "Does the answer address the question?" in prompt:
+            return web.json_response(chat_completion(body, json.dumps({"addresses_question": f.relevance_judge})))
         content = (
             "this is not json {"
             if outcome == "bad_json"
             else json.dumps(pair_for(prompt, grounded=f.grounded, conforming=f.conforming))
         )
+        if f.rate_off_topic and _share("off_topic" + prompt) < f.rate_off_topic:
+            self.counts["off_topic"] += 1
+            content = json.dumps(off_topic_pair(prompt))
         if f.rate_empty_content and self._draw() < f.rate_empty_content:
             self.counts["empty_content"] += 1
             content = ""

@@ -145,14 +145,14 @@ def test_radit_lm_ft_started_from_the_cli_resumes_from_the_library(wiki_index: P
 # ---------------------------------------------------------------- item 9: the judge settings do what they say
 def test_the_judge_runs_when_it_is_the_only_check_on(wiki_index: Path, tmp_path: Path) -> None:
     """Before: with judge on and conformance and leak_screen off no gate was built; the judge never ran."""
-    with FakeServer(Faults(judge_reply=JUDGE_NO_HELP)) as srv:
+    with FakeServer(Faults(judge_reply=JUDGE_NO_HELP, relevance_judge=True)) as srv:
         cfg = run_config(
             tmp_path,
             wiki_index,
             srv.base_url,
             4,
             paradigms={"useless_doc": 1.0},
-            quality={"conformance": False, "leak_screen": False, "judge": True},
+            quality={"conformance": False, "leak_screen": False, "relevance": False, "judge": True},
         )
         assert main(["generate", "--config", str(cfg), "--quiet", "--no-report"]) == 0
         judged = srv.counts["judge"]
@@ -359,3 +359,20 @@ def test_a_resume_with_dedup_off_embeds_nothing_already_written() -> None:
     written = [{"job_id": f"0-{i:06d}", "instruction": f"Question number {i} about rivers?"} for i in range(50)]
     d = Deduper.from_records(DedupConfig(enabled=False), written, embed=embed)
     assert calls == [] and d.check("Question number 3 about rivers?") is None
+
+
+def test_a_relevance_judge_without_a_verdict_leaves_the_job_unfinished(wiki_index: Path, tmp_path: Path) -> None:
+    """The same rule for the relevance judge: no valid verdict -> unfinished, never the encoder's fallback
+    (relevance.py first let the encoder's verdict stand)."""
+    with FakeServer(Faults(judge_reply=JUDGE_NO_HELP)) as srv:  # relevance prompts get a pair, not a verdict
+        cfg = run_config(
+            tmp_path,
+            wiki_index,
+            srv.base_url,
+            4,
+            paradigms={"useless_doc": 1.0},
+            quality={"conformance": False, "judge": True},
+        )
+        assert main(["generate", "--config", str(cfg), "--quiet", "--no-report"]) == 3
+    assert jsonl(tmp_path / "out" / "examples.jsonl") == []
+    assert all(f["reason"] != "off_topic" for f in jsonl(tmp_path / "out" / "failed.jsonl"))
