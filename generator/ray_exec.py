@@ -19,6 +19,7 @@ import fcntl
 import gc
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +27,30 @@ from ragloom.retrieval import Index
 from ragloom.retrieval.ray_embed import connect, import_ray
 from rich.console import Console
 
-from ragloom.errors import ConfigError, OutputError, RagloomError
+from ragloom.errors import ConfigError, RagloomError
 
 from . import necessity
 from .backends import Backend, make_backend
-from .checkpoint import EXAMPLES, Checkpoint
+from .checkpoint import Checkpoint
 from .config import RunConfig
-from .dedup import Deduper
 from .display import Display
 from .pipeline import Pipeline
 from .plan import plan_hash, summarize
-from .ray_shards import add_stats, cut_shards, fsync_dir, merge_shards, part_name, reopen_failed, stats_dict
+from .ray_shards import (
+    REDO_LOCK,
+    Absorb,
+    add_stats,
+    asked_again,
+    cut_shards,
+    drop_shard_failures,
+    fsync_dir,
+    part_name,
+    reopen,
+    stats_dict,
+    wait_for_redo,
+)
+from .run import RunResult, open_index, plan_jobs, run_templates
 from .run import dry_run as plan_dry_run
-from .run import open_index, plan_jobs, run_templates
 from .rundir import GENERATE, RunDir, index_identity
 from .stats import Stats
 from .templates import Templates
@@ -109,12 +121,16 @@ class ShardWorker:
         assert self.loaded is not None
         cfg, index, backend, templates = self.loaded
         final, partial = self.dir / part_name(shard), self.dir / f"{part_name(shard)}.partial"
+        finished = {"shard": shard, "complete": True, "stats": stats_dict(Stats(skipped_done=len(jobs)))}
+        if final.exists():  # a retry of a task that had finished: make no folder beside it
+            return finished
         partial.mkdir(exist_ok=True)
-        with open(partial / ".lock", "w") as lock:
+        with open(partial / ".lock", "a") as lock:
             # a worker of a killed driver may still be finishing this shard: wait for it to end
             await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
-            if final.exists():
-                return {"shard": shard, "complete": True, "stats": stats_dict(Stats(skipped_done=len(jobs)))}
+            if final.exists():  # it finished while this one waited: what this one made holds only the lock
+                shutil.rmtree(partial, ignore_errors=True)
+                return finished
             stats = self.live[shard] = Stats()
             try:
                 complete = await run_into(
@@ -126,6 +142,25 @@ class ShardWorker:
                 os.replace(partial, final)
                 fsync_dir(self.dir)
         return {"shard": shard, "complete": complete, "stats": stats_dict(stats)}
+
+    async def ask_again(self, out: str, jobs: list[Job], order: list[str]) -> dict[str, Any]:
+        """Ask again, into OUT itself, the jobs whose records repeat a question accepted in another
+        shard (at their next attempt): OUT's checkpoint seeds the dedup with every accepted record,
+        and a new repeat is asked again as in one process. Holds `REDO_LOCK` while it writes."""
+        await self.ready()
+        assert self.loaded is not None
+        cfg, index, backend, templates = self.loaded
+        with open(self.dir / REDO_LOCK, "a") as lock:
+            await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+            checkpoint = Checkpoint(Path(out))
+            stats = self.live[-1] = Stats()
+            try:
+                todo = [j for j in jobs if j.id not in checkpoint.done]
+                await Pipeline(cfg, index, backend, templates, checkpoint, stats, scorer=self.scorer).run(todo, order)
+            finally:
+                self.live.pop(-1, None)
+                checkpoint.close()
+        return {"stats": stats_dict(stats)}
 
     async def progress(self) -> dict[int, dict[str, Any]]:
         return {shard: stats_dict(s) for shard, s in self.live.items()}
@@ -236,7 +271,37 @@ def run_ray_generate(
     if dry_run:
         print(json.dumps(plan_dry_run(cfg), indent=2))
         return 0
-    console = Console(stderr=True, quiet=quiet)
+    result = ray_execute(
+        cfg,
+        progress=not quiet,
+        overwrite=overwrite,
+        retry_failed=retry_failed,
+        report=report,
+        summary_console=summary_console,
+        worker_cls=worker_cls,
+        num_gpus=num_gpus,
+    )
+    if result.interrupted:
+        return 130
+    return 3 if result.stats.outcome() == "unfinished" else 0
+
+
+def ray_execute(
+    cfg: RunConfig,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    retry_failed: bool = False,
+    report: bool = True,
+    console: Console | None = None,
+    summary_console: Console | None = None,
+    worker_cls: type = ShardWorker,
+    num_gpus: float | None = None,
+) -> RunResult:
+    """Run (or resume) the generation on Ray (`execute`'s counterpart; `ragloom.generate` calls it
+    when `execution.engine` is ray). Resumes from whatever earlier sessions wrote, local or Ray."""
+    import_ray()
+    console = console or Console(stderr=True, quiet=not progress)
     index = open_index(cfg, console)  # builds a missing index on the driver, checks encoder and corpus
     templates = run_templates(cfg)
     knowledge_backend = None
@@ -265,41 +330,45 @@ def run_ray_generate(
         **info,
         "execution": {"engine": "ray", "workers": ex.workers, "shards": len(shards), "shard_size": len(shards[0])},
     }
-    rundir.open(kind=GENERATE, plan_hash=phash, info=run_info, overwrite=overwrite).close()
-    if (out / EXAMPLES).exists() and not root.exists():
-        raise OutputError(
-            f"{out} holds a single-process run of this plan; finish it without --ray or use another output"
-        )
+    rundir.open(kind=GENERATE, plan_hash=phash, info=run_info, overwrite=overwrite, retry_failed=retry_failed).close()
     root.mkdir(parents=True, exist_ok=True)
+    wait_for_redo(root)
     if retry_failed:
-        reopen_failed(root, len(shards))
-    todo = [i for i in range(len(shards)) if not (root / part_name(i)).exists()]
-    stats = Stats(planned=len(jobs), skipped_done=len(jobs) - sum(len(shards[i]) for i in todo))
-    display = Display(stats, console, cfg.pricing, quiet=quiet, summary_console=summary_console)
+        drop_shard_failures(root, len(shards))
+    absorb = Absorb(cfg, index, out, root, shards, retry_failed)
+    again = absorb()
+    held = absorb.held()
+    todo = [i for i, s in enumerate(shards) if any(j.id not in held and j.id not in again for j in s)]
+    for i in todo:
+        reopen(root, i)
+    stats = Stats(planned=len(jobs), skipped_done=len(held))
+    display = Display(stats, console, cfg.pricing, quiet=not progress, summary_console=summary_console)
     ray = connect(ex.address)
     opts = worker_options(cfg) | ({} if num_gpus is None else {"num_gpus": num_gpus})
     remote = ray.remote(worker_cls).options(**opts, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)
-    actors = [remote.remote(cfg.model_dump(mode="json"), str(root)) for _ in range(min(ex.workers, len(todo)))]
-    driver = Driver(ray, actors, shards, todo, stats)
+    n_actors = min(ex.workers, len(todo)) or (1 if again else 0)
+    actors = [remote.remote(cfg.model_dump(mode="json"), str(root)) for _ in range(n_actors)]
+    to_run = [[j for j in s if j.id not in held] for s in shards]
+    driver = Driver(ray, actors, to_run, todo, stats)
+    order = [j.id for s in shards for j in s]  # the plan's decision order (shards are cut from it)
     interrupted = False
     try:
         for ref in [a.ready.remote() for a in actors]:  # a bad model, index or scorer fails here, once
             _unwrap(ray, ref)
         with display:
             driver.run(display)
+            again = absorb() if todo else again
+            if again and actors:  # repeats of questions accepted in other shards: asked again, into OUT
+                redo = asked_again(jobs, again)
+                add_stats(driver.finals, _unwrap(ray, actors[0].ask_again.remote(str(out), redo, order))["stats"])
+                driver.finals.counts["duplicate_across_shards"] += len(redo)
+                driver.refresh()
     except KeyboardInterrupt:
         interrupted = True
     finally:
         driver.stop()
-        across = cross_shard_duplicates(cfg, index)
-        merge_shards(out, root, len(shards), drop=across)
-        # the summary counts this session's shards: move their records merged away to the failures
-        mine = {j.id for i in todo for j in shards[i]}
-        moved = sum(job_id in mine for job_id in across.dropped)
-        if moved:
-            stats.accepted -= moved
-            stats.failed["duplicate_instruction"] += moved
-            stats.counts["duplicate_across_shards"] += moved
+        absorb()  # what the shards hold now joins OUT, whatever stopped the session
+    absorb.session_stats(stats, held)
     display.summary(out, interrupted=interrupted)
     rundir.write_info(stats=stats.as_dict())
     if report and not interrupted:
@@ -308,35 +377,7 @@ def run_ray_generate(
         page = write_report(out)
         if summary_console is not None:
             summary_console.print(f"report: {page}", soft_wrap=True, highlight=False)
-    if interrupted:
-        return 130
-    return 3 if stats.outcome() == "unfinished" else 0
-
-
-class cross_shard_duplicates:
-    """`merge_shards`'s `drop`: each worker dedups its own shard, so the merged records are checked
-    once more, in plan order, against the questions accepted before them in other shards; a repeat
-    is moved to failed.jsonl as `duplicate_instruction` (it cannot be asked again: its worker is done)."""
-
-    def __init__(self, cfg: RunConfig, index: Index) -> None:
-        self.cfg, self.index = cfg, index
-        self.dropped: dict[str, dict[str, Any]] = {}
-
-    def __call__(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        dd = self.cfg.curation.dedup
-        if not dd.enabled:
-            return {}
-        questions = [r["instruction"] for r in records]
-        vecs = self.index.embed_queries(questions) if dd.cosine_threshold is not None else None
-        deduper = Deduper(dd)
-        for i, r in enumerate(records):
-            v = None if vecs is None else vecs[i]
-            dup = deduper.check(r["instruction"], v)
-            if dup is None:
-                deduper.add(r["job_id"], r["instruction"], v)
-            else:
-                self.dropped[r["job_id"]] = {"duplicate": dup.as_dict(), "across_shards": True}
-        return self.dropped
+    return RunResult(out, stats, interrupted)
 
 
 async def _preflight(backend: Backend) -> None:

@@ -58,6 +58,7 @@ class Faults:
     conforming: bool = False  # pairs that relate to their documents as the prompt's paradigm asks (a good model)
     no_logprobs: bool = False  # completions come back without log-probabilities (a server that cannot score)
     down_after: int | None = None  # every request after the first N answers 500 (a server that dies mid-run)
+    vary_on_retry: bool = False  # a job asked again (its request seed names attempt > 1) gets a pair of its own
     seed: int = 0
 
 
@@ -120,6 +121,57 @@ def pair_for(prompt: str, *, grounded: bool = False, conforming: bool = False) -
         "question": f"What makes {t} significant, and how is it usually described by historians?",
         "answer": f"{t} is significant for its lasting influence; accounts describe its origins and impact.",
     }
+
+
+_WORDS = [
+    "harbours",
+    "glaciers",
+    "bridges",
+    "monasteries",
+    "railways",
+    "printing",
+    "tariffs",
+    "vineyards",
+    "observatories",
+    "canals",
+    "coinage",
+    "festivals",
+    "treaties",
+    "universities",
+    "lighthouses",
+    "orchards",
+    "census",
+    "mapping",
+    "copper",
+    "silk",
+    "plague",
+    "migration",
+    "irrigation",
+    "guilds",
+    "telescopes",
+    "libraries",
+    "pottery",
+    "shipwrecks",
+    "drought",
+    "sculpture",
+]
+_ASKS = (
+    "How did {a} and {b} shape what is known about {t}?",
+    "Which role did {a} play for {t}, compared with {b}?",
+    "Why do accounts of {t} mention {a} more often than {b}?",
+    "What would change about {t} without {a}, and what about {b}?",
+    "In what way are {a} and {b} linked to the story of {t}?",
+)
+
+
+def retry_pair(prompt: str, seed: int) -> dict[str, str]:
+    """A pair for a repeated request: a question drawn by the request's seed (the job and the attempt),
+    so a job asked again after a duplicate does not repeat itself."""
+    t = (re.findall(r"\[Document \d+\] (.*)", prompt) or ["this subject"])[0].strip()
+    rng = random.Random(seed)
+    a, b = rng.sample(_WORDS, 2)
+    question = rng.choice(_ASKS).format(a=a, b=b, t=t)
+    return {"question": question, "answer": f"For {t}, {a} mattered through trade and daily life, while {b} did less."}
 
 
 def completion_for(body: dict, *, bad: bool = False) -> dict:
@@ -310,11 +362,10 @@ class FakeServer:
         if "Reply with only one word: yes or no." in prompt:  # the knowledge-intensity filter
             creative = re.search(r"\b(poem|joke|haiku|story|rewrite)\b", prompt.split("Instruction:")[-1], re.I)
             return web.json_response(chat_completion(body, "No." if creative else "Yes"))
-        content = (
-            "this is not json {"
-            if outcome == "bad_json"
-            else json.dumps(pair_for(prompt, grounded=f.grounded, conforming=f.conforming))
-        )
+        pair = pair_for(prompt, grounded=f.grounded, conforming=f.conforming)
+        if f.vary_on_retry and int(body.get("seed") or 0) % 101 > 1:
+            pair = retry_pair(prompt, int(body["seed"]))
+        content = "this is not json {" if outcome == "bad_json" else json.dumps(pair)
         if f.rate_empty_content and self._draw() < f.rate_empty_content:
             self.counts["empty_content"] += 1
             content = ""
