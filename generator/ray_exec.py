@@ -6,9 +6,11 @@ The plan is built once on the driver and cut into fixed shards in exemplar-group
 the memory-mapped index and the backend once, then runs the ordinary `Pipeline` on each shard
 it is given (two at a time) into `OUT/shards/<plan_hash>/part-NNNNN.partial/` (a normal checkpoint: a retried or
 resumed shard skips what it holds). A finished shard is renamed to `part-NNNNN/`. The driver
-skips shards that exist, merges them in shard order into `OUT/examples.jsonl` and
-`failed.jsonl`, and checks that no job id appears twice. Exactly once follows from the fixed
-shard membership and those names, not from Ray's own checkpointing.
+appends the shard records OUT lacks to `OUT/examples.jsonl` and `failed.jsonl` (ray_shards.py:
+OUT is the run's record, whichever sessions wrote it, local or Ray), sends each shard only the
+jobs OUT does not hold, and asks again, into OUT, the repeats found across shards. Exactly once
+follows from the fixed shard membership, those names and OUT's job ids, not from Ray's own
+checkpointing.
 """
 
 from __future__ import annotations
@@ -238,7 +240,7 @@ class Driver:
         s, total = self.stats, Stats(planned=self.base.planned, skipped_done=self.base.skipped_done)
         for d in [stats_dict(self.finals), *live.values()]:
             add_stats(total, d)
-        s.skipped_done, s.accepted, s.usage = total.skipped_done, total.accepted, total.usage
+        s.skipped_done, s.accepted, s.usage, s.counts = total.skipped_done, total.accepted, total.usage, total.counts
         s.failed, s.rejected, s.retried, s.backend_errors = (
             total.failed,
             total.rejected,
@@ -362,6 +364,7 @@ def ray_execute(
                 redo = asked_again(jobs, again)
                 add_stats(driver.finals, _unwrap(ray, actors[0].ask_again.remote(str(out), redo, order))["stats"])
                 driver.finals.counts["duplicate_across_shards"] += len(redo)
+                driver.finals.rejected["duplicate_instruction"] += len(redo)  # asked again, as one process counts it
                 driver.refresh()
     except KeyboardInterrupt:
         interrupted = True

@@ -167,7 +167,7 @@ def _settled(partial: Path) -> Iterator[None]:
 
 def wait_for_redo(root: Path) -> None:
     """Wait for a worker of a killed driver that still asks repeats again into OUT."""
-    if root.is_dir():
+    if (root / REDO_LOCK).exists():
         with open(root / REDO_LOCK, "a") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
 
