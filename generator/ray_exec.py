@@ -332,7 +332,8 @@ def ray_execute(
         **info,
         "execution": {"engine": "ray", "workers": ex.workers, "shards": len(shards), "shard_size": len(shards[0])},
     }
-    rundir.open(kind=GENERATE, plan_hash=phash, info=run_info, overwrite=overwrite, retry_failed=retry_failed).close()
+    # held to the end of the session (the driver writes OUT only through the merge), as a local session holds it
+    session = rundir.open(kind=GENERATE, plan_hash=phash, info=run_info, overwrite=overwrite, retry_failed=retry_failed)
     root.mkdir(parents=True, exist_ok=True)
     wait_for_redo(root)
     if retry_failed:
@@ -371,6 +372,7 @@ def ray_execute(
     finally:
         driver.stop()
         absorb()  # what the shards hold now joins OUT, whatever stopped the session
+        session.close()
     absorb.session_stats(stats, held)
     display.summary(out, interrupted=interrupted)
     rundir.write_info(stats=stats.as_dict())

@@ -22,7 +22,7 @@ from ragloom.errors import ConfigError
 
 from . import necessity
 from .backends import Backend, make_backend
-from .checkpoint import EXAMPLES, Checkpoint
+from .checkpoint import EXAMPLES
 from .config import RunConfig, load_config
 from .display import Display, arun_with_display
 from .exemplars import filter_exemplars, load_source
@@ -228,9 +228,8 @@ async def aexecute(
         again: dict[str, int] = {}
         root = Path(cfg.output) / "shards" / phash
         if root.is_dir():  # a Ray session's shards: their records join OUT before anything is asked
-            checkpoint.close()
             again = await asyncio.to_thread(absorb_shards_here, cfg, index, jobs, root, retry_failed)
-            checkpoint = Checkpoint(Path(cfg.output), sync_inline=False)
+            checkpoint.reload()
         todo = [j for j in jobs if j.id not in checkpoint.done and j.id not in again] + asked_again(jobs, again)
         stats = Stats(planned=len(jobs), skipped_done=len(jobs) - len(todo))
         display = Display(stats, console, cfg.pricing, quiet=not progress, summary_console=summary_console)

@@ -359,6 +359,10 @@ def test_ragloom_generate_runs_an_execution_engine_ray_config_on_ray(
     with FakeServer() as srv:
         cfg = run_config(tmp_path, wiki_index, srv.base_url, 150, execution={"engine": "ray", "workers": 2})
         ds = ragloom.generate(cfg, progress=False, report=False)
+        asked = len(srv.requests)
+        # agenerate too (the driver runs in a worker thread): a finished run resumes and asks nothing
+        again = asyncio.run(ragloom.agenerate(cfg, progress=False, report=False))
+        assert len(srv.requests) == asked and sorted(again["job_id"]) == sorted(ds["job_id"])
     out = tmp_path / "out"
     run = json.loads((out / "run.json").read_text())
     assert run["execution"]["engine"] == "ray" and run["execution"]["shards"] == 2
