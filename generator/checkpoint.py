@@ -64,13 +64,18 @@ class Checkpoint:
         self.fsync_every = fsync_every
         self.fsync_seconds = fsync_seconds
         self.sync_inline = sync_inline
-        self.examples = read_jsonl(out / EXAMPLES, repair=True)
-        self.failed = read_jsonl(out / FAILED, repair=True)
-        self.done: set[str] = {r["job_id"] for r in self.examples} | {r["job_id"] for r in self.failed}
+        self.reload()
         self._files: dict[str, TextIO] = {}
         self._pending = 0
         self._last_sync = time.monotonic()
         self._lock = threading.Lock()
+
+    def reload(self) -> None:
+        """Read the files again (before anything is written: another writer added records, e.g. the
+        merge of a Ray session's shards)."""
+        self.examples = read_jsonl(self.out / EXAMPLES, repair=True)
+        self.failed = read_jsonl(self.out / FAILED, repair=True)
+        self.done: set[str] = {r["job_id"] for r in self.examples} | {r["job_id"] for r in self.failed}
 
     def _file(self, name: str) -> TextIO:
         if name not in self._files:

@@ -173,6 +173,8 @@ class Pipeline:
             )
             for job in picked:
                 ready.put_nowait(job)
+                if job.attempt > 1:  # resumed at a later attempt (a repeat found at a Ray merge): no slot held
+                    prefetch.release()
 
     async def _llm_worker(
         self, ready: asyncio.Queue[Any], accepted: asyncio.Queue[Any], prefetch: asyncio.Semaphore

@@ -6,9 +6,11 @@ The plan is built once on the driver and cut into fixed shards in exemplar-group
 the memory-mapped index and the backend once, then runs the ordinary `Pipeline` on each shard
 it is given (two at a time) into `OUT/shards/<plan_hash>/part-NNNNN.partial/` (a normal checkpoint: a retried or
 resumed shard skips what it holds). A finished shard is renamed to `part-NNNNN/`. The driver
-skips shards that exist, merges them in shard order into `OUT/examples.jsonl` and
-`failed.jsonl`, and checks that no job id appears twice. Exactly once follows from the fixed
-shard membership and those names, not from Ray's own checkpointing.
+appends the shard records OUT lacks to `OUT/examples.jsonl` and `failed.jsonl` (ray_shards.py:
+OUT is the run's record, whichever sessions wrote it, local or Ray), sends each shard only the
+jobs OUT does not hold, and asks again, into OUT, the repeats found across shards. Exactly once
+follows from the fixed shard membership, those names and OUT's job ids, not from Ray's own
+checkpointing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import fcntl
 import gc
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +29,31 @@ from ragloom.retrieval import Index
 from ragloom.retrieval.ray_embed import connect, import_ray
 from rich.console import Console
 
-from ragloom.errors import ConfigError, OutputError, RagloomError
+from ragloom.errors import ConfigError, RagloomError
 
 from . import necessity
 from .backends import Backend, make_backend
-from .checkpoint import EXAMPLES, Checkpoint
+from .checkpoint import Checkpoint
 from .config import RunConfig
 from .curate import open_decontaminator
-from .dedup import Deduper
 from .display import Display
 from .pipeline import Pipeline
 from .plan import hash_identity, plan_identity, summarize
-from .ray_shards import add_stats, cut_shards, fsync_dir, merge_shards, part_name, reopen_failed, stats_dict
+from .ray_shards import (
+    REDO_LOCK,
+    Absorb,
+    add_stats,
+    asked_again,
+    cut_shards,
+    drop_shard_failures,
+    fsync_dir,
+    part_name,
+    reopen,
+    stats_dict,
+    wait_for_redo,
+)
+from .run import RunResult, open_index, plan_jobs, run_templates
 from .run import dry_run as plan_dry_run
-from .run import open_index, plan_jobs, run_templates
 from .rundir import GENERATE, RunDir, index_identity
 from .stats import Stats
 from .templates import Templates
@@ -110,12 +124,16 @@ class ShardWorker:
         assert self.loaded is not None
         cfg, index, backend, templates = self.loaded
         final, partial = self.dir / part_name(shard), self.dir / f"{part_name(shard)}.partial"
+        finished = {"shard": shard, "complete": True, "stats": stats_dict(Stats(skipped_done=len(jobs)))}
+        if final.exists():  # a retry of a task that had finished: make no folder beside it
+            return finished
         partial.mkdir(exist_ok=True)
-        with open(partial / ".lock", "w") as lock:
+        with open(partial / ".lock", "a") as lock:
             # a worker of a killed driver may still be finishing this shard: wait for it to end
             await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
-            if final.exists():
-                return {"shard": shard, "complete": True, "stats": stats_dict(Stats(skipped_done=len(jobs)))}
+            if final.exists():  # it finished while this one waited: what this one made holds only the lock
+                shutil.rmtree(partial, ignore_errors=True)
+                return finished
             stats = self.live[shard] = Stats()
             try:
                 complete = await run_into(
@@ -127,6 +145,25 @@ class ShardWorker:
                 os.replace(partial, final)
                 fsync_dir(self.dir)
         return {"shard": shard, "complete": complete, "stats": stats_dict(stats)}
+
+    async def ask_again(self, out: str, jobs: list[Job], order: list[str]) -> dict[str, Any]:
+        """Ask again, into OUT itself, the jobs whose records repeat a question accepted in another
+        shard (at their next attempt): OUT's checkpoint seeds the dedup with every accepted record,
+        and a new repeat is asked again as in one process. Holds `REDO_LOCK` while it writes."""
+        await self.ready()
+        assert self.loaded is not None
+        cfg, index, backend, templates = self.loaded
+        with open(self.dir / REDO_LOCK, "a") as lock:
+            await asyncio.to_thread(fcntl.flock, lock.fileno(), fcntl.LOCK_EX)
+            checkpoint = Checkpoint(Path(out))
+            stats = self.live[-1] = Stats()
+            try:
+                todo = [j for j in jobs if j.id not in checkpoint.done]
+                await Pipeline(cfg, index, backend, templates, checkpoint, stats, scorer=self.scorer).run(todo, order)
+            finally:
+                self.live.pop(-1, None)
+                checkpoint.close()
+        return {"stats": stats_dict(stats)}
 
     async def progress(self) -> dict[int, dict[str, Any]]:
         return {shard: stats_dict(s) for shard, s in self.live.items()}
@@ -204,7 +241,7 @@ class Driver:
         s, total = self.stats, Stats(planned=self.base.planned, skipped_done=self.base.skipped_done)
         for d in [stats_dict(self.finals), *live.values()]:
             add_stats(total, d)
-        s.skipped_done, s.accepted, s.usage = total.skipped_done, total.accepted, total.usage
+        s.skipped_done, s.accepted, s.usage, s.counts = total.skipped_done, total.accepted, total.usage, total.counts
         s.failed, s.rejected, s.retried, s.backend_errors = (
             total.failed,
             total.rejected,
@@ -237,7 +274,69 @@ def run_ray_generate(
     if dry_run:
         print(json.dumps(plan_dry_run(cfg), indent=2))
         return 0
-    console = Console(stderr=True, quiet=quiet)
+    result = ray_execute(
+        cfg,
+        progress=not quiet,
+        overwrite=overwrite,
+        retry_failed=retry_failed,
+        report=report,
+        summary_console=summary_console,
+        worker_cls=worker_cls,
+        num_gpus=num_gpus,
+    )
+    if result.interrupted:
+        return 130
+    return 3 if result.stats.outcome() == "unfinished" else 0
+
+
+def ray_execute(
+    cfg: RunConfig,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+    retry_failed: bool = False,
+    report: bool = True,
+    console: Console | None = None,
+    summary_console: Console | None = None,
+    worker_cls: type = ShardWorker,
+    num_gpus: float | None = None,
+) -> RunResult:
+    """Run (or resume) the generation on Ray (`execute`'s counterpart; `ragloom.generate` calls it
+    when `execution.engine` is ray). Resumes from whatever earlier sessions wrote, local or Ray. The
+    run directory's session lock is held from its opening to the end, however the session ends."""
+    import_ray()
+    rundir = RunDir(cfg.output)
+    try:
+        return _ray_session(
+            cfg,
+            rundir,
+            progress=progress,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            report=report,
+            console=console,
+            summary_console=summary_console,
+            worker_cls=worker_cls,
+            num_gpus=num_gpus,
+        )
+    finally:
+        rundir.close()
+
+
+def _ray_session(
+    cfg: RunConfig,
+    rundir: RunDir,
+    *,
+    progress: bool,
+    overwrite: bool,
+    retry_failed: bool,
+    report: bool,
+    console: Console | None,
+    summary_console: Console | None,
+    worker_cls: type,
+    num_gpus: float | None,
+) -> RunResult:
+    console = console or Console(stderr=True, quiet=not progress)
     index = open_index(cfg, console)  # builds a missing index on the driver, checks encoder and corpus
     templates = run_templates(cfg)
     knowledge_backend = None
@@ -257,7 +356,6 @@ def run_ray_generate(
     phash = hash_identity(ident, jobs)
     out, shards, ex = Path(cfg.output), cut_shards(jobs), cfg.execution
     root = out / "shards" / phash
-    rundir = RunDir(out)
     run_info = {
         "identity": ident,
         "config": cfg.model_dump(mode="json"),
@@ -269,41 +367,48 @@ def run_ray_generate(
         "execution": {"engine": "ray", "workers": ex.workers, "shards": len(shards), "shard_size": len(shards[0])},
     }
     open_decontaminator(cfg.curation, index)  # a bad eval set fails here, before any write; workers load the cache
-    rundir.open(kind=GENERATE, plan_hash=phash, info=run_info, overwrite=overwrite).close()
-    if (out / EXAMPLES).exists() and not root.exists():
-        raise OutputError(
-            f"{out} holds a single-process run of this plan; finish it without --ray or use another output"
-        )
+    # held to the end of the session (the driver writes OUT only through the merge), as a local session holds it
+    session = rundir.open(kind=GENERATE, plan_hash=phash, info=run_info, overwrite=overwrite, retry_failed=retry_failed)
     root.mkdir(parents=True, exist_ok=True)
+    wait_for_redo(root)
     if retry_failed:
-        reopen_failed(root, len(shards))
-    todo = [i for i in range(len(shards)) if not (root / part_name(i)).exists()]
-    stats = Stats(planned=len(jobs), skipped_done=len(jobs) - sum(len(shards[i]) for i in todo))
-    display = Display(stats, console, cfg.pricing, quiet=quiet, summary_console=summary_console)
+        drop_shard_failures(root, len(shards))
+    absorb = Absorb(cfg, index, out, root, shards, retry_failed)
+    again = absorb()
+    held = absorb.held()
+    todo = [i for i, s in enumerate(shards) if any(j.id not in held and j.id not in again for j in s)]
+    for i in todo:
+        reopen(root, i)
+    stats = Stats(planned=len(jobs), skipped_done=len(held))
+    display = Display(stats, console, cfg.pricing, quiet=not progress, summary_console=summary_console)
     ray = connect(ex.address)
     opts = worker_options(cfg) | ({} if num_gpus is None else {"num_gpus": num_gpus})
     remote = ray.remote(worker_cls).options(**opts, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)
-    actors = [remote.remote(cfg.model_dump(mode="json"), str(root)) for _ in range(min(ex.workers, len(todo)))]
-    driver = Driver(ray, actors, shards, todo, stats)
+    n_actors = min(ex.workers, len(todo)) or (1 if again else 0)
+    actors = [remote.remote(cfg.model_dump(mode="json"), str(root)) for _ in range(n_actors)]
+    to_run = [[j for j in s if j.id not in held] for s in shards]
+    driver = Driver(ray, actors, to_run, todo, stats)
+    order = [j.id for s in shards for j in s]  # the plan's decision order (shards are cut from it)
     interrupted = False
     try:
         for ref in [a.ready.remote() for a in actors]:  # a bad model, index or scorer fails here, once
             _unwrap(ray, ref)
         with display:
             driver.run(display)
+            again = absorb() if todo else again
+            if again and actors:  # repeats of questions accepted in other shards: asked again, into OUT
+                redo = asked_again(jobs, again)
+                add_stats(driver.finals, _unwrap(ray, actors[0].ask_again.remote(str(out), redo, order))["stats"])
+                driver.finals.counts["duplicate_across_shards"] += len(redo)
+                driver.finals.rejected["duplicate_instruction"] += len(redo)  # asked again, as one process counts it
+                driver.refresh()
     except KeyboardInterrupt:
         interrupted = True
     finally:
         driver.stop()
-        across = cross_shard_duplicates(cfg, index)
-        merge_shards(out, root, len(shards), drop=across)
-        # the summary counts this session's shards: move their records merged away to the failures
-        mine = {j.id for i in todo for j in shards[i]}
-        moved = sum(job_id in mine for job_id in across.dropped)
-        if moved:
-            stats.accepted -= moved
-            stats.failed["duplicate_instruction"] += moved
-            stats.counts["duplicate_across_shards"] += moved
+        absorb()  # what the shards hold now joins OUT, whatever stopped the session
+        session.close()
+    absorb.session_stats(stats, held)
     display.summary(out, interrupted=interrupted)
     rundir.write_info(stats=stats.as_dict())
     if report and not interrupted:
@@ -312,35 +417,7 @@ def run_ray_generate(
         page = write_report(out)
         if summary_console is not None:
             summary_console.print(f"report: {page}", soft_wrap=True, highlight=False)
-    if interrupted:
-        return 130
-    return 3 if stats.outcome() == "unfinished" else 0
-
-
-class cross_shard_duplicates:
-    """`merge_shards`'s `drop`: each worker dedups its own shard, so the merged records are checked
-    once more, in plan order, against the questions accepted before them in other shards; a repeat
-    is moved to failed.jsonl as `duplicate_instruction` (it cannot be asked again: its worker is done)."""
-
-    def __init__(self, cfg: RunConfig, index: Index) -> None:
-        self.cfg, self.index = cfg, index
-        self.dropped: dict[str, dict[str, Any]] = {}
-
-    def __call__(self, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        dd = self.cfg.curation.dedup
-        if not dd.enabled:
-            return {}
-        questions = [r["instruction"] for r in records]
-        vecs = self.index.embed_queries(questions) if dd.cosine_threshold is not None else None
-        deduper = Deduper(dd)
-        for i, r in enumerate(records):
-            v = None if vecs is None else vecs[i]
-            dup = deduper.check(r["instruction"], v)
-            if dup is None:
-                deduper.add(r["job_id"], r["instruction"], v)
-            else:
-                self.dropped[r["job_id"]] = {"duplicate": dup.as_dict(), "across_shards": True}
-        return self.dropped
+    return RunResult(out, stats, interrupted)
 
 
 async def _preflight(backend: Backend) -> None:

@@ -30,6 +30,7 @@ from .exemplars import filter_exemplars, load_source
 from .knowledge import knowledge_filter
 from .pipeline import Pipeline, by_exemplar
 from .plan import hash_identity, make_plan, plan_hash, plan_identity, summarize
+from .ray_shards import Absorb, asked_again, cut_shards, drop_shard_failures, wait_for_redo
 from .rundir import GENERATE, RunDir, index_identity
 from .sources import select_sources
 from .stats import Stats
@@ -139,6 +140,16 @@ class RunResult:
         return datasets.Dataset.from_list(records)
 
 
+def absorb_shards_here(cfg: RunConfig, index: Index, jobs: list[Job], root: Path, retry: bool) -> dict[str, int]:
+    """Merge an earlier Ray session's shards (finished or partial) into OUT; returns the jobs whose
+    records repeat a question accepted in another shard, to ask again (job id -> attempts used)."""
+    wait_for_redo(root)
+    shards = cut_shards(jobs)
+    if retry:
+        drop_shard_failures(root, len(shards))
+    return Absorb(cfg, index, Path(cfg.output), root, shards, retry)()
+
+
 def _load_encoder(index: Index) -> None:
     index.embed_queries(["warm-up"])
 
@@ -174,6 +185,19 @@ async def aexecute(
     `summary_console` to print the closing summary even when the progress display is off."""
     cfg = as_config(config)
     console = console or Console(stderr=True, quiet=not progress)
+    if cfg.execution.engine == "ray":  # as `ragloom generate` does: the driver blocks, so it runs in a thread
+        from .ray_exec import ray_execute
+
+        return await asyncio.to_thread(
+            ray_execute,
+            cfg,
+            progress=progress,
+            overwrite=overwrite,
+            retry_failed=retry_failed,
+            report=report,
+            console=console,
+            summary_console=summary_console,
+        )
     templates, index, backend = await _prepare(cfg, console)
     scorer, own_scorer = None, False
     rundir = RunDir(cfg.output)
@@ -187,10 +211,11 @@ async def aexecute(
         info: dict[str, Any] = {}
         jobs, dropped = await asyncio.to_thread(plan_jobs, cfg, knowledge_backend, info)
         ident = plan_identity(cfg, index=index_identity(index.manifest), templates=templates.digests())
+        phash = hash_identity(ident, jobs)
         decon = await asyncio.to_thread(open_decontaminator, cfg.curation, index)  # a bad eval set: before any write
         checkpoint = rundir.open(
             kind=GENERATE,
-            plan_hash=hash_identity(ident, jobs),
+            plan_hash=phash,
             info={
                 "identity": ident,
                 "config": cfg.model_dump(mode="json"),
@@ -204,7 +229,12 @@ async def aexecute(
             retry_failed=retry_failed,
             sync_inline=False,
         )
-        todo = [j for j in jobs if j.id not in checkpoint.done]
+        again: dict[str, int] = {}
+        root = Path(cfg.output) / "shards" / phash
+        if root.is_dir():  # a Ray session's shards: their records join OUT before anything is asked
+            again = await asyncio.to_thread(absorb_shards_here, cfg, index, jobs, root, retry_failed)
+            checkpoint.reload()
+        todo = [j for j in jobs if j.id not in checkpoint.done and j.id not in again] + asked_again(jobs, again)
         stats = Stats(planned=len(jobs), skipped_done=len(jobs) - len(todo))
         display = Display(stats, console, cfg.pricing, quiet=not progress, summary_console=summary_console)
         pipeline = Pipeline(
@@ -241,6 +271,10 @@ async def agenerate(
     records as a `datasets.Dataset`. `config`: a `RunConfig`, a dict, or a YAML path. `report`: also
     write `OUTPUT/report.html`."""
     result = await aexecute(config, progress=progress, overwrite=overwrite, retry_failed=retry_failed, report=report)
+    return _records(result)
+
+
+def _records(result: RunResult) -> datasets.Dataset:
     if result.interrupted:  # finished records are on disk; calling again resumes
         raise asyncio.CancelledError(f"interrupted; finished records are in {result.out / EXAMPLES}")
     return result.dataset()
@@ -273,8 +307,16 @@ def generate(
 ) -> datasets.Dataset:
     """`agenerate` for plain code and notebooks: blocks until the run is done."""
     kw = {"progress": progress, "overwrite": overwrite, "retry_failed": retry_failed, "report": report}
-    return run_sync(agenerate(config, **kw))
+    cfg = as_config(config)
+    if cfg.execution.engine == "ray" and not _in_running_loop():
+        return _records(execute(cfg, **kw))
+    return run_sync(agenerate(cfg, **kw))
 
 
 def execute(config: RunConfig | dict[str, Any] | str | Path, **kw: Any) -> RunResult:
-    return run_sync(aexecute(config, **kw))
+    cfg = as_config(config)
+    if cfg.execution.engine == "ray" and not _in_running_loop():  # in this thread: Ctrl-C reaches the driver
+        from .ray_exec import ray_execute
+
+        return ray_execute(cfg, **kw)
+    return run_sync(aexecute(cfg, **kw))

@@ -66,6 +66,7 @@ class Faults:
         0.0  # this share of prompts (by the prompt's hash) gets a fluent answer that ignores its question
     )
     relevance_judge: bool | None = None  # the reply to a relevance-judge prompt ({"addresses_question": this})
+    vary_on_retry: bool = False  # a job asked again (its request seed names attempt > 1) gets a pair of its own
     seed: int = 0
 
 
@@ -138,6 +139,57 @@ def off_topic_pair(prompt: str) -> dict[str, str]:
         "answer": "I spent the whole weekend in the garden with my family. The roses made me so happy, "
         "and I have no regrets about it. You are all proud of me!",
     }
+
+
+_WORDS = [
+    "harbours",
+    "glaciers",
+    "bridges",
+    "monasteries",
+    "railways",
+    "printing",
+    "tariffs",
+    "vineyards",
+    "observatories",
+    "canals",
+    "coinage",
+    "festivals",
+    "treaties",
+    "universities",
+    "lighthouses",
+    "orchards",
+    "census",
+    "mapping",
+    "copper",
+    "silk",
+    "plague",
+    "migration",
+    "irrigation",
+    "guilds",
+    "telescopes",
+    "libraries",
+    "pottery",
+    "shipwrecks",
+    "drought",
+    "sculpture",
+]
+_ASKS = (
+    "How did {a} and {b} shape what is known about {t}?",
+    "Which role did {a} play for {t}, compared with {b}?",
+    "Why do accounts of {t} mention {a} more often than {b}?",
+    "What would change about {t} without {a}, and what about {b}?",
+    "In what way are {a} and {b} linked to the story of {t}?",
+)
+
+
+def retry_pair(prompt: str, seed: int) -> dict[str, str]:
+    """A pair for a repeated request: a question drawn by the request's seed (the job and the attempt),
+    so a job asked again after a duplicate does not repeat itself."""
+    t = (re.findall(r"\[Document \d+\] (.*)", prompt) or ["this subject"])[0].strip()
+    rng = random.Random(seed)
+    a, b = rng.sample(_WORDS, 2)
+    question = rng.choice(_ASKS).format(a=a, b=b, t=t)
+    return {"question": question, "answer": f"For {t}, {a} mattered through trade and daily life, while {b} did less."}
 
 
 def completion_for(body: dict, *, bad: bool = False) -> dict:
@@ -334,11 +386,10 @@ class FakeServer:
             return web.json_response(chat_completion(body, "No." if creative else "Yes"))
         if f.relevance_judge is not None and "Does the answer address the question?" in prompt:
             return web.json_response(chat_completion(body, json.dumps({"addresses_question": f.relevance_judge})))
-        content = (
-            "this is not json {"
-            if outcome == "bad_json"
-            else json.dumps(pair_for(prompt, grounded=f.grounded, conforming=f.conforming))
-        )
+        pair = pair_for(prompt, grounded=f.grounded, conforming=f.conforming)
+        if f.vary_on_retry and int(body.get("seed") or 0) % 101 > 1:
+            pair = retry_pair(prompt, int(body["seed"]))
+        content = "this is not json {" if outcome == "bad_json" else json.dumps(pair)
         if f.rate_off_topic and _share("off_topic" + prompt) < f.rate_off_topic:
             self.counts["off_topic"] += 1
             content = json.dumps(off_topic_pair(prompt))
