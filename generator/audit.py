@@ -18,8 +18,9 @@ from typing import Any
 
 from .audit_input import AuditRecord
 from .conformance import CheckInput, ConformanceChecker
-from .leaks import LeakScreen
+from .leaks import LeakRule, LeakScreen
 from .parsing import parse_pair
+from .span_freq import SpanFrequency
 from .types import Exemplar
 
 AUDIT_CODES = ("paradigm_mismatch", "distractor_leak", "distractor_rank", "short_padded")
@@ -63,12 +64,14 @@ class Auditor:
         checker: ConformanceChecker,
         *,
         leak_similarity: float = 0.7,
+        frequency: SpanFrequency | None = None,
+        leak_rule: LeakRule | None = None,
         band_start: int = 200,
         total_docs: int | None = None,
         batch_size: int = 256,
     ) -> None:
         self.checker = checker
-        self.screen = LeakScreen(checker, similarity=leak_similarity)
+        self.screen = LeakScreen(checker, similarity=leak_similarity, frequency=frequency, rule=leak_rule)
         self.band_start, self.total_docs, self.batch_size = band_start, total_docs, batch_size
 
     def run(

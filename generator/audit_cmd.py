@@ -14,10 +14,11 @@ from ragloom.errors import ConfigError, OutputError
 
 from .audit import AUDIT_CODES, Auditor, AuditSummary
 from .audit_curation import CURATION_CODES, curate, parse_eval_set
-from .audit_input import read_input
+from .audit_input import AuditRecord, read_input
 from .config import Quality
 from .conformance import ConformanceChecker
 from .parsing import REASONS
+from .span_freq import SpanFrequency
 
 KNOWN_CODES = tuple(dict.fromkeys((*REASONS, *AUDIT_CODES, *CURATION_CODES)))
 
@@ -34,6 +35,16 @@ def encoder_spec(run: dict[str, Any], index: str | None, encoder: str | None) ->
     return EncoderSpec(
         enc["name"], enc.get("query_prefix", ""), enc.get("passage_prefix", ""), enc.get("normalize", True)
     )
+
+
+def span_frequency(records: Sequence[AuditRecord], run: dict[str, Any], index: str | None) -> SpanFrequency:
+    """How common each key span is, for the leak screen: in --index's passages, else the run's index
+    (when it is still there), else the audited records' own distinct documents."""
+    where = index or ((run.get("config") or {}).get("index"))
+    if where and (Path(where) / "manifest.json").exists():
+        return SpanFrequency.for_index_dir(where)
+    docs = {(d.passage.title, d.passage.text) for r in records for d in r.documents}
+    return SpanFrequency.from_texts(f"{title}\n{text}" for title, text in sorted(docs))
 
 
 def audit(
@@ -57,6 +68,8 @@ def audit(
     auditor = Auditor(
         checker,
         leak_similarity=quality.leak_similarity,
+        frequency=span_frequency(records, run, index),
+        leak_rule=quality.leak_rule(),
         band_start=(dist.get("rank_band") or [200])[0],
         total_docs=dist.get("total_docs"),
     )
