@@ -37,13 +37,16 @@ def encoder_spec(run: dict[str, Any], index: str | None, encoder: str | None) ->
     )
 
 
-def span_frequency(records: Sequence[AuditRecord], run: dict[str, Any], index: str | None) -> SpanFrequency:
+def span_frequency(records: Sequence[AuditRecord], run: dict[str, Any], index: str | None) -> SpanFrequency | None:
     """How common each key span is, for the leak screen: in --index's passages, else the run's index
-    (when it is still there), else the audited records' own distinct documents."""
+    (when it is still there), else the audited records' own distinct documents when there are at
+    least 1,000 of them; else None (every key span then counts as specific)."""
     where = index or ((run.get("config") or {}).get("index"))
     if where and (Path(where) / "manifest.json").exists():
         return SpanFrequency.for_index_dir(where)
     docs = {(d.passage.title, d.passage.text) for r in records for d in r.documents}
+    if len(docs) < 1000:
+        return None
     return SpanFrequency.from_texts(f"{title}\n{text}" for title, text in sorted(docs))
 
 
