@@ -19,9 +19,10 @@ from typing import Any
 
 from .audit_input import AuditRecord
 from .conformance import CheckInput, ConformanceChecker
-from .leaks import LeakScreen
+from .leaks import LeakRule, LeakScreen
 from .parsing import parse_pair
 from .relevance import RelevanceCheck
+from .span_freq import SpanFrequency
 from .types import Exemplar
 
 AUDIT_CODES = ("paradigm_mismatch", "distractor_leak", "distractor_rank", "short_padded", "off_topic")
@@ -67,14 +68,19 @@ class Auditor:
         leak_similarity: float,
         leak_gate_words: int,
         band_start: int,
+        frequency: SpanFrequency | None = None,
+        leak_rule: LeakRule | None = None,
         total_docs: int | None = None,
         batch_size: int = 256,
         relevance: RelevanceCheck | None = None,
     ) -> None:
         """The settings come from the run's config models (`audit_cmd.run_sections`), as generate uses them.
-        `relevance`: the `off_topic` check (None: off, as with `quality.relevance: false`)."""
+        `relevance`: the `off_topic` check (None: off, as with `quality.relevance: false`); `frequency`: the
+        span counts of the key-span rule (None: every span counts as specific)."""
         self.checker, self.relevance = checker, relevance
-        self.screen = LeakScreen(checker, similarity=leak_similarity, gate_words=leak_gate_words)
+        self.screen = LeakScreen(
+            checker, similarity=leak_similarity, gate_words=leak_gate_words, frequency=frequency, rule=leak_rule
+        )
         self.band_start, self.total_docs, self.batch_size = band_start, total_docs, batch_size
 
     def run(

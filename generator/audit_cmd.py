@@ -15,11 +15,12 @@ from ragloom.errors import ConfigError, OutputError
 
 from .audit import AUDIT_CODES, Auditor, AuditSummary
 from .audit_curation import CURATION_CODES, curate, parse_eval_set
-from .audit_input import read_input
+from .audit_input import AuditRecord, read_input
 from .config import Distractors, Quality, describe_error
 from .conformance import ConformanceChecker
 from .parsing import REASONS
 from .relevance import RelevanceCheck
+from .span_freq import SpanFrequency
 
 KNOWN_CODES = tuple(dict.fromkeys((*REASONS, *AUDIT_CODES, *CURATION_CODES)))
 
@@ -36,6 +37,19 @@ def encoder_spec(run: dict[str, Any], index: str | None, encoder: str | None) ->
     return EncoderSpec(
         enc["name"], enc.get("query_prefix", ""), enc.get("passage_prefix", ""), enc.get("normalize", True)
     )
+
+
+def span_frequency(records: Sequence[AuditRecord], run: dict[str, Any], index: str | None) -> SpanFrequency | None:
+    """How common each key span is, for the leak screen: in --index's passages, else the run's index
+    (when it is still there), else the audited records' own distinct documents when there are at
+    least 1,000 of them; else None (every key span then counts as specific)."""
+    where = index or ((run.get("config") or {}).get("index"))
+    if where and (Path(where) / "manifest.json").exists():
+        return SpanFrequency.for_index_dir(where)
+    docs = {(d.passage.title, d.passage.text) for r in records for d in r.documents}
+    if len(docs) < 1000:
+        return None
+    return SpanFrequency.from_texts(f"{title}\n{text}" for title, text in sorted(docs))
 
 
 def audit(
@@ -62,6 +76,8 @@ def audit(
         band_start=dist.rank_band[0],
         total_docs=dist.total_docs if "distractors" in cfg else None,
         relevance=RelevanceCheck(checker, quality.relevance_thresholds()) if quality.relevance else None,
+        frequency=span_frequency(records, run, index),
+        leak_rule=quality.leak_rule(),
     )
     summary = AuditSummary()
     results = []

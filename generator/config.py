@@ -15,11 +15,13 @@ from .conformance import ConformanceThresholds
 from .decontam import EvalSet
 from .dedup import DedupConfig
 from .layout import DocumentsConfig
+from .leaks import LeakRule
 from .relevance import RelevanceThresholds
 from .types import PARADIGMS
 
 _T = ConformanceThresholds()
 _R = RelevanceThresholds()
+_L = LeakRule()
 
 
 class Strict(BaseModel):
@@ -156,10 +158,22 @@ class Quality(Strict):
         True, description="screen distractor candidates for the answer (key spans, meaning, support)"
     )
     leak_similarity: float = Field(
-        0.7, gt=0, le=1, description="a candidate sentence this close to an answer sentence carries the answer"
+        0.58, gt=0, le=1, description="a candidate sentence this close to an answer sentence carries the answer"
     )
     leak_gate_words: int = Field(
         2, ge=1, description="only candidate sentences sharing this many content words with the answer are embedded"
+    )
+    leak_span_share: float = Field(
+        _L.span_share,
+        ge=0,
+        le=1,
+        description="a key span held by more than this share of the index's passages is not specific: no leak",
+    )
+    leak_tie_words: int = Field(
+        _L.tie_words, ge=0, description="a key span leaks where its sentence holds this many of the question's words"
+    )
+    leak_tie_similarity: float = Field(
+        _L.tie_similarity, ge=-1, le=1, description="... or where its sentence is this close to an answer sentence"
     )
     necessity: bool = Field(
         False, description="LM-score whether the sources are needed for the answer (*_answer, useless_doc)"
@@ -188,6 +202,9 @@ class Quality(Strict):
 
     def relevance_thresholds(self) -> RelevanceThresholds:
         return RelevanceThresholds(self.relevance_answer, self.relevance_statement, self.relevance_first_person)
+
+    def leak_rule(self) -> LeakRule:
+        return LeakRule(self.leak_span_share, self.leak_tie_words, self.leak_tie_similarity)
 
 
 class Sources(Strict):

@@ -3,38 +3,113 @@
 `LeakScreen.screen_for(...)` gives the callable `sample_distractors(screen=...)` takes. It returns
 the name of the first check that fires on a candidate, or None:
 - "key_span": the candidate holds one of the answer's key spans (a number or date, a multi-word
-  proper name the question does not name, the correct option's text, the whole short answer);
+  proper name the question does not name, the correct option's text, the whole short answer) that is
+  *specific* and *tied* to the question there. Specific: at most `span_share` of the corpus's passages
+  hold it (`SpanFrequency`; "United States" or a year of the 1880s is held by hundreds of unrelated
+  passages and gives nothing away). Tied: the candidate's sentence holding it also holds
+  `tie_words` of the question's content words, or the encoder relates that sentence to an answer
+  sentence (cosine >= `tie_similarity`). Without a `SpanFrequency` every span counts as specific;
 - "meaning": a sentence of the candidate is at least `similarity` close (cosine, index encoder) to a
   sentence of the answer. Only sentences sharing `gate_words` content words with the answer are
   embedded: a sentence with fewer is not a paraphrase of it, and the encoder is the cost here;
 - "supports_answer" (the *_answer paradigms only): the candidate holds at least as large a share
   of the answer's new words as the weakest source does (and at least the checker's support bar).
 Sentence vectors are cached; `prefetch` embeds the gated sentences of many candidates in one call.
+Thresholds: calibrated on tests/fixtures/leaks/calibration.jsonl (bench/leak_eval.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from ragloom.retrieval import Passage
 
 from .conformance import ConformanceChecker
+from .span_freq import SpanFrequency
 from .spans import content_words, key_spans, novel_words, span_in, split_sentences
 
 LEAK_CHECKS = ("key_span", "meaning", "supports_answer")
 
 
-def coverage(new: frozenset[str], text: str) -> float:
-    """Share of the answer's new words `new` that occur in `text`."""
-    return len(new & content_words(text)) / len(new) if new else 0.0
+@dataclass(frozen=True, slots=True)
+class LeakRule:
+    """The key-span rule's thresholds (see the module docstring)."""
+
+    span_share: float = 0.01
+    tie_words: int = 2
+    tie_similarity: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SpanEvidence:
+    """One key span found in a candidate: how common it is and how closely the candidate ties it to
+    the question (`near`: question words in its sentence; `similarity`: that sentence vs the answer)."""
+
+    span: str
+    share: float
+    near: int
+    similarity: float
+
+    def leaks(self, rule: LeakRule) -> bool:
+        return self.share <= rule.span_share and (self.near >= rule.tie_words or self.similarity >= rule.tie_similarity)
+
+
+_CLAUSE = re.compile(r",\s+(?:and|but|while|which|where|so|then)\s+|;\s+|:\s+")
+
+
+def answer_parts(answer: str) -> list[str]:
+    """The answer's sentences and, for a sentence joining facts, its clauses of four or more words: a
+    distractor that restates one fact matches that clause better than the sentence holding two."""
+    sents = split_sentences(answer) or [answer]
+    clauses = [c.strip() for s in sents for c in _CLAUSE.split(s) if len(c.split()) >= 4]
+    return list(dict.fromkeys(sents + clauses))
+
+
+def coverage(new: frozenset[str], text: str, weight: Callable[[str], float] | None = None) -> float:
+    """Share of the answer's new words `new` that occur in `text`, each word counted by `weight`
+    (default 1; the leak screen weighs a word by how rare it is in the corpus)."""
+    if not new:
+        return 0.0
+    w = weight or (lambda _: 1.0)
+    return sum(w(x) for x in new & content_words(text)) / sum(w(x) for x in new)
 
 
 class LeakScreen:
     """Builds one screen per record; shares the checker's sentence-embedding cache."""
 
-    def __init__(self, checker: ConformanceChecker, *, similarity: float = 0.7, gate_words: int = 2) -> None:
+    def __init__(
+        self,
+        checker: ConformanceChecker,
+        *,
+        similarity: float = 0.58,
+        gate_words: int = 2,
+        frequency: SpanFrequency | None = None,
+        rule: LeakRule | None = None,
+    ) -> None:
         self.checker, self.similarity, self.gate_words = checker, similarity, gate_words
+        self.frequency, self.rule = frequency, rule or LeakRule()
+        self._shares: dict[str, float] = {}
+
+    def share(self, span: str) -> float:
+        """The share of the corpus's passages holding `span` (0 without a `SpanFrequency`)."""
+        if self.frequency is None:
+            return 0.0
+        if span not in self._shares:
+            if len(self._shares) > 100_000:
+                self._shares.clear()
+            self._shares[span] = self.frequency.share(span)
+        return self._shares[span]
+
+    def weight(self, word: str) -> float:
+        """A word's weight in `coverage`: its inverse document frequency in the corpus (1 without one)."""
+        if self.frequency is None:
+            return 1.0
+        n = self.frequency.passages
+        return math.log((n + 1) / (self.share(word) * n + 1))
 
     def gated(self, answer_words: frozenset[str], text: str) -> list[str]:
         """The sentences of `text` that share enough content words with the answer to be embedded."""
@@ -46,7 +121,7 @@ class LeakScreen:
         and the gated sentences of their candidates (an encoder call per record would cost more than
         all the embedding itself: bench/generation.py G3)."""
         answers = dict.fromkeys(a for a, _ in pairs)
-        sents = [s for a in answers for s in (split_sentences(a) or [a])]
+        sents = [s for a in answers for s in answer_parts(a)]
         words = {a: content_words(a) for a in answers}
         self.checker.embed(sents + [s for a, p in pairs for s in self.gated(words[a], p.text)])
 
@@ -61,27 +136,59 @@ class _Screen:
         self, owner: LeakScreen, question: str, answer: str, paradigm: str | None, sources: Sequence[Passage]
     ) -> None:
         self.owner = owner
-        sents = split_sentences(answer) or [answer]
+        sents = answer_parts(answer)
         self.spans = key_spans(question, answer, short_answer_words=owner.checker.t.short_answer_words)
+        self.question_words = content_words(question)
         self.words = content_words(answer)
         vecs = owner.checker.embed(sents)
         self.answer_vecs = np.stack([vecs[s] for s in sents])
         self.new = novel_words(answer, question)
         self.bar: float | None = None
         if paradigm is not None and paradigm.endswith("_answer") and sources and self.new:
-            weakest = min(coverage(self.new, p.text) for p in sources)
+            weakest = min(coverage(self.new, p.text, owner.weight) for p in sources)
             self.bar = max(weakest, owner.checker.t.support_words)
 
-    def __call__(self, candidate: Passage) -> str | None:
+    def evidence(self, candidate: Passage, *, full: bool = False) -> list[SpanEvidence]:
+        """Each key span the candidate holds, with its share of the corpus and its tie to the question.
+        A span in the title ties to the first sentence too (the title is what the passage is about).
+        The similarity is computed only where it decides (a specific span its sentence's words do not
+        tie), unless `full` (calibration)."""
         text = f"{candidate.title}\n{candidate.text}" if candidate.title else candidate.text
-        if any(span_in(s, text) for s in self.spans):
-            return "key_span"
+        found = [s for s in self.spans if span_in(s, text)]
+        if not found:
+            return []
+        sents = split_sentences(candidate.text) or [candidate.text]
+        out = []
+        for span in found:
+            share = self.owner.share(span)
+            where = [s for s in sents if span_in(span, s)]
+            if candidate.title and span_in(span, candidate.title):
+                where = [f"{candidate.title}. {sents[0]}", *where]
+            span_words = content_words(span)
+            near = max((len((content_words(s) & self.question_words) - span_words) for s in where), default=0)
+            sim = 0.0
+            if where and (full or (share <= self.owner.rule.span_share and near < self.owner.rule.tie_words)):
+                vecs = self.owner.checker.embed(where)  # only specific, untied-by-words spans cost an encode
+                sim = float((self.answer_vecs @ np.stack([vecs[s] for s in where]).T).max())
+            out.append(SpanEvidence(span, share, near, sim))
+        return out
+
+    def key_span(self, candidate: Passage) -> bool:
+        return any(e.leaks(self.owner.rule) for e in self.evidence(candidate))
+
+    def meaning(self, candidate: Passage) -> bool:
         sents = self.owner.gated(self.words, candidate.text)
-        if sents:
-            vecs = self.owner.checker.embed(sents)
-            best = self.answer_vecs @ np.stack([vecs[s] for s in sents]).T
-            if float(best.max()) >= self.owner.similarity:
-                return "meaning"
-        if self.bar is not None and coverage(self.new, candidate.text) >= self.bar:
-            return "supports_answer"
+        if not sents:
+            return False
+        vecs = self.owner.checker.embed(sents)
+        return float((self.answer_vecs @ np.stack([vecs[s] for s in sents]).T).max()) >= self.owner.similarity
+
+    def supports_answer(self, candidate: Passage) -> bool:
+        return self.bar is not None and coverage(self.new, candidate.text, self.owner.weight) >= self.bar
+
+    def __call__(self, candidate: Passage) -> str | None:
+        """The first check (in `LEAK_CHECKS` order) that fires on `candidate`, or None."""
+        for name in LEAK_CHECKS:
+            if getattr(self, name)(candidate):
+                return name
         return None

@@ -32,6 +32,7 @@ from .prompting import Prompt, build_prompt
 from .records import Attempted, RecordBuilder
 from .relevance import RelevanceCheck
 from .sources import HitCache, select_sources
+from .span_freq import SpanFrequency
 from .stats import Breaker, Stats
 from .templates import Templates
 from .types import Job, Usage
@@ -113,7 +114,13 @@ class Pipeline:
             checker = ConformanceChecker(index.encoder, q.thresholds())
         screen = None
         if q.leak_screen and checker is not None:
-            screen = LeakScreen(checker, similarity=q.leak_similarity, gate_words=q.leak_gate_words)
+            screen = LeakScreen(
+                checker,
+                similarity=q.leak_similarity,
+                gate_words=q.leak_gate_words,
+                frequency=SpanFrequency.for_index_dir(index.dir),
+                rule=q.leak_rule(),
+            )
         self.builder = RecordBuilder(cfg, index, templates, backend.describe(), screen)
         self.gate = Gate(q, checker, backend, cfg.output) if (q.conformance or q.judge) else None
         self.judge_breaker = Breaker(backend, "judge requests in a row gave no verdict")

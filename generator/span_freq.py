@@ -1,0 +1,139 @@
+"""How many passages of the corpus hold a key span: what tells a specific span from a common one.
+
+A year or "United States" in a distractor is no evidence that it gives the answer away when hundreds
+of unrelated passages hold it too. `SpanFrequency` counts, for every word, every pair of adjacent
+words and every number (as `spans.numbers` reads them), the passages that hold it, in a count-min
+sketch: a fixed table (`depth` rows of `width` uint32 counters, 16 MiB by default) whatever the
+corpus size. A count is never below the true one; a collision can only make a span look more common.
+A span's count is the smallest count of its word pairs (its word, for one word; the number, for a
+number): at least the passages that hold the whole span.
+
+`for_index_dir` counts an index's passage store once and keeps the table beside it, keyed by the
+corpus fingerprint (`span_freq-<fingerprint>.npz`; in ~/.cache/ragloom/span_freq when the index
+directory is read-only).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+from ragloom.retrieval import PassageStore, normalize_text, read_manifest
+
+from .spans import numbers
+
+WIDTH = 1 << 21
+DEPTH = 2
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ragloom" / "span_freq"
+
+
+def _hash(features: list[str]) -> np.ndarray:
+    from pandas.util import hash_array  # vectorised, seeded SipHash: stable across processes
+
+    return hash_array(np.asarray(features, dtype=object))
+
+
+def text_features(text: str) -> set[str]:
+    """The words, adjacent word pairs and numbers of `text` (what a span's count is read from)."""
+    words = normalize_text(text).split()
+    out = set(words)
+    out.update(f"{a} {b}" for a, b in pairwise(words))
+    out.update(f"#{n}" for n in numbers(text))
+    return out
+
+
+def span_features(span: str) -> list[str]:
+    """The features whose smallest count bounds `span`'s count (a normalised span from `key_spans`)."""
+    if span.replace(".", "").isdigit():
+        return [f"#{span}"]
+    words = span.split()
+    if len(words) == 1:
+        return words
+    return [f"{a} {b}" for a, b in pairwise(words)]
+
+
+class SpanFrequency:
+    """Passage counts of spans in one corpus; `share(span)` is the fraction of passages holding it."""
+
+    def __init__(self, table: np.ndarray, passages: int) -> None:
+        self.table, self.passages = table, passages
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str], *, width: int = WIDTH, depth: int = DEPTH) -> SpanFrequency:
+        table = np.zeros((depth, width), dtype=np.uint32)
+        n = 0
+        batch: list[str] = []
+
+        def flush() -> None:
+            if batch:
+                for row, idx in enumerate(_rows(_hash(batch), width, depth)):
+                    np.add.at(table[row], idx, 1)
+                batch.clear()
+
+        for text in texts:
+            n += 1
+            batch.extend(text_features(text))
+            if len(batch) >= 200_000:
+                flush()
+        flush()
+        return cls(table, n)
+
+    @classmethod
+    def for_index_dir(cls, directory: str | Path) -> SpanFrequency:
+        """The counts of an index's passage store (titles and texts), computed once and cached."""
+        directory = Path(directory)
+        fingerprint = str(read_manifest(directory)["corpus"]["fingerprint"])
+        name = f"span_freq-{fingerprint}.npz"
+        for path in (directory / name, CACHE_DIR / name):
+            if path.exists():
+                try:
+                    with np.load(path) as z:
+                        return cls(z["table"], int(z["passages"]))
+                except (OSError, ValueError, KeyError):
+                    pass  # a torn or foreign file: count again
+        store = PassageStore(directory)
+        freq = cls.from_texts(
+            f"{title}\n{text}" for _, titles, texts in store.iter_batches() for title, text in zip(titles, texts)
+        )
+        for path in (directory / name, CACHE_DIR / name):
+            if freq.save(path):
+                break
+        return freq
+
+    def save(self, path: Path) -> bool:
+        """Write the table atomically; False when `path`'s directory cannot be written."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, table=self.table, passages=np.int64(self.passages))
+            os.replace(tmp, path)
+            return True
+        except OSError:
+            return False
+
+    def count(self, span: str) -> int:
+        """Passages holding `span` (an upper bound: the smallest count of its features)."""
+        feats = span_features(span)
+        if not feats:
+            return 0
+        width, depth = self.table.shape[1], self.table.shape[0]
+        rows = _rows(_hash(feats), width, depth)
+        per_feature = np.min(np.stack([self.table[r][idx] for r, idx in enumerate(rows)]), axis=0)
+        return int(per_feature.min())
+
+    def share(self, span: str) -> float:
+        return self.count(span) / self.passages if self.passages else 0.0
+
+
+def _rows(hashes: np.ndarray, width: int, depth: int) -> list[np.ndarray]:
+    """One bucket per sketch row: independent bit slices of the 64-bit hash (mixed for rows > 2)."""
+    out = []
+    for r in range(depth):
+        h = hashes if r < 2 else hashes * np.uint64(0x9E3779B97F4A7C15 + 2 * r)
+        out.append(((h >> np.uint64(32 * (r % 2))) % np.uint64(width)).astype(np.int64))
+    return out

@@ -1,0 +1,106 @@
+"""The leak screen at its frozen thresholds (the config's defaults) on records it was not tuned on,
+and on the spans the issue found flagged in ordinary distractors (issue 25).
+
+tests/fixtures/leaks/heldout.jsonl was written after the thresholds were frozen on calibration.jsonl:
+per record, the distractors the rank band [200, 250) of a real index over 3,345 Wikipedia summaries
+gave for its question (leak-free, read by hand), and distractors written to carry the answer,
+labelled by what carries it. Span shares come from the same passages (tests/leak_corpus.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from leak_corpus import leak_corpus
+from ragloom.generator.config import Quality
+from ragloom.generator.conformance import ConformanceChecker
+from ragloom.generator.leaks import LeakScreen
+from ragloom.generator.span_freq import SpanFrequency
+from ragloom.retrieval import Encoder, Passage
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "leaks"
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[Passage]:
+    return [Passage(r["id"], r["title"], r["text"]) for r in leak_corpus()]
+
+
+@pytest.fixture(scope="module")
+def screen(corpus: list[Passage]) -> LeakScreen:
+    q = Quality()
+    return LeakScreen(
+        ConformanceChecker(Encoder(), q.thresholds()),
+        similarity=q.leak_similarity,
+        gate_words=q.leak_gate_words,
+        frequency=SpanFrequency.from_texts(f"{p.title}\n{p.text}" for p in corpus),
+        rule=q.leak_rule(),
+    )
+
+
+def test_held_out_records_leak_free_distractors_are_rarely_flagged_and_planted_leaks_are_found(
+    screen: LeakScreen,
+) -> None:
+    records = [json.loads(line) for line in (FIXTURES / "heldout.jsonl").read_text().splitlines()]
+    assert len(records) >= 30 and all(d["leak"] is None for r in records for d in r["band"])
+    flagged_records = 0
+    found: dict[str, list[bool]] = {}
+    for r in records:
+        sources = [Passage(s["id"], s["title"], s["text"]) for s in r["sources"]]
+        s = screen.screen_for(question=r["question"], answer=r["answer"], paradigm=r["paradigm"], sources=sources)
+        flagged_records += any(s(Passage(d["id"], d["title"], d["text"])) for d in r["band"])
+        for d in r["planted"]:
+            found.setdefault(d["leak"], []).append(s(Passage(d["id"], d["title"], d["text"])) is not None)
+    assert flagged_records <= 0.05 * len(records), flagged_records  # at most 1 in 20 (measured: 1 of 30)
+    for kind in ("number", "name", "date"):
+        assert all(found[kind]), (kind, found[kind])
+    # Measured and not met: 3 of 7 paraphrases found. The 4 missed name the answer by a description
+    # ("the former British colony where he grew up" for Hong Kong, "an island off East Africa" for
+    # Zanzibar), which neither a key span nor a sentence similarity of 0.58 sees. This floor keeps
+    # the measured figure from falling; the README reports the shortfall.
+    assert sum(found["paraphrase"]) >= 3, found["paraphrase"]
+
+
+def holding(corpus: list[Passage], pattern: str) -> list[Passage]:
+    rx = re.compile(pattern)
+    return [p for p in corpus if rx.search(f"{p.title}\n{p.text}")]
+
+
+def test_spans_many_unrelated_passages_hold_do_not_flag_them(screen: LeakScreen, corpus: list[Passage]) -> None:
+    """The issue's three patterns, over every passage of the corpus that holds the span: "United States"
+    for a question about a U.S. president of the 1880s, a year of the 1880s for it, "United States" or
+    a year of the 1930s for where a physicist spent his last years, a year for a timeline of
+    20th-century Germany. The passages listed by title tie the span to the question (read by hand)."""
+    president = screen.screen_for(
+        question="Which U.S. president of the 1880s served two terms that were not consecutive?",
+        answer="Grover Cleveland, president of the United States from 1885 to 1889 and from 1893 to 1897.",
+    )
+    united_states = holding(corpus, r"United States")
+    assert len(united_states) > 100  # a span held by many passages
+    assert [p.title for p in united_states if president.key_span(p)] == []
+    eighties = holding(corpus, r"\b188[5-9]\b|\b189[37]\b")
+    assert len(eighties) > 20
+    assert [p.title for p in eighties if president.key_span(p)] == []
+
+    physicist = screen.screen_for(
+        question="Where did the physicist Albert Einstein spend the last years of his life?",
+        answer="Einstein left Germany in 1933 and spent his last years in Princeton, New Jersey, in the United "
+        "States, where he died in 1955.",
+    )
+    thirties = holding(corpus, r"United States|\b193[3]\b|\b1955\b")
+    assert len(thirties) > 100
+    assert [p.title for p in thirties if physicist.key_span(p)] == []
+
+    germany = screen.screen_for(
+        question="How did Germany's form of government change over the 20th century?",
+        answer="Germany went from an empire to the Weimar Republic after 1918, to Nazi dictatorship from 1933, "
+        "was divided into West and East Germany in 1949, and was reunified in 1990.",
+    )
+    years = holding(corpus, r"\b(1918|1933|1949|1990)\b")
+    assert len(years) > 20
+    # "Nazi Germany built and operated a system of concentration camps between 1933 and 1945": it does
+    # give a step of the answer (Nazi rule from 1933), so it is screened, rightly
+    assert [p.title for p in years if germany.key_span(p)] == ["Nazi concentration camps"]

@@ -1,0 +1,40 @@
+"""How many passages of an index hold a key span: counted once, cached beside the index."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from ragloom.generator.span_freq import SpanFrequency
+
+
+def passages_holding(rows: list[dict], pattern: str) -> int:
+    rx = re.compile(pattern, re.IGNORECASE)
+    return sum(bool(rx.search(f"{r['title']}\n{r['text']}")) for r in rows)
+
+
+def test_span_counts_match_a_count_by_hand_and_are_cached_by_corpus_fingerprint(
+    wiki_corpus: Path, wiki_index: Path
+) -> None:
+    rows = [json.loads(line) for line in wiki_corpus.read_text().splitlines()]
+    freq = SpanFrequency.for_index_dir(wiki_index)
+    assert freq.passages == len(rows) == 400
+    # names (word pairs), a three-word name, a number written with a comma, a year
+    for span, pattern in [
+        ("united states", r"\bunited states\b"),
+        ("leonardo da vinci", r"\bleonardo da vinci\b"),
+        ("8848.86", r"\b8,848\.86\b"),
+        ("1889", r"\b1889\b"),
+    ]:
+        assert freq.count(span) == passages_holding(rows, pattern), span
+    assert freq.count("united states") > 5 and freq.count("zzyzx quorble") == 0
+    assert freq.share("united states") == freq.count("united states") / 400
+
+    fingerprint = json.loads((wiki_index / "manifest.json").read_text())["corpus"]["fingerprint"]
+    cached = wiki_index / f"span_freq-{fingerprint}.npz"
+    assert cached.exists()
+    stamp = cached.stat().st_mtime_ns
+    again = SpanFrequency.for_index_dir(wiki_index)  # read back, not counted again
+    assert cached.stat().st_mtime_ns == stamp and (again.table == freq.table).all()
+    assert freq.table.nbytes <= 16 * 2**20  # bounded whatever the corpus size
