@@ -56,7 +56,7 @@ class Curator:
                 ns=c.decontam_ngrams,
                 min_words=c.decontam_min_words,
                 embed=index.embed_queries,
-                encoder=index.manifest["encoder"]["name"],
+                encoder=index.encoder.cache_tag,
             )
 
     def decide(self, items: Sequence[Attempted]) -> Decided:
