@@ -325,7 +325,7 @@ def main() -> None:
         if "r4" in only:
             report["R4_backends"] = bench_backends(tmp, args.passages, tuple(args.backends.split(",")))
         if "r5" in only:
-            report["R5_threads"] = bench_threads(tmp, min(args.passages, 400))
+            report["R5_threads"] = bench_threads(tmp, min(args.passages, 200))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"report: {args.json}")
