@@ -228,8 +228,9 @@ def bench_backends(tmp: Path, n: int, names: tuple[str, ...] = tuple(PATHS)) -> 
 def bench_threads(tmp: Path, n: int) -> dict:
     """R5: encoder runtime and faiss threads. Encode n passages with openvino f32 and onnx while a
     second thread runs faiss searches (as the pipeline's distractor search does), with the runtimes'
-    own thread defaults and with ragloom's settings (encoder threads = the process's cores, faiss
-    OpenMP threads = 1 or the cores); passages/s of the encoder and faiss searches/s."""
+    own thread defaults (OpenVINO's precision pinned to f32 in both) and with ragloom's settings
+    (encoder threads = the process's cores, faiss OpenMP threads = 1 or the cores); passages/s of
+    the encoder and faiss searches/s."""
     import threading
 
     import faiss
@@ -256,7 +257,8 @@ def bench_threads(tmp: Path, n: int) -> dict:
         if backend == "openvino":
             import openvino as ov
 
-            compiled = ov.Core().compile_model(str(path / "model.xml"), "CPU")
+            # only the precision is pinned (f32), else OpenVINO picks bf16 by itself where the CPU has it
+            compiled = ov.Core().compile_model(str(path / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             return lambda f: compiled(f)[0], [p.get_any_name() for p in compiled.inputs]
         import onnxruntime as ort
 
