@@ -46,7 +46,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip wheel -v --no-deps --no-cache-dir -w $(WHEELS) \
 	    llama-cpp-python==$(LLAMA_CPP_VERSION) 2>&1 | (grep --line-buffered -E '^ *\[[0-9]+/[0-9]+\] |rror' || true); \
 	fi
-	$(PIP) $(NO_VLLM_CONFLICTS) "$$(ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl | head -1)[server]" -e ".[dev,local,ray]" $(VLLM_PY_DEPS)
+	$(PIP) $(NO_VLLM_CONFLICTS) "$$(ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl | head -1)[server]" -e ".[dev,local,ray,openvino,onnx]" $(VLLM_PY_DEPS)
 	# the vllm backend's tests build real vLLM parameter/output objects; only the engine is stood in
 	$(PIP) --no-deps vllm==$(VLLM_VERSION)
 	touch $@

@@ -10,7 +10,10 @@ G2  backend layer, 10% 429 (Retry-After 1 s) + 5% 500: wall / ideal, lost, dupli
 G3  whole `ragloom generate` (1,000 jobs, five paradigms, real encoder, prebuilt index):
     wall / max(LLM ideal, raw encode + search of the same queries); --g3-variants adds the same run
     with the leak screen off (what the screen costs), with grounded answers with no checks and with
-    the paradigm check and leak screen on (what the checks cost), and with dedup on (re-asks)
+    the paradigm check and leak screen on (what the checks cost), and with dedup on (re-asks);
+    --g3-checks runs only the checks-on run over conforming pairs, against the floor max(LLM ideal,
+    raw retrieval + raw encode of each distinct sentence the checks must embed);
+    --encoder-backend/--precision choose the encoder of the index, the run and the floor alike
 G4  load: 10,000 jobs at 256 in flight, 50 ms latency: wall / ideal, peak RSS, RSS growth,
     open file descriptors at start and end
 """
@@ -173,21 +176,27 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+# the encoder backend of the index, the run and the floor alike (--encoder-backend, --precision)
+ENCODER = {"backend": "torch", "precision": "f32"}
+
+
 def build_wiki_index(tmp: Path, n: int) -> Path:
     from conftest import write_wiki_jsonl
-    from ragloom.retrieval import CorpusSpec, build_index
+    from ragloom.retrieval import CorpusSpec, EncoderSpec, build_index
 
     write_wiki_jsonl(tmp / "wiki.jsonl", n)
-    build_index(CorpusSpec(str(tmp / "wiki.jsonl")), tmp / "idx")
+    build_index(CorpusSpec(str(tmp / "wiki.jsonl")), tmp / "idx", encoder=EncoderSpec(**ENCODER))
     return tmp / "idx"
 
 
 def raw_encoder():
-    """Plain sentence-transformers all-MiniLM-L6-v2 on the CPU, the raw engine ragloom is measured against."""
+    """all-MiniLM-L6-v2 on the CPU as the raw engine: plain sentence-transformers for torch; for openvino
+    or onnx the converted model and its tokenizer alone (no ragloom Encoder, lock or prefixes)."""
     from ragloom.retrieval.encoder import resolve_encoder
-    from sentence_transformers import SentenceTransformer
+    from ragloom.retrieval.encoder_backends import load_model
 
-    return SentenceTransformer(resolve_encoder("sentence-transformers/all-MiniLM-L6-v2")[1], device="cpu")
+    path = resolve_encoder("sentence-transformers/all-MiniLM-L6-v2")[1]
+    return load_model(path, ENCODER["backend"], None, "cpu", True, ENCODER["precision"])
 
 
 def raw_retrieval_seconds(index_dir: Path, queries_sources: list[str], queries_q: list[str]) -> float:
@@ -347,8 +356,14 @@ def main() -> None:
         action="store_true",
         help="also run G3 with the leak screen off, and with dedup on (the fake server's questions repeat)",
     )
+    ap.add_argument("--encoder-backend", default="torch", choices=["torch", "openvino", "onnx"])
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16"])
+    ap.add_argument(
+        "--g3-checks", action="store_true", help="G3 only with the paradigm check and leak screen on (conforming pairs)"
+    )
     ap.add_argument("--json", default="bench/results/generation.json")
     args = ap.parse_args()
+    ENCODER.update(backend=args.encoder_backend, precision=args.precision)
     only = set(args.only or ["g1", "g2", "g3", "g4"])
     report: dict = {}
     if "g1" in only:
@@ -372,7 +387,13 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
             index_dir = build_wiki_index(tmp, args.passages)
-            if "g3" in only:
+            if "g3" in only and args.g3_checks:
+                extra, knobs = ("quality.conformance=true",), {"conforming": 1}
+                report["G3_conforming_checks_on"] = bench_generate(
+                    "G3_conforming_checks_on", tmp, index_dir, 1000, 64, 0.2, extra, knobs
+                )
+                report["G3_conforming_checks_on"]["encoder"] = dict(ENCODER)
+            elif "g3" in only:
                 report["G3_generate"] = bench_generate("G3", tmp, index_dir, 1000, 64, 0.2)
                 if args.g3_variants:
                     for key, extra, knobs in (

@@ -34,8 +34,16 @@ def encoder_spec(run: dict[str, Any], index: str | None, encoder: str | None) ->
     enc = read_manifest(index)["encoder"] if index else (run.get("index") or {}).get("encoder")
     if not enc:
         return EncoderSpec(DEFAULT_ENCODER)
+    # the encoder numerics the run queried with (its config's), else the index's
+    cfg = {} if index else {k: v for k, v in (run.get("config") or {}).items() if v is not None}
     return EncoderSpec(
-        enc["name"], enc.get("query_prefix", ""), enc.get("passage_prefix", ""), enc.get("normalize", True)
+        enc["name"],
+        enc.get("query_prefix", ""),
+        enc.get("passage_prefix", ""),
+        enc.get("normalize", True),
+        backend=cfg.get("encoder_backend", enc.get("backend", "torch")),
+        quantize=cfg.get("quantize", enc.get("quantize")),
+        precision=cfg.get("precision", enc.get("precision", "f32")),
     )
 
 

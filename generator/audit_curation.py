@@ -68,7 +68,7 @@ def curate(
             ns=cur.get("decontam_ngrams") or (13, 8),
             min_words=cur.get("decontam_min_words", 4),
             embed=encoder.encode_queries,
-            encoder=encoder.spec.name,
+            encoder=encoder.cache_tag,
         )
     for i, (rec, res) in enumerate(zip(records, results, strict=True)):
         v = vectors[i] if vectors is not None else None

@@ -270,6 +270,7 @@ class RunConfig(Strict):
     # how queries are embedded; None: as the index was built (torch when `corpus` builds it)
     encoder_backend: Literal["torch", "onnx", "openvino"] | None = None
     quantize: Literal["int8"] | None = None
+    precision: Literal["f32", "bf16"] | None = None  # openvino: bf16 where the CPU has it; None: as built
     exemplars: list[ExemplarSource] = Field(default_factory=lambda: [ExemplarSource()])
     exemplar_filters: ExemplarFilters = Field(default_factory=ExemplarFilters)
     paradigms: dict[str, float] = Field(default_factory=lambda: dict.fromkeys(PARADIGMS, 1.0))

@@ -52,7 +52,7 @@ def open_decontaminator(c: Curation, index: Index) -> Decontaminator | None:
         ns=c.decontam_ngrams,
         min_words=c.decontam_min_words,
         embed=index.embed_queries,
-        encoder=index.manifest["encoder"]["name"],
+        encoder=index.encoder.cache_tag,
     )
 
 

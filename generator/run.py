@@ -59,12 +59,18 @@ def open_index(cfg: RunConfig, console: Console | None = None) -> Index:
             if console is not None:
                 console.print(f"building index {cfg.index} from {c.path} ...")
             spec = None
-            if cfg.encoder or cfg.encoder_backend or cfg.quantize:
+            if cfg.encoder or cfg.encoder_backend or cfg.quantize or cfg.precision:
                 kw = {"backend": cfg.encoder_backend or "torch", "quantize": cfg.quantize}
                 spec = EncoderSpec(cfg.encoder, **kw) if cfg.encoder else EncoderSpec(**kw)
+                spec.precision = cfg.precision or "f32"
             build_index(corpus, cfg.index, encoder=spec, limit=c.limit)
     return Index(
-        cfg.index, encoder=cfg.encoder, corpus=corpus, encoder_backend=cfg.encoder_backend, quantize=cfg.quantize
+        cfg.index,
+        encoder=cfg.encoder,
+        corpus=corpus,
+        encoder_backend=cfg.encoder_backend,
+        quantize=cfg.quantize,
+        precision=cfg.precision,
     )
 
 

