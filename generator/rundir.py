@@ -78,12 +78,16 @@ def _atomic_write(path: Path, text: str) -> None:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+_MISSING = object()
+
+
 def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """The dotted keys whose values differ between two JSON-like trees (a key on one side only counts)."""
+    """The dotted keys whose values differ between two JSON-like trees (a key on one side only counts,
+    even when the other side's value is null)."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for k in sorted(set(old) | set(new), key=str):
-            out += differing_keys(old.get(k), new.get(k), f"{prefix}{k}.")
+            out += differing_keys(old.get(k, _MISSING), new.get(k, _MISSING), f"{prefix}{k}.")
         return out
     return [] if old == new else [prefix.rstrip(".") or "(all)"]
 
