@@ -28,7 +28,7 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError, OutputError, RagloomError
 
-from . import necessity
+from . import coverage, necessity
 from .backends import Backend, make_backend
 from .checkpoint import EXAMPLES, Checkpoint
 from .config import RunConfig
@@ -251,7 +251,7 @@ def run_ray_generate(
             "run the filter once without --ray, then rerun with --ray (its decisions are cached)"
         )
     info: dict[str, Any] = {}
-    jobs, dropped = plan_jobs(cfg, knowledge_backend, info)
+    jobs, dropped = plan_jobs(cfg, knowledge_backend, info, index=index)
     phash = plan_hash(cfg, jobs, index=index_identity(index.manifest), templates=templates.digests())
     out, shards, ex = Path(cfg.output), cut_shards(jobs), cfg.execution
     root = out / "shards" / phash
@@ -301,7 +301,7 @@ def run_ray_generate(
             stats.failed["duplicate_instruction"] += moved
             stats.counts["duplicate_across_shards"] += moved
     display.summary(out, interrupted=interrupted)
-    rundir.write_info(stats=stats.as_dict())
+    rundir.write_info(stats=stats.as_dict(), coverage=coverage.of_file(out / EXAMPLES, len(index)).as_dict())
     if report and not interrupted:
         from .report import write_report
 
