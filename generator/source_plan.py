@@ -63,14 +63,27 @@ class Tally:
         }
 
 
-def _texts(index: Index, rows: Sequence[int] | np.ndarray) -> dict[int, str]:
-    uniq = list(dict.fromkeys(int(r) for r in rows))
-    return {r: p.text for r, p in zip(uniq, index.store.get_rows(uniq), strict=True)}
+class _Texts(dict[int, str]):
+    """Passage texts by row, read from the store when first asked (`fetch` reads many at once)."""
+
+    def __init__(self, index: Index) -> None:
+        super().__init__()
+        self.index = index
+
+    def fetch(self, rows: Sequence[int] | np.ndarray) -> _Texts:
+        todo = list(dict.fromkeys(int(r) for r in rows if int(r) not in self))
+        self.update({r: p.text for r, p in zip(todo, self.index.store.get_rows(todo), strict=True)})
+        return self
+
+    def __missing__(self, row: int) -> str:
+        return self.fetch([row])[row]
 
 
-def _pick_distinct(
-    order: Sequence[int], need: int, chosen: list[int], texts: dict[int, str], threshold: float
-) -> list[int]:
+def _texts(index: Index, rows: Sequence[int] | np.ndarray) -> _Texts:
+    return _Texts(index).fetch(rows)
+
+
+def _pick_distinct(order: Sequence[int], need: int, chosen: list[int], texts: _Texts, threshold: float) -> list[int]:
     """`chosen` extended, in `order`, by rows that are not near duplicates of any chosen one."""
     for r in order:
         if len(chosen) >= need:
@@ -96,7 +109,7 @@ def _exemplar_job(job: Job, ranking: np.ndarray, tally: Tally, cfg: Sources, see
         return [int(ranking[np.argmin(tally.uses[ranking])])] if len(ranking) else []
     window = [int(r) for r in avail[: cfg.multi_k]]
     rng.shuffle(window)
-    texts = _texts(index, ranking)
+    texts = _texts(index, window)  # deeper rows are read only if the window falls short
     chosen = _pick_distinct(window, job.n_sources, [], texts, cfg.near_duplicate)
     chosen = _pick_distinct([int(r) for r in avail[cfg.multi_k :]], job.n_sources, chosen, texts, cfg.near_duplicate)
     if len(chosen) < job.n_sources:  # used up to max_depth: the least used of its hits, counted
