@@ -349,7 +349,7 @@ def test_sources_decided_in_the_plan_are_the_same_on_ray_as_in_one_process(
                 r["job_id"]: [d["id"] for d in r["documents"] if d["role"] == "source"]
                 for r in jsonl(out / "examples.jsonl")
             }
-        assert len(src["local"]) > 200 and src["local"] == src["ray"]
+        assert len(src["local"]) > 170 and src["local"] == src["ray"]  # a few fake pairs fail validation
         uses: dict[str, int] = {}
         for ids in src["ray"].values():
             for i in ids:
