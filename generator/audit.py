@@ -36,6 +36,7 @@ class AuditSummary:
     by_paradigm: dict[str, Counter[str]] = field(default_factory=dict)  # paradigm -> {records, clean, <code>...}
     leaks: Counter[str] = field(default_factory=Counter)  # by leak check
     curation: Counter[str] = field(default_factory=Counter)  # duplicate_<check>, contaminated_<eval set>
+    coverage: dict[str, Any] | None = None  # with --index: coverage of its corpus (generator/coverage.py)
 
     def add(self, rec: AuditRecord, result: dict[str, Any]) -> None:
         self.records += 1
@@ -55,6 +56,7 @@ class AuditSummary:
             "by_paradigm": {k: dict(v) for k, v in sorted(self.by_paradigm.items())},
             "distractor_leaks_by_check": dict(self.leaks),
             "curation_by_check": dict(self.curation),
+            **({"coverage": self.coverage} if self.coverage is not None else {}),
         }
 
 

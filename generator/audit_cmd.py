@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pydantic import ValidationError
-from ragloom.retrieval import DEFAULT_ENCODER, Encoder, EncoderSpec, read_manifest
+from ragloom.retrieval import DEFAULT_ENCODER, Encoder, EncoderSpec, PassageStore, read_manifest
 
 from ragloom.errors import ConfigError, OutputError
 
@@ -18,6 +18,7 @@ from .audit_curation import CURATION_CODES, curate, parse_eval_set
 from .audit_input import AuditRecord, read_input
 from .config import Distractors, Quality, describe_error
 from .conformance import ConformanceChecker
+from .coverage import coverage
 from .parsing import REASONS
 from .relevance import RelevanceCheck
 from .span_freq import SpanFrequency
@@ -103,6 +104,8 @@ def audit(
     summary.curation.update(curate([rec for rec, _ in checked], results, enc, cfg, eval_sets))
     for rec, result in checked:
         summary.add(rec, result)
+    if index:
+        summary.coverage = index_coverage(records, index)
     return results, summary
 
 
@@ -115,6 +118,21 @@ def run_sections(cfg: dict[str, Any], path: str | Path) -> tuple[Quality, Distra
         )
     except ValidationError as e:
         raise ConfigError(describe_error(e, f"{path}: run.json config")) from None
+
+
+def index_coverage(records: Sequence[AuditRecord], index: str) -> dict[str, Any]:
+    """Coverage of the index's corpus by the records' source documents (generator/coverage.py):
+    a source is a document with role `source` whose id is a passage id of the index."""
+    store = PassageStore(index)
+    ids = [[d.passage.id for d in r.with_role("source")] for r in records]
+    flat = list(dict.fromkeys(i for row in ids for i in row))
+    known = {i for i, row in zip(flat, store.rows_of(flat), strict=True) if row >= 0}
+    cover = coverage([[i for i in row if i in known] for row in ids], len(store))
+    return {
+        **cover.as_dict(),
+        "source_ids_not_in_index": len(flat) - len(known),
+        "records_without_roles": sum(not r.has_roles for r in records),
+    }
 
 
 def parse_fail_on(value: str | None) -> set[str]:
@@ -147,6 +165,14 @@ def print_table(summary: AuditSummary, file: IO[str]) -> None:
         console.print("distractor leaks by check: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.leaks.items())))
     if summary.curation:
         console.print("curation by check: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.curation.items())))
+    if summary.coverage:
+        c = summary.coverage
+        share = "unknown" if c["corpus_share"] is None else f"{c['corpus_share']:.1%}"
+        console.print(
+            f"coverage of the index: {c['distinct_sources']} distinct source passages ({share} of "
+            f"{c['corpus_passages']}), reuse max {c['max_reuse']} mean {c['mean_reuse']}, "
+            f"histogram {c['reuse_histogram']}; source ids not in the index: {c['source_ids_not_in_index']}"
+        )
     if summary.skipped:
         skipped = ", ".join(f"{k} x{v}" for k, v in sorted(summary.skipped.items()))
         console.print(f"skipped (the records lack what the check needs): {skipped}")

@@ -346,6 +346,7 @@ def curation_section(
     """The card's curation part: figures (drawn into `directory/figures/`), the source-slot
     histogram, curation drops, the contamination table and the export layouts used.
     Returns the markdown lines and the figure files written."""
+    from .coverage import corpus_size, of_records
     from .decontam import contamination_table
     from .figures import draw_figures
     from .layout import source_slots
@@ -355,6 +356,7 @@ def curation_section(
         "lengths": "Question and answer length per paradigm",
         "distractor_ranks": "Distractor retrieval ranks and rules",
         "source_slots": "Source-document slots",
+        "source_reuse": "Source reuse: passages by the number of records they are a source of",
         "rejections": "Rejections and curation drops",
     }
     lines = ["## Figures", ""]
@@ -364,6 +366,16 @@ def curation_section(
         order = (run.get("config", {}).get("documents") or {}).get("order", "shuffle (before documents.order)")
         lines += [f"### Source slots (documents.order: {order})", "", "| slot | source documents |", "| --- | --- |"]
         lines += [f"| {s + 1} | {slots[s]} |" for s in range(max(slots) + 1)] + [""]
+    cover = of_records(records, corpus_size(run))
+    planned = run.get("sources") or {}
+    strategy = ((run.get("config") or {}).get("sources") or {}).get("strategy", "exemplar")
+    lines += ["### Coverage of the corpus", "", f"- sources.strategy: {strategy}"]
+    lines += cover.lines()
+    if planned.get("source_reuse_exceeded"):
+        lines.append(
+            f"- source slots planned past max_reuse (`source_reuse_exceeded`): {planned['source_reuse_exceeded']}"
+        )
+    lines.append("")
     drops = Counter(f["reason"] for f in failed if f["reason"] in CURATION_REASONS)
     lines += ["### Curation", ""]
     lines += [f"- {r}: {drops.get(r, 0)} jobs" for r in CURATION_REASONS]

@@ -213,6 +213,28 @@ class Sources(Strict):
     near_duplicate: float = Field(
         0.8, gt=0, le=1, description="word-set overlap above which two passages are duplicates"
     )
+    # issue 28: where the sources come from, and how often one passage may be a source
+    strategy: Literal["exemplar", "corpus"] = Field(
+        "exemplar",
+        description="exemplar: sources retrieved for the exemplar (RAG-Instruct); corpus: walk the corpus, "
+        "every passage a source once before any twice, the exemplar drawn from those nearest the passage",
+    )
+    max_reuse: int | None = Field(
+        None, ge=1, description="exemplar strategy: no passage is a source of more than N planned jobs (None: no limit)"
+    )
+    max_depth: int = Field(100, ge=1, le=1000, description="how deep in a ranking to look for unused passages")
+    exemplar_pool: int = Field(
+        8, ge=1, le=1000, description="corpus strategy: the exemplar is drawn from this many nearest"
+    )
+
+    @model_validator(mode="after")
+    def _reuse_is_for_exemplar(self) -> Sources:
+        if self.strategy == "corpus" and self.max_reuse is not None:
+            raise ValueError(
+                "sources.max_reuse applies to strategy exemplar; strategy corpus uses every passage once before "
+                "any twice: remove max_reuse"
+            )
+        return self
 
 
 class Validation(Strict):

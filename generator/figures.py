@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .coverage import corpus_size, of_records
 from .layout import source_slots
 from .types import PARADIGMS
 
@@ -87,6 +88,21 @@ def _slots(records: Sequence[dict[str, Any]], directory: Path) -> str | None:
     return _save(fig, directory, "source_slots")
 
 
+def _reuse(records: Sequence[dict[str, Any]], run: dict[str, Any], directory: Path) -> str | None:
+    cover = of_records(records, corpus_size(run))
+    if not cover.histogram:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ks = sorted(cover.histogram)
+    ax.bar(ks, [cover.histogram[k] for k in ks])
+    ax.set_xlabel("records a passage is a source of")
+    ax.set_ylabel("passages")
+    share = "" if cover.share is None else f", {cover.share:.1%} of the corpus"
+    ax.set_title(f"source reuse: {cover.distinct} distinct passages{share}")
+    return _save(fig, directory, "source_reuse")
+
+
 def outcome_counts(failed: Sequence[dict[str, Any]], run: dict[str, Any]) -> dict[str, int]:
     """Rejections and curation drops by reason: failed jobs' final reasons, plus the per-attempt
     rejection counts a run recorded in run.json (`stats.rejected`), if any."""
@@ -118,6 +134,7 @@ def draw_figures(
         ("lengths", _lengths(records, directory)),
         ("distractor_ranks", _ranks(records, directory)),
         ("source_slots", _slots(records, directory)),
+        ("source_reuse", _reuse(records, run, directory)),
         ("rejections", _outcomes(failed, run, directory)),
     ):
         if path:

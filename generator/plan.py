@@ -23,8 +23,11 @@ def paradigm_counts(weights: dict[str, float], count: int) -> dict[str, int]:
     return counts
 
 
-def make_plan(cfg: RunConfig, sources: list[list[Exemplar]], weights: list[float]) -> list[Job]:
-    """Jobs in plan order. Exemplars are drawn by source weight, cycling each source in a seeded order."""
+def make_plan(
+    cfg: RunConfig, sources: list[list[Exemplar]], weights: list[float], picks: list[int] | None = None
+) -> list[Job]:
+    """Jobs in plan order. Exemplars are drawn by source weight, cycling each source in a seeded order;
+    `picks`, if given, receives each job's exemplar source (sources.strategy corpus draws within it)."""
     rng = random.Random(cfg.seed)
     counts = paradigm_counts(cfg.paradigms, cfg.count)
     paradigms = [p for p, n in sorted(counts.items()) for _ in range(n)]
@@ -37,6 +40,8 @@ def make_plan(cfg: RunConfig, sources: list[list[Exemplar]], weights: list[float
         si = rng.choices(live, weights=[weights[i] for i in live])[0]
         ex = sources[si][orders[si][cursor[si] % len(sources[si])]]
         cursor[si] += 1
+        if picks is not None:
+            picks.append(si)
         lo, hi = PARADIGMS[paradigm]
         jobs.append(Job(f"{cfg.seed}-{pos:06d}", pos, paradigm, ex, rng.randint(lo, hi)))
     return jobs
@@ -77,7 +82,8 @@ def hash_identity(ident: dict[str, Any], jobs: list[Job]) -> str:
     """The plan hash of a `plan_identity` and the plan's jobs."""
     h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode())
     for j in jobs:
-        h.update(f"{j.id}|{j.paradigm}|{j.exemplar.id}|{j.n_sources}\n".encode())
+        rows = f"|{','.join(map(str, j.source_rows))}" if j.source_rows else ""  # sources decided in the plan
+        h.update(f"{j.id}|{j.paradigm}|{j.exemplar.id}|{j.n_sources}{rows}\n".encode())
     return h.hexdigest()[:20]
 
 

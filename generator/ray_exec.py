@@ -31,9 +31,9 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError, RagloomError
 
-from . import necessity
+from . import coverage, necessity
 from .backends import Backend, make_backend
-from .checkpoint import Checkpoint
+from .checkpoint import EXAMPLES, Checkpoint
 from .config import RunConfig
 from .curate import open_decontaminator
 from .display import Display
@@ -351,7 +351,7 @@ def _ray_session(
             "run the filter once without --ray, then rerun with --ray (its decisions are cached)"
         )
     info: dict[str, Any] = {}
-    jobs, dropped = plan_jobs(cfg, knowledge_backend, info)
+    jobs, dropped = plan_jobs(cfg, knowledge_backend, info, index=index)
     ident = plan_identity(cfg, index=index_identity(index.manifest), templates=templates.digests())
     phash = hash_identity(ident, jobs)
     out, shards, ex = Path(cfg.output), cut_shards(jobs), cfg.execution
@@ -410,7 +410,7 @@ def _ray_session(
         session.close()
     absorb.session_stats(stats, held)
     display.summary(out, interrupted=interrupted)
-    rundir.write_info(stats=stats.as_dict())
+    rundir.write_info(stats=stats.as_dict(), coverage=coverage.of_file(out / EXAMPLES, len(index)).as_dict())
     if report and not interrupted:
         from .report import write_report
 

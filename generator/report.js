@@ -154,6 +154,16 @@
         el("div", {}, counts("Distractor rules", st.distractor_rules || D.distractor_rules, null, "rule")),
         D.exemplars_dropped && Object.keys(D.exemplars_dropped).length ? el("div", {}, counts("Exemplars dropped", D.exemplars_dropped, null, "why")) : null]));
       if (!u.recorded) add(box, el("p", { class: "note", text: "Token totals of the whole run are not recorded in run.json; shown: the accepted records' last attempts." }));
+      var cv = D.coverage;
+      if (cv) {
+        add(box, [el("h3", { text: "Coverage of the corpus (source passages)" }), el("div", { class: "cards", id: "coverage" }, [
+          stat("distinct source passages", cv.distinct_sources, "stat-distinct-sources"),
+          stat("share of the corpus", cv.corpus_share == null ? null : (cv.corpus_share * 100).toFixed(2) + "%", "stat-corpus-share"),
+          stat("max reuse per passage", cv.max_reuse, "stat-max-reuse"),
+          stat("mean reuse per passage", cv.mean_reuse, "stat-mean-reuse"),
+          stat("source slots", cv.source_slots, "stat-source-slots"),
+          stat("slots planned past max_reuse", cv.planned ? cv.planned.source_reuse_exceeded : 0, "stat-reuse-exceeded")])]);
+      }
     },
     figures: function (box) {
       var f = D.figures, names = D.per_paradigm.map(function (r) { return r.paradigm; }).filter(function (p) { return f.lengths[p]; });
@@ -172,6 +182,12 @@
         for (var i = 1; i <= n; i++) cats.push(String(i));
         grid.appendChild(barChart({ id: "fig-source-slots", title: "Source documents by slot in the final order", stacked: true, xlabel: "document slot",
           cats: cats, series: slotNames.map(function (p) { return { name: p, values: f.slots[p], color: pcolor(p) }; }) }));
+      }
+      var hist = D.coverage ? D.coverage.reuse_histogram : {};
+      var ks = Object.keys(hist || {});
+      if (ks.length) {
+        grid.appendChild(barChart({ id: "fig-source-reuse", title: "Source reuse: passages by the number of records they are a source of", xlabel: "records per passage",
+          cats: ks, series: [{ name: "passages", values: ks.map(function (k) { return hist[k]; }) }] }));
       }
       if (f.quality) {
         var qp = names.filter(function (p) { return f.quality[p]; });

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError
 
-from . import necessity
+from . import coverage, necessity
 from .backends import Backend, make_backend
 from .checkpoint import EXAMPLES
 from .config import RunConfig, load_config
@@ -32,6 +32,7 @@ from .pipeline import Pipeline, by_exemplar
 from .plan import hash_identity, make_plan, plan_hash, plan_identity, summarize
 from .ray_shards import Absorb, asked_again, cut_shards, drop_shard_failures, wait_for_redo
 from .rundir import GENERATE, RunDir, index_identity
+from .source_plan import plan_sources
 from .sources import select_sources
 from .stats import Stats
 from .templates import Templates
@@ -79,10 +80,12 @@ def knowledge_cache_path(cfg: RunConfig) -> Path:
 
 
 def plan_jobs(
-    cfg: RunConfig, knowledge_backend: Any = None, info: dict[str, Any] | None = None
+    cfg: RunConfig, knowledge_backend: Any = None, info: dict[str, Any] | None = None, *, index: Index | None = None
 ) -> tuple[list[Job], dict[str, int]]:
     """Load and filter the exemplars, then plan. With the knowledge filter on, `knowledge_backend`
-    answers the uncached questions (None: cached decisions only, as in a dry run)."""
+    answers the uncached questions (None: cached decisions only, as in a dry run). `index`: needed
+    when the plan decides the sources (sources.strategy corpus, or max_reuse: source_plan.py);
+    their figures go in `info["sources"]`."""
     dropped: dict[str, int] = {}
     sources = [filter_exemplars(load_source(s), cfg.exemplar_filters, dropped) for s in cfg.exemplars]
     if cfg.exemplar_filters.knowledge_filter:
@@ -93,7 +96,15 @@ def plan_jobs(
         raise ConfigError(
             "exemplars: no exemplar survived loading and filtering; check the sources and exemplar_filters"
         )
-    return make_plan(cfg, sources, [s.weight for s in cfg.exemplars]), dropped
+    picks: list[int] = []
+    jobs = make_plan(cfg, sources, [s.weight for s in cfg.exemplars], picks)
+    if cfg.sources.strategy == "corpus" or cfg.sources.max_reuse is not None:
+        if index is None:
+            raise ValueError("plan_jobs: sources decided in the plan need the index")
+        jobs, figures = plan_sources(jobs, picks, sources, index, cfg.sources, cfg.seed)
+        if info is not None and figures is not None:
+            info["sources"] = figures
+    return jobs, dropped
 
 
 def estimate(cfg: RunConfig, jobs: list[Job], index: Index, templates: Templates) -> dict[str, Any]:
@@ -118,7 +129,7 @@ def dry_run(config: RunConfig | dict[str, Any] | str | Path) -> dict[str, Any]:
     templates = run_templates(cfg)
     index = open_index(cfg)
     info: dict[str, Any] = {}
-    jobs, dropped = plan_jobs(cfg, None, info)
+    jobs, dropped = plan_jobs(cfg, None, info, index=index)
     phash = plan_hash(cfg, jobs, index=index_identity(index.manifest), templates=templates.digests())
     return {
         "count": len(jobs),
@@ -215,7 +226,7 @@ async def aexecute(
             # its own client for its own event loop (an in-process engine is shared: loading it twice would not fit)
             knowledge_backend = backend if cfg.backend.type == "vllm" else make_backend(cfg.backend)
         info: dict[str, Any] = {}
-        jobs, dropped = await asyncio.to_thread(plan_jobs, cfg, knowledge_backend, info)
+        jobs, dropped = await asyncio.to_thread(plan_jobs, cfg, knowledge_backend, info, index=index)
         ident = plan_identity(cfg, index=index_identity(index.manifest), templates=templates.digests())
         phash = hash_identity(ident, jobs)
         decon = await asyncio.to_thread(open_decontaminator, cfg.curation, index)  # a bad eval set: before any write
@@ -248,7 +259,8 @@ async def aexecute(
         )
         order = [j.id for j in by_exemplar(jobs)]  # the whole plan's: a resumed run decides in the same order
         interrupted = await arun_with_display(display, checkpoint, Path(cfg.output), pipeline.run(todo, order))
-        rundir.write_info(stats=stats.as_dict())
+        cover = coverage.of_file(Path(cfg.output) / EXAMPLES, len(index))  # the whole run's records
+        rundir.write_info(stats=stats.as_dict(), coverage=cover.as_dict())
         if report and not interrupted:
             from .report import write_report
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from collections import OrderedDict
@@ -40,7 +41,7 @@ def pick_sources(job: Job, hits: Sequence[Hit], cfg: Sources, seed: int) -> Job:
                 chosen.append(h.passage)
             if len(chosen) == job.n_sources:
                 break
-    return Job(job.id, job.position, job.paradigm, job.exemplar, job.n_sources, tuple(chosen), job.attempt)
+    return dataclasses.replace(job, sources=tuple(chosen))
 
 
 class HitCache:
@@ -78,9 +79,14 @@ class HitCache:
 def select_sources(
     jobs: Sequence[Job], index: Index, cfg: Sources, seed: int, cache: HitCache | None = None
 ) -> list[Job]:
-    """Batch-retrieve for the exemplars of `jobs` and pick each job's sources."""
+    """Batch-retrieve for the exemplars of `jobs` and pick each job's sources; a job whose sources
+    the plan decided (`source_rows`, generator/source_plan.py) reads them from the store instead."""
     if not jobs:
         return []
+    if all(j.source_rows for j in jobs):
+        rows = list(dict.fromkeys(r for j in jobs for r in j.source_rows))
+        by_row = dict(zip(rows, index.store.get_rows(rows), strict=True))
+        return [dataclasses.replace(j, sources=tuple(by_row[r] for r in j.source_rows)) for j in jobs]
     k = min(max(cfg.top_k, cfg.multi_k), len(index))
     queries = [j.exemplar.text for j in jobs]
     results = cache.search(index, queries, k) if cache is not None else index.search(queries, k=k)

@@ -47,6 +47,9 @@ class Job:
     n_sources: int
     sources: tuple[Passage, ...] = ()
     attempt: int = 1
+    # index rows of the sources when the plan chose them (sources.strategy corpus, or max_reuse):
+    # decided once on the driver in plan order, so a resumed or Ray-sharded run gets the same
+    source_rows: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

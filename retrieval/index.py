@@ -113,6 +113,7 @@ class Index:
         )
         import_faiss().omp_set_num_threads(default_threads())
         self._encoder: Encoder | None = None
+        self._direct_map = False  # ivf-pq: row -> list position, built on the first `vectors` call
 
     @property
     def encoder(self) -> Encoder:
@@ -136,6 +137,17 @@ class Index:
         _set_search_params(self.faiss_index, self.manifest["index"], k)
         scores, rows = self.faiss_index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
         return scores, rows
+
+    def vectors(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The index's own vectors of `rows`, without re-encoding: exact for flat and hnsw, the
+        decoded PQ codes (approximate) for ivf-pq. (len(rows), dim) float32."""
+        if self.manifest["index"]["type"] == "ivf-pq" and not self._direct_map:
+            import_faiss().extract_index_ivf(self.faiss_index).make_direct_map()
+            self._direct_map = True
+        keys = np.ascontiguousarray(rows, dtype=np.int64)
+        if not len(keys):
+            return np.empty((0, int(self.manifest["encoder"]["dim"])), dtype=np.float32)
+        return np.asarray(self.faiss_index.reconstruct_batch(keys), dtype=np.float32)
 
     def search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         """For each query, up to k hits best first, with passage, score and 0-based rank."""

@@ -467,3 +467,34 @@ def test_local_ray_local_ray_sessions_on_one_output_account_for_every_job_once_a
 
 def _read(path: Path) -> bytes:
     return path.read_bytes() if path.exists() else b""
+
+
+def test_sources_decided_in_the_plan_are_the_same_on_ray_as_in_one_process(
+    cluster: str, wiki_index: Path, tmp_path: Path
+) -> None:
+    """Issue 28: with reuse counted across jobs (exemplar + max_reuse, and corpus), each job's
+    sources come from the plan built on the driver, so Ray's shards give every job the sources one
+    process gives it, and no passage is a source more than max_reuse times across shards."""
+    for name, sources in (("reuse", {"max_reuse": 2}), ("corpus", {"strategy": "corpus"})):
+        (tmp_path / name / "local").mkdir(parents=True)
+        (tmp_path / name / "ray").mkdir()
+        with FakeServer() as srv:
+            local = run_config(tmp_path / name / "local", wiki_index, srv.base_url, 220, sources=sources)
+            distributed = run_config(tmp_path / name / "ray", wiki_index, srv.base_url, 220, sources=sources)
+            assert main(["generate", "--config", str(local), "--quiet"]) == 0
+            assert main(["generate", "--config", str(distributed), "--quiet", "--ray", "--workers", "2"]) == 0
+        src = {}
+        for where in ("local", "ray"):
+            out = tmp_path / name / where / "out"
+            src[where] = {
+                r["job_id"]: [d["id"] for d in r["documents"] if d["role"] == "source"]
+                for r in jsonl(out / "examples.jsonl")
+            }
+        assert len(src["local"]) > 170 and src["local"] == src["ray"]  # a few fake pairs fail validation
+        uses: dict[str, int] = {}
+        for ids in src["ray"].values():
+            for i in ids:
+                uses[i] = uses.get(i, 0) + 1
+        assert max(uses.values()) <= (2 if name == "reuse" else 1)
+        run = json.loads((tmp_path / name / "ray" / "out" / "run.json").read_text())
+        assert run["coverage"]["distinct_sources"] == len(uses) and run["execution"]["shards"] == 3

@@ -62,7 +62,7 @@ def test_figures_are_written_beside_the_card_as_png_and_referenced_from_it(tmp_p
     card, _, _ = export(_run(tmp_path), "messages", tmp_path / "exp" / "data.jsonl")
     text = card.read_text()
     refs = re.findall(r"!\[[^\]]+\]\(([^)]+\.png)\)", text)
-    assert {Path(r).stem for r in refs} == {"lengths", "distractor_ranks", "source_slots", "rejections"}
+    assert {Path(r).stem for r in refs} == {"lengths", "distractor_ranks", "source_slots", "source_reuse", "rejections"}
     for r in refs:
         png = card.parent / r
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 2000
