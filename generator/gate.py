@@ -9,7 +9,6 @@ in the record's `quality` field, so a user can re-threshold without regenerating
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from .backends import Backend
@@ -25,11 +24,15 @@ class Gate:
     verdict, or its request failed): the caller leaves that job unfinished, it never falls back to a
     check the user turned off."""
 
-    def __init__(self, q: Quality, checker: ConformanceChecker | None, backend: Backend, output: str | Path) -> None:
+    def __init__(
+        self, q: Quality, checker: ConformanceChecker | None, backend: Backend, cache: JudgeCache | None
+    ) -> None:
+        """`cache`: the run's judge cache (`judge.judge_cache`), None when `quality.judge` is off."""
         if q.conformance and checker is None:
             raise ValueError("quality.conformance is on: pass the ConformanceChecker")
-        self.q, self.checker, self.backend = q, checker, backend
-        self.cache = JudgeCache(Path(q.judge_cache or Path(output) / "quality_judge.jsonl")) if q.judge else None
+        if q.judge and cache is None:
+            raise ValueError("quality.judge is on: pass the judge cache")
+        self.q, self.checker, self.backend, self.cache = q, checker, backend, cache
 
     @property
     def on(self) -> bool:

@@ -83,6 +83,12 @@ def parse_verdict(text: str, n_sources: int, paradigm: str | None) -> dict[str, 
     }
 
 
+def judge_cache(judge_cache_path: str | None, output: str | Path) -> JudgeCache:
+    """The run's one judge cache: `quality.judge_cache`, else OUTPUT/quality_judge.jsonl. The paradigm
+    judge and the relevance judge share it (their hashes differ)."""
+    return JudgeCache(Path(judge_cache_path or Path(output) / "quality_judge.jsonl"))
+
+
 class JudgeCache:
     def __init__(self, path: Path) -> None:
         self.path = path

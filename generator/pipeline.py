@@ -12,7 +12,6 @@ import collections
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from ragloom.retrieval import Index
@@ -25,7 +24,7 @@ from .conformance import ConformanceChecker
 from .curate import Curator
 from .decontam import Decontaminator
 from .gate import Gate
-from .judge import JudgeCache
+from .judge import JudgeCache, judge_cache
 from .leaks import LeakScreen
 from .parsing import Thresholds, parse_pair
 from .prompting import Prompt, build_prompt
@@ -122,9 +121,10 @@ class Pipeline:
                 rule=q.leak_rule(),
             )
         self.builder = RecordBuilder(cfg, index, templates, backend.describe(), screen)
-        self.gate = Gate(q, checker, backend, cfg.output) if (q.conformance or q.judge) else None
+        cache = judge_cache(q.judge_cache, cfg.output) if q.judge else None  # one per run, both judges
+        self.gate = Gate(q, checker, backend, cache) if (q.conformance or q.judge) else None
         self.judge_breaker = Breaker(backend, "judge requests in a row gave no verdict")
-        self.relevance = relevance_check(cfg, checker, backend) if checker is not None and q.relevance else None
+        self.relevance = relevance_check(cfg, checker, backend, cache) if checker is not None and q.relevance else None
         limit = cfg.backend.max_prompt_tokens
         if limit is None and backend.context_length:
             limit = backend.context_length - cfg.sampling.max_tokens
@@ -412,11 +412,12 @@ class Pipeline:
                 return
 
 
-def relevance_check(cfg: RunConfig, checker: ConformanceChecker, backend: Backend) -> RelevanceCheck:
+def relevance_check(
+    cfg: RunConfig, checker: ConformanceChecker, backend: Backend, cache: JudgeCache | None
+) -> RelevanceCheck:
     """`quality.relevance` on the paradigm check's encoder cache; with `quality.judge`, the run's backend
-    is asked too, its replies cached beside the paradigm judge's."""
+    is asked too, its replies in the run's judge cache (`cache`, shared with the paradigm judge)."""
     q = cfg.quality
-    cache = JudgeCache(Path(q.judge_cache or Path(cfg.output) / "quality_judge.jsonl")) if q.judge else None
     return RelevanceCheck(
         checker, q.relevance_thresholds(), backend=backend if q.judge else None, cache=cache, combine=q.combine
     )
