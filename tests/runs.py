@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -40,3 +44,18 @@ def run_config(tmp: Path, index: Path, base_url: str, count: int, *, backend: di
 def jsonl(path: Path) -> list[dict]:
     """Every line of a JSONL file, parsed (a torn line raises); [] when the file does not exist."""
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def kill_at(cfg: Path, out: Path, marks: tuple[int, ...]) -> None:
+    """Run `ragloom generate --config cfg` in a subprocess once per mark and SIGKILL it as soon as
+    `out/examples.jsonl` holds that many records (or after 180 s)."""
+    cmd = [sys.executable, "-m", "ragloom", "generate", "--config", str(cfg), "--quiet"]
+    for mark in marks:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and time.monotonic() < deadline:
+            if (out / "examples.jsonl").exists() and (out / "examples.jsonl").read_bytes().count(b"\n") >= mark:
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +19,7 @@ from ragloom.generator.config import ExemplarSource, load_config
 from ragloom.generator.plan import plan_hash
 from ragloom.generator.run import plan_jobs
 from ragloom.retrieval import Encoder, Index
-from runs import jsonl, run_config
+from runs import jsonl, kill_at, run_config
 from test_report import chromium  # noqa: F401  (the fixture)
 
 from ragloom.cli import main
@@ -235,16 +231,7 @@ def test_a_killed_and_resumed_corpus_run_has_the_sources_of_an_uninterrupted_one
         assert main(["generate", "--config", str(clean), "--quiet"]) == 0
         cfg = run_config(tmp_path / "b", wiki_index, srv.base_url, 160, **extra)
         out = tmp_path / "b" / "out"
-        cmd = [sys.executable, "-m", "ragloom", "generate", "--config", str(cfg), "--quiet"]
-        for mark in (30, 90):
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 180
-            while proc.poll() is None and time.monotonic() < deadline:
-                if (out / "examples.jsonl").exists() and (out / "examples.jsonl").read_bytes().count(b"\n") >= mark:
-                    break
-                time.sleep(0.01)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        kill_at(cfg, out, (30, 90))
         assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
     a, b = _sources_by_job(tmp_path / "a" / "out"), _sources_by_job(out)
     assert len(a) > 120 and a == b  # the fake server's pairs fail validation for a few jobs

@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
 from fake_openai import FakeServer, Faults
-from runs import jsonl, run_config
+from runs import jsonl, kill_at, run_config
 
 from ragloom.cli import main
 
@@ -226,16 +224,7 @@ def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(wiki_index: Path, 
         assert main(["generate", "--config", str(clean), "--quiet"]) == 0
         cfg = run_config(tmp_path / "b", wiki_index, srv.base_url, 200)
         out = tmp_path / "b" / "out"
-        cmd = [sys.executable, "-m", "ragloom", "generate", "--config", str(cfg), "--quiet"]
-        for mark in (40, 120):
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 180
-            while proc.poll() is None and time.monotonic() < deadline:
-                if (out / "examples.jsonl").exists() and (out / "examples.jsonl").read_bytes().count(b"\n") >= mark:
-                    break
-                time.sleep(0.01)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+        kill_at(cfg, out, (40, 120))
         assert main(["generate", "--config", str(cfg), "--quiet"]) == 0
     a, b = _records(tmp_path / "a" / "out"), _records(out)
     assert len(a) >= 150 and a == b
