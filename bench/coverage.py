@@ -54,8 +54,8 @@ def wiki_index(work: Path, n: int) -> Path:
 
 
 def one_run(name: str, index: Path, jobs: int, work: Path, base_url: str, extra: list[str]) -> dict:
-    from ragloom.generator import coverage
     from ragloom.generator.config import load_config
+    from ragloom.generator.publish import coverage
     from ragloom.generator.run import execute
 
     out = work / ("out-" + name.replace(" ", "-").replace("(", "").replace(")", ""))

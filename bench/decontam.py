@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--json", default="bench/results/decontam.json")
     args = ap.parse_args()
-    from ragloom.generator.decontam import Decontaminator, EvalIndex, EvalSet
+    from ragloom.generator.curation.decontam import Decontaminator, EvalIndex, EvalSet
 
     report: dict = {}
     with tempfile.TemporaryDirectory() as d:

@@ -221,8 +221,8 @@ def raw_check_encode_seconds(records: list[dict]) -> tuple[float, float]:
     the answer, each distinct sentence once, as ragloom's cache does (one pass, batches of 256 texts,
     the encoder's fastest CPU batch size of 32). Replies the check rejected are not in it: a floor.
     Returns (answer sentences' seconds, source sentences' seconds)."""
-    from ragloom.generator.conformance import gated_sentences
-    from ragloom.generator.spans import split_sentences
+    from ragloom.generator.quality.conformance import gated_sentences
+    from ragloom.generator.quality.spans import split_sentences
 
     model = raw_encoder()
     answers = list(dict.fromkeys(s for r in records for s in split_sentences(r["answer"])))

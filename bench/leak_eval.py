@@ -36,7 +36,7 @@ def load(name: str) -> list[dict[str, Any]]:
 
 def corpus_frequency() -> Any:
     from leak_corpus import leak_corpus
-    from ragloom.generator.span_freq import SpanFrequency
+    from ragloom.generator.quality.span_freq import SpanFrequency
 
     return SpanFrequency.from_texts(f"{r['title']}\n{r['text']}" for r in leak_corpus())
 
@@ -116,15 +116,15 @@ def evaluate(screen: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def make_screen(old: bool) -> Any:
     from ragloom.generator.config import Quality
-    from ragloom.generator.conformance import ConformanceChecker
-    from ragloom.generator.leaks import LeakRule, LeakScreen
+    from ragloom.generator.quality.conformance import ConformanceChecker
+    from ragloom.generator.quality.leaks import LeakRule, LeakScreen
     from ragloom.retrieval import Encoder
 
     q = Quality()  # the defaults: the frozen thresholds
     checker = ConformanceChecker(Encoder(), q.thresholds())
     if old:  # before issue 25: any key span found is a leak; sentences vs the answer's sentences at 0.7
-        from ragloom.generator import leaks
-        from ragloom.generator.spans import split_sentences
+        from ragloom.generator.quality import leaks
+        from ragloom.generator.quality.spans import split_sentences
 
         leaks.answer_parts = lambda answer: split_sentences(answer) or [answer]  # no clauses then
         return LeakScreen(checker, rule=LeakRule(span_share=1.0, tie_words=0, tie_similarity=-1.0), similarity=0.7)

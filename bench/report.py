@@ -121,7 +121,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json")
     args = ap.parse_args()
-    from ragloom.generator.report import write_report
+    from ragloom.generator.publish.report import write_report
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -1,8 +1,8 @@
 """ragloom.generator: plan, templates, backends, validation, pipeline, exports and the CLI."""
 
 from .config import RunConfig, load_config
-from .parsing import parse_pair
 from .plan import make_plan
+from .quality.parsing import parse_pair
 from .templates import Templates
 from .types import PARADIGMS, Exemplar, Job, Pair
 

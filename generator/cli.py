@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ragloom.errors import ConfigError, OutputError
 
-from .export import ALL_VIEWS
+from .publish.export import ALL_VIEWS
 
 EXAMPLE_CONFIG = """\
 # ragloom run config. Every key is optional unless marked required.
@@ -154,7 +154,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .publish.report import write_report
 
     path = write_report(Path(args.out), Path(args.to) if args.to else None)
     print(f"wrote {path}")
@@ -162,7 +162,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from .push import push
+    from .publish.push import push
 
     url = push(Path(args.out), args.repo, private=args.private, view=args.format)
     print(f"pushed to {url}")
@@ -228,7 +228,7 @@ def exit_code(interrupted: bool, outcome: str) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from .audit_cmd import run_audit
+    from .audit.command import run_audit
 
     return run_audit(
         args.input,
@@ -242,7 +242,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export
+    from .publish.export import export
 
     card, view, _ = export(
         Path(args.out),

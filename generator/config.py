@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ragloom.errors import ConfigError, MissingInputError
 
-from .conformance import ConformanceThresholds
-from .decontam import EvalSet
-from .dedup import DedupConfig
-from .layout import DocumentsConfig
-from .leaks import LeakRule
-from .relevance import RelevanceThresholds
+from .curation.decontam import EvalSet
+from .curation.dedup import DedupConfig
+from .quality.conformance import ConformanceThresholds
+from .quality.leaks import LeakRule
+from .quality.relevance import RelevanceThresholds
+from .runs.layout import DocumentsConfig
 from .types import PARADIGMS
 
 _T = ConformanceThresholds()

@@ -13,9 +13,9 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .checkpoint import Checkpoint
 from .config import Pricing
-from .stats import Stats
+from .runs.checkpoint import Checkpoint
+from .runs.stats import Stats
 
 
 class Display:

@@ -16,23 +16,23 @@ from typing import Any
 
 from ragloom.retrieval import Index
 
-from . import necessity
 from .backends import Backend, ChatResult
-from .checkpoint import Checkpoint
 from .config import RunConfig
-from .conformance import ConformanceChecker
 from .curate import Curator
-from .decontam import Decontaminator
-from .gate import Gate
-from .judge import JudgeCache, judge_cache
-from .leaks import LeakScreen
-from .parsing import Thresholds, parse_pair
+from .curation.decontam import Decontaminator
 from .prompting import Prompt, build_prompt
+from .quality import necessity
+from .quality.conformance import ConformanceChecker
+from .quality.gate import Gate
+from .quality.judge import JudgeCache, judge_cache
+from .quality.leaks import LeakScreen
+from .quality.parsing import Thresholds, parse_pair
+from .quality.relevance import RelevanceCheck
+from .quality.span_freq import SpanFrequency
 from .records import Attempted, RecordBuilder
-from .relevance import RelevanceCheck
+from .runs.checkpoint import Checkpoint
+from .runs.stats import Breaker, Stats
 from .sources import HitCache, select_sources
-from .span_freq import SpanFrequency
-from .stats import Breaker, Stats
 from .templates import Templates
 from .types import Job, Usage
 

@@ -31,14 +31,14 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError, RagloomError
 
-from . import coverage, necessity
 from .backends import Backend, make_backend
-from .checkpoint import EXAMPLES, Checkpoint
 from .config import RunConfig
 from .curate import open_decontaminator
 from .display import Display
 from .pipeline import Pipeline
 from .plan import hash_identity, plan_identity, summarize
+from .publish import coverage
+from .quality import necessity
 from .ray_shards import (
     REDO_LOCK,
     Absorb,
@@ -54,8 +54,9 @@ from .ray_shards import (
 )
 from .run import RunResult, open_index, plan_jobs, run_templates
 from .run import dry_run as plan_dry_run
-from .rundir import GENERATE, RunDir, index_identity
-from .stats import Stats
+from .runs.checkpoint import EXAMPLES, Checkpoint
+from .runs.rundir import GENERATE, RunDir, index_identity
+from .runs.stats import Stats
 from .templates import Templates
 from .types import Job
 
@@ -412,7 +413,7 @@ def _ray_session(
     display.summary(out, interrupted=interrupted)
     rundir.write_info(stats=stats.as_dict(), coverage=coverage.of_file(out / EXAMPLES, len(index)).as_dict())
     if report and not interrupted:
-        from .report import write_report
+        from .publish.report import write_report
 
         page = write_report(out)
         if summary_console is not None:

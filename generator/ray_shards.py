@@ -23,11 +23,11 @@ from ragloom.retrieval import Index
 
 from ragloom.errors import OutputError
 
-from .checkpoint import EXAMPLES, FAILED, read_jsonl
 from .config import RunConfig
-from .dedup import Deduper
+from .curation.dedup import Deduper
 from .pipeline import by_exemplar
-from .stats import Stats
+from .runs.checkpoint import EXAMPLES, FAILED, read_jsonl
+from .runs.stats import Stats
 from .types import Job, Usage
 
 

@@ -20,9 +20,7 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError
 
-from . import coverage, necessity
 from .backends import Backend, make_backend
-from .checkpoint import EXAMPLES
 from .config import RunConfig, load_config
 from .curate import open_decontaminator
 from .display import Display, arun_with_display
@@ -30,11 +28,14 @@ from .exemplars import filter_exemplars, load_source
 from .knowledge import knowledge_filter
 from .pipeline import Pipeline, by_exemplar
 from .plan import hash_identity, make_plan, plan_hash, plan_identity, summarize
+from .publish import coverage
+from .quality import necessity
 from .ray_shards import Absorb, asked_again, cut_shards, drop_shard_failures, wait_for_redo
-from .rundir import GENERATE, RunDir, index_identity
+from .runs.checkpoint import EXAMPLES
+from .runs.rundir import GENERATE, RunDir, index_identity
+from .runs.stats import Stats
 from .source_plan import plan_sources
 from .sources import select_sources
-from .stats import Stats
 from .templates import Templates
 from .types import Job
 
@@ -151,7 +152,7 @@ class RunResult:
         """The run's records (this and earlier sessions) as a `datasets.Dataset`, in id order."""
         import datasets
 
-        from .export import load_run
+        from .publish.export import load_run
 
         records, _, _ = load_run(self.out)
         return datasets.Dataset.from_list(records)
@@ -262,7 +263,7 @@ async def aexecute(
         cover = coverage.of_file(Path(cfg.output) / EXAMPLES, len(index))  # the whole run's records
         rundir.write_info(stats=stats.as_dict(), coverage=cover.as_dict())
         if report and not interrupted:
-            from .report import write_report
+            from .publish.report import write_report
 
             page = write_report(Path(cfg.output))
             if summary_console is not None:

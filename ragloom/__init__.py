@@ -34,7 +34,7 @@ _LAZY = {
     "build_index": ("ragloom.api", "build_index"),
     "export": ("ragloom.api", "export"),
     "push": ("ragloom.api", "push"),
-    "report": ("ragloom.generator.report", "write_report"),
+    "report": ("ragloom.generator.publish.report", "write_report"),
     "RagloomError": ("ragloom.errors", "RagloomError"),
 }
 __all__ = [*_LAZY, "__version__", "radit"]

@@ -38,7 +38,7 @@ def export(
     or a `datasets` directory; default `OUT/export/train.jsonl`) with a dataset card (`card_to`, default
     README.md beside it; a file there that ragloom did not write is replaced only with `overwrite`);
     return `to`."""
-    from ragloom.generator.export import export as _export
+    from ragloom.generator.publish.export import export as _export
 
     target = Path(to) if to is not None else Path(out) / "export" / "train.jsonl"
     _export(Path(out), view, target, card_to=Path(card_to) if card_to is not None else None, overwrite=overwrite)
@@ -47,6 +47,6 @@ def export(
 
 def push(out: str | Path, repo: str, *, private: bool = False, view: str | None = None) -> str:
     """Upload run `out`'s view (Parquet) and its card to the dataset repo `repo`; return its URL."""
-    from ragloom.generator.push import push as _push
+    from ragloom.generator.publish.push import push as _push
 
     return _push(Path(out), repo, private=private, view=view)

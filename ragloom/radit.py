@@ -153,7 +153,7 @@ def lsr(
 def _dataset(result: Any) -> datasets.Dataset:
     import datasets
 
-    from ragloom.generator.export import load_run
+    from ragloom.generator.publish.export import load_run
 
     if result.interrupted:
         raise KeyboardInterrupt(f"interrupted; finished records are in {result.out}")

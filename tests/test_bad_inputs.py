@@ -255,7 +255,7 @@ def test_hostile_passage_stays_inside_the_document_block(wiki_index: Path, tmp_p
         assert doc < p.index(evil) < task < rule  # data in the document block; the task and rules after it
     # a model that obeys the passage anyway (and writes a reply long enough to pass the length
     # checks) copies the injected text into its question: validation rejects that, never a row
-    from ragloom.generator.parsing import Thresholds, parse_pair
+    from ragloom.generator.quality.parsing import Thresholds, parse_pair
     from ragloom.generator.types import Exemplar
     from ragloom.retrieval import Passage
 

@@ -308,7 +308,7 @@ def test_duplicates_across_shards_are_decided_at_the_merge_as_one_process_decide
     # so repeats fall in different shards (a worker sees only its own shard); asked again, a job gets
     # a question of its own (vary_on_retry), so one process accepts it at its next attempt, and the
     # Ray run must too: a merge that dropped the repeats matched only while retries repeated themselves
-    from ragloom.generator.dedup import normalize_question
+    from ragloom.generator.curation.dedup import normalize_question
 
     (tmp_path / "local").mkdir()
     (tmp_path / "ray").mkdir()

@@ -22,9 +22,9 @@ from typing import Any
 from ragloom.errors import BackendError, ConfigError
 
 from ..config import OpenAIBackendConfig
-from ..scoring import AlignmentError, target_tokens
 from .base import ChatRequest, ChatResult, ScoreRequest, ScoreResult
 from .retry import Slots, with_retries
+from .scoring import AlignmentError, target_tokens
 from .transport import Connection, Garbled, Status, Timeout, Transport, base_url, reason, transient
 
 MODES = ["json_schema", "json_object", "off"]

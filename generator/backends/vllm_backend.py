@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from ragloom.errors import BackendError, MissingDependencyError
 
 from ..config import VLLMBackendConfig
-from ..scoring import AlignmentError, target_tokens
 from .base import ChatRequest, ChatResult, ScoreRequest, ScoreResult
+from .scoring import AlignmentError, target_tokens
 
 T = TypeVar("T")
 

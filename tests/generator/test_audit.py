@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ragloom.generator.audit import Auditor
-from ragloom.generator.audit_input import read_input
+from ragloom.generator.audit.auditor import Auditor
+from ragloom.generator.audit.reader import read_input
 from ragloom.generator.config import Quality
-from ragloom.generator.conformance import ConformanceChecker
+from ragloom.generator.quality.conformance import ConformanceChecker
 
 from ragloom.cli import main
 

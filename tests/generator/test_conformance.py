@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ragloom.generator.conformance import CheckInput, ConformanceChecker, Source
+from ragloom.generator.quality.conformance import CheckInput, ConformanceChecker, Source
 from ragloom.retrieval import Encoder
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "conformance.jsonl"

@@ -240,7 +240,7 @@ def test_a_killed_and_resumed_corpus_run_has_the_sources_of_an_uninterrupted_one
 
 def test_report_page_shows_the_coverage_cards_and_the_reuse_figure(chromium: str, tmp_path: Path) -> None:  # noqa: F811
     """In a real browser (skipped where chromium is not installed, as the other report tests)."""
-    from ragloom.generator.report import write_report
+    from ragloom.generator.publish.report import write_report
     from test_report import dump, write_generate_run
 
     out = write_generate_run(tmp_path / "run")

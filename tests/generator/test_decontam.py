@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from ragloom.generator.config import RunConfig
-from ragloom.generator.decontam import DEFAULT_COSINE, Decontaminator, EvalIndex, EvalSet, contamination_table
+from ragloom.generator.curation.decontam import DEFAULT_COSINE, Decontaminator, EvalIndex, EvalSet, contamination_table
 
 from ragloom.errors import ConfigError, MissingInputError
 
@@ -233,7 +233,7 @@ def test_an_answer_column_listed_with_the_questions_is_a_config_error_naming_the
 
 
 def test_the_audit_flag_names_question_and_answer_columns_apart() -> None:
-    from ragloom.generator.audit_curation import parse_eval_set
+    from ragloom.generator.audit.curation import parse_eval_set
 
     s = parse_eval_set("pq=e.jsonl:question:possible_answers")
     assert (s.fields, s.answer_fields) == (["question"], ["possible_answers"])

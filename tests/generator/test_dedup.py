@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ragloom.generator.dedup import DedupConfig, Deduper, InOrder, early_duplicates, normalize_question
+from ragloom.generator.curation.dedup import DedupConfig, Deduper, InOrder, early_duplicates, normalize_question
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dedup_pairs.jsonl"
 PAIRS = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
@@ -348,7 +348,7 @@ def test_many_jobs_decided_elsewhere_while_pairs_wait_leave_room_for_the_end_of_
     import asyncio
     import types
 
-    from ragloom.generator.dedup import InOrder
+    from ragloom.generator.curation.dedup import InOrder
     from ragloom.generator.pipeline import _DONE, _NUDGE, Pipeline
 
     async def scenario() -> list[object]:

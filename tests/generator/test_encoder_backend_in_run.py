@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fake_openai import FakeServer, Faults
-from ragloom.generator.audit_cmd import audit
+from ragloom.generator.audit.command import audit
 from ragloom.retrieval import CorpusSpec, EncoderSpec, build_index
 from ragloom.retrieval import encoder as encoder_module
 from runs import jsonl, run_config

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
-from ragloom.generator.export import export
-from ragloom.generator.push import push
+from ragloom.generator.publish.export import export
+from ragloom.generator.publish.push import push
 from test_push_and_secrets import StandInHfApi
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

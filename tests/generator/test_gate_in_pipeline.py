@@ -55,7 +55,7 @@ def test_distractors_never_carry_the_answer_and_leaks_are_counted(wiki_corpus: P
     run.json; with `quality.leak_screen: false` both assertions fail (checked)."""
     import json
 
-    from ragloom.generator.leaks import LEAK_CHECKS
+    from ragloom.generator.quality.leaks import LEAK_CHECKS
     from ragloom.retrieval import CorpusSpec, build_index
 
     rows = [json.loads(line) for line in wiki_corpus.read_text().splitlines()]

@@ -11,7 +11,7 @@ import yaml
 from ragloom.generator.backends import ChatRequest
 from ragloom.generator.backends.openai_backend import OpenAIBackend
 from ragloom.generator.config import OpenAIBackendConfig
-from ragloom.generator.parsing import PAIR_JSON_SCHEMA, PairSchema
+from ragloom.generator.quality.parsing import PAIR_JSON_SCHEMA, PairSchema
 
 from ragloom.cli import main
 
@@ -39,7 +39,7 @@ def test_structured_output_returns_schema_valid_json(gemma_server: str) -> None:
     # upstream llama.cpp's server (xllamacpp) takes `json_schema` as sent: auto mode keeps it (the
     # step-down for servers that refuse it is tested against the fake server)
     assert backend.describe()["structured_output"] == "json_schema"
-    from ragloom.generator.parsing import parse_pair
+    from ragloom.generator.quality.parsing import parse_pair
     from ragloom.generator.types import Exemplar
 
     ex = Exemplar("e", "Write a quiz question about Mars.", "t")

@@ -7,8 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from ragloom.generator.export import export
-from ragloom.generator.layout import LAYOUTS, Layouter, order_documents, source_slots
+from ragloom.generator.publish.export import export
+from ragloom.generator.runs.layout import LAYOUTS, Layouter, order_documents, source_slots
 from scipy.stats import chisquare
 
 PARADIGM_SOURCES = {"useless_doc": 1, "single_doc_support": 1, "single_doc_answer": 1, "multi_doc_support": 3}

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from leak_corpus import leak_corpus
 from ragloom.generator.config import Quality
-from ragloom.generator.conformance import ConformanceChecker
-from ragloom.generator.leaks import LeakScreen
-from ragloom.generator.span_freq import SpanFrequency
+from ragloom.generator.quality.conformance import ConformanceChecker
+from ragloom.generator.quality.leaks import LeakScreen
+from ragloom.generator.quality.span_freq import SpanFrequency
 from ragloom.retrieval import Encoder, Passage
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "leaks"

@@ -6,9 +6,9 @@ import random
 from collections import Counter
 
 import pytest
-from ragloom.generator.conformance import ConformanceChecker
-from ragloom.generator.leaks import LeakScreen
-from ragloom.generator.spans import correct_option, key_spans
+from ragloom.generator.quality.conformance import ConformanceChecker
+from ragloom.generator.quality.leaks import LeakScreen
+from ragloom.generator.quality.spans import correct_option, key_spans
 from ragloom.retrieval import Encoder, Hit, Passage, sample_distractors
 
 EIFFEL = Passage(

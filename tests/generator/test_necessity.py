@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 from ragloom.generator.backends.base import ScoreResult
-from ragloom.generator.necessity import NecessityConfig, check, judge, requests_for
+from ragloom.generator.quality.necessity import NecessityConfig, check, judge, requests_for
 
 EIFFEL = {
     "title": "Eiffel Tower",

@@ -279,7 +279,7 @@ def test_audit_finds_a_duplicate_when_record_ids_repeat(tmp_path: Path, capsys) 
     ]
     path = tmp_path / "data.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    from ragloom.generator.audit_cmd import audit
+    from ragloom.generator.audit.command import audit
 
     results, _ = audit(path)
     assert [("duplicate_instruction" in r["issues"]) for r in results] == [False, False, True]
@@ -289,8 +289,8 @@ def test_audit_finds_a_duplicate_when_record_ids_repeat(tmp_path: Path, capsys) 
 # ---------------------------------------------------------------- item 14: audit judges with the run's settings
 def test_audit_uses_the_runs_leak_gate_words_and_rank_band(wiki_index: Path, tmp_path: Path, monkeypatch) -> None:
     """Before: audit built its leak screen without the run's leak_gate_words and restated the band's 200."""
-    from ragloom.generator import audit as audit_mod
-    from ragloom.generator.audit_cmd import audit
+    from ragloom.generator.audit import auditor as audit_mod
+    from ragloom.generator.audit.command import audit
 
     with FakeServer() as srv:
         cfg = run_config(
@@ -348,7 +348,7 @@ def test_export_refuses_to_replace_a_readme_it_did_not_write(wiki_index: Path, t
 # ---------------------------------------------------------------- item 16: dedup off embeds nothing on resume
 def test_a_resume_with_dedup_off_embeds_nothing_already_written() -> None:
     """Before: `from_records` checked cosine_threshold, not `enabled`, and embedded every written instruction."""
-    from ragloom.generator.dedup import DedupConfig, Deduper
+    from ragloom.generator.curation.dedup import DedupConfig, Deduper
 
     calls: list[int] = []
 

@@ -169,10 +169,10 @@ def test_a_run_keeps_the_loaded_heap_out_of_collections_and_gives_it_back(tmp_pa
     however the run ends, and the checkpoint is closed."""
     import gc
 
-    from ragloom.generator.checkpoint import Checkpoint
     from ragloom.generator.config import Pricing
     from ragloom.generator.display import Display, run_with_display
-    from ragloom.generator.stats import Stats
+    from ragloom.generator.runs.checkpoint import Checkpoint
+    from ragloom.generator.runs.stats import Stats
     from rich.console import Console
 
     loaded = [{"weights": [0.0] * 8} for _ in range(1000)]  # stands for what setup allocated

@@ -14,8 +14,8 @@ from ragloom.generator import Exemplar, parse_pair
 from ragloom.generator.backends import ChatRequest, ChatResult
 from ragloom.generator.backends.base import Backend
 from ragloom.generator.config import Quality, RunConfig, load_config
-from ragloom.generator.conformance import CheckInput, Source
-from ragloom.generator.judge import JudgeCache, combine, judge
+from ragloom.generator.quality.conformance import CheckInput, Source
+from ragloom.generator.quality.judge import JudgeCache, combine, judge
 from ragloom.generator.templates import Templates
 from ragloom.retrieval import Passage
 

@@ -193,7 +193,7 @@ def test_bad_pairs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_target_tokens_boundary() -> None:
-    from ragloom.generator.scoring import AlignmentError, target_tokens
+    from ragloom.generator.backends.scoring import AlignmentError, target_tokens
 
     toks = ["Back", "ground", ":", " x", "\n", "Mir", "ela", " Q", " end"]
     lps = [None, -1.0, -1.0, -1.0, -1.0, -2.0, -0.5, -0.25, -9.0]

@@ -17,8 +17,8 @@ from ragloom.generator.plan import plan_hash
 from ragloom.generator.ray_exec import ShardWorker, run_into
 from ragloom.generator.ray_shards import absorb_shards, cut_shards, drop_shard_failures, reopen
 from ragloom.generator.run import open_index, plan_jobs, run_templates
-from ragloom.generator.rundir import GENERATE, RunDir, index_identity
-from ragloom.generator.stats import Stats
+from ragloom.generator.runs.rundir import GENERATE, RunDir, index_identity
+from ragloom.generator.runs.stats import Stats
 from ragloom.generator.types import Exemplar, Job
 from runs import jsonl, run_config
 

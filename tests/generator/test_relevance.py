@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from fake_openai import FakeServer, Faults
-from ragloom.generator.audit_cmd import audit, parse_fail_on
+from ragloom.generator.audit.command import audit, parse_fail_on
 from ragloom.generator.config import Quality
-from ragloom.generator.conformance import ConformanceChecker
-from ragloom.generator.relevance import RelevanceCheck, RelevanceThresholds
+from ragloom.generator.quality.conformance import ConformanceChecker
+from ragloom.generator.quality.relevance import RelevanceCheck, RelevanceThresholds
 from ragloom.retrieval import Encoder
 from runs import jsonl, run_config
 

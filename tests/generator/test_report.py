@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fake_openai import FakeServer, Faults
-from ragloom.generator.report import clean_config, write_report
+from ragloom.generator.publish.report import clean_config, write_report
 from runs import jsonl, run_config
 
 from ragloom.cli import main
@@ -510,7 +510,7 @@ def test_lsr_report_shows_each_chunks_three_scores_as_bars(chromium: str, tmp_pa
 
 def test_failed_jobs_are_placed_in_the_paradigm_the_plan_gave_them(tmp_path: Path) -> None:
     from ragloom.generator.config import load_config
-    from ragloom.generator.report_data import plan_paradigms
+    from ragloom.generator.publish.report_data import plan_paradigms
     from ragloom.generator.run import plan_jobs
 
     weights = {

@@ -34,7 +34,7 @@ def _generate_cmd(cfg: Path) -> list[str]:
 
 def _accounted(out: Path) -> list[str]:
     """Job ids on disk, read the way resume reads them: a line torn by a kill mid-write is not a record."""
-    from ragloom.generator.checkpoint import read_jsonl
+    from ragloom.generator.runs.checkpoint import read_jsonl
 
     return [r["job_id"] for name in ("examples.jsonl", "failed.jsonl") for r in read_jsonl(out / name, repair=False)]
 

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from ragloom.generator.span_freq import SpanFrequency
+from ragloom.generator.quality.span_freq import SpanFrequency
 
 
 def passages_holding(rows: list[dict], pattern: str) -> int:

@@ -173,7 +173,7 @@ def test_generate_through_vllm_backend(stand_in, wiki_index: Path, tmp_path: Pat
     assert (llm.model, llm.tp) == ("google/gemma-3-270m-it", 2)
     assert llm.kwargs["gpu_memory_utilization"] == 0.8 and llm.kwargs["max_model_len"] == 4096
     assert all(len(msgs) <= 8 for msgs, _ in llm.chat_calls)  # batch_size honoured
-    from ragloom.generator.parsing import PAIR_JSON_SCHEMA
+    from ragloom.generator.quality.parsing import PAIR_JSON_SCHEMA
 
     for _, params in llm.chat_calls:
         for sp in params:

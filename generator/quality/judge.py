@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ragloom.errors import OutputError
 
-from .backends import Backend, ChatRequest
+from ..backends import Backend, ChatRequest
 from .conformance import CheckInput, verdict
 from .parsing import extract_json
 

@@ -13,15 +13,15 @@ from ragloom.retrieval import DEFAULT_ENCODER, Encoder, EncoderSpec, PassageStor
 
 from ragloom.errors import ConfigError, OutputError
 
-from .audit import AUDIT_CODES, Auditor, AuditSummary
-from .audit_curation import CURATION_CODES, curate, parse_eval_set
-from .audit_input import AuditRecord, read_input
-from .config import Distractors, Quality, describe_error
-from .conformance import ConformanceChecker
-from .coverage import coverage
-from .parsing import REASONS
-from .relevance import RelevanceCheck
-from .span_freq import SpanFrequency
+from ..config import Distractors, Quality, describe_error
+from ..publish.coverage import coverage
+from ..quality.conformance import ConformanceChecker
+from ..quality.parsing import REASONS
+from ..quality.relevance import RelevanceCheck
+from ..quality.span_freq import SpanFrequency
+from .auditor import AUDIT_CODES, Auditor, AuditSummary
+from .curation import CURATION_CODES, curate, parse_eval_set
+from .reader import AuditRecord, read_input
 
 KNOWN_CODES = tuple(dict.fromkeys((*REASONS, *AUDIT_CODES, *CURATION_CODES)))
 

@@ -135,7 +135,7 @@ def _rows(s: EvalSet) -> Iterator[tuple[Any, str]]:
         except UnicodeDecodeError as e:
             raise InputFormatError(f"{p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     else:
-        from .exemplars import records  # the exemplar loaders' reader (imported here: exemplars imports config)
+        from ..exemplars import records  # the exemplar loaders' reader (imported here: exemplars imports config)
 
         yield from records(p)
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..runs.layout import source_slots
+from ..types import PARADIGMS
 from .coverage import corpus_size, of_records
-from .layout import source_slots
-from .types import PARADIGMS
 
 FIGURE_DIR = "figures"
 

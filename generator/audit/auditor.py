@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .audit_input import AuditRecord
-from .conformance import CheckInput, ConformanceChecker
-from .leaks import LeakRule, LeakScreen
-from .parsing import parse_pair
-from .relevance import RelevanceCheck
-from .span_freq import SpanFrequency
-from .types import Exemplar
+from ..quality.conformance import CheckInput, ConformanceChecker
+from ..quality.leaks import LeakRule, LeakScreen
+from ..quality.parsing import parse_pair
+from ..quality.relevance import RelevanceCheck
+from ..quality.span_freq import SpanFrequency
+from ..types import Exemplar
+from .reader import AuditRecord
 
 AUDIT_CODES = ("paradigm_mismatch", "distractor_leak", "distractor_rank", "short_padded", "off_topic")
 

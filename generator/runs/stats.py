@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from ragloom.errors import BackendError
 
-from .types import Usage
+from ..types import Usage
 
 
 @dataclass

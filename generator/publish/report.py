@@ -25,7 +25,7 @@ import jinja2
 import ragloom
 from ragloom.errors import InputFormatError, MissingInputError, OutputError
 
-from .checkpoint import EXAMPLES, FAILED, RUN, read_jsonl
+from ..runs.checkpoint import EXAMPLES, FAILED, RUN, read_jsonl
 from .report_data import generate_view
 from .report_radit import lm_ft_view, lsr_view
 
@@ -138,7 +138,7 @@ def _usage(stats: dict[str, Any], from_records: dict[str, int], pricing: dict[st
 
 
 def _asset(name: str) -> str:
-    return resources.files("ragloom.generator").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("ragloom.generator.publish").joinpath(name).read_text(encoding="utf-8")
 
 
 def _finite(v: Any) -> Any:

@@ -15,11 +15,11 @@ from typing import Any
 
 from ragloom.errors import ConfigError, InputFormatError, MissingInputError, OutputError
 
+from ..runs.checkpoint import EXAMPLES, FAILED, read_jsonl
+from ..runs.layout import FIXED, Layouter, render
+from ..runs.record import Example, LmFtRecord, LsrRecord, Record, from_dict
+from ..runs.rundir import GENERATE, read_run_json
 from .card import CARD, is_ragloom_card, write_card, write_radit_card
-from .checkpoint import EXAMPLES, FAILED, read_jsonl
-from .layout import FIXED, Layouter, render
-from .record import Example, LmFtRecord, LsrRecord, Record, from_dict
-from .rundir import GENERATE, read_run_json
 
 
 def user_turn(rec: Example) -> str:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .backends import Backend
-from .config import Quality
+from ..backends import Backend
+from ..config import Quality
+from ..records import Attempted
 from .conformance import CheckInput, ConformanceChecker
 from .judge import JudgeCache, combine, judge
-from .records import Attempted
 
 
 class Gate:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 from ragloom.retrieval import Passage, normalize_text
 
-from .types import Exemplar, Pair
+from ..types import Exemplar, Pair
 
 REASONS = (
     "truncated",

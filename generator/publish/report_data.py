@@ -19,8 +19,8 @@ import random
 from collections import Counter, defaultdict
 from typing import Any
 
+from ..plan import paradigm_counts
 from .coverage import corpus_size, of_records
-from .plan import paradigm_counts
 
 BAD_RECORD = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 

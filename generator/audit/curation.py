@@ -15,10 +15,10 @@ from ragloom.retrieval import Encoder
 
 from ragloom.errors import ConfigError
 
-from .audit_input import AuditRecord
-from .curate import default_cache_dir
-from .decontam import Decontaminator, EvalSet
-from .dedup import DedupConfig, Deduper
+from ..curate import default_cache_dir
+from ..curation.decontam import Decontaminator, EvalSet
+from ..curation.dedup import DedupConfig, Deduper
+from .reader import AuditRecord
 
 CURATION_CODES = ("duplicate_instruction", "contaminated")
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backends.base import ScoreRequest, ScoreResult
+from ..backends.base import ScoreRequest, ScoreResult
 
 CHECKED = ("single_doc_answer", "multi_doc_answer", "useless_doc")
 
@@ -119,7 +119,7 @@ async def open_scorer(quality: Any, backend: Any) -> tuple[Any, bool]:
     owned scorer is the caller's to close."""
     from ragloom.errors import ConfigError
 
-    from .backends import make_backend
+    from ..backends import make_backend
 
     owned = quality.necessity_backend is not None
     scorer = make_backend(quality.necessity_backend) if owned else backend

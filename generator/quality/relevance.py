@@ -40,7 +40,7 @@ from .parsing import extract_json
 from .spans import split_sentences
 
 if TYPE_CHECKING:  # config.py imports this module; the backends package imports config.py
-    from .backends import Backend
+    from ..backends import Backend
     from .judge import JudgeCache
 
 CODES = ("off_topic",)
@@ -181,7 +181,7 @@ class RelevanceCheck:
         return out
 
     async def _judge(self, pairs: Sequence[tuple[str, str]]) -> list[bool | None]:
-        from .backends import ChatRequest
+        from ..backends import ChatRequest
 
         assert self.backend is not None and self.cache is not None
         model = self.backend.model

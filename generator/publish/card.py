@@ -19,8 +19,8 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 import ragloom
 
-from .record import Example, LmFtRecord, LsrRecord, Record
-from .types import PARADIGM_DEFINITIONS
+from ..runs.record import Example, LmFtRecord, LsrRecord, Record
+from ..types import PARADIGM_DEFINITIONS
 
 _PATH_KEYS = {"index", "output", "path", "source", "templates", "knowledge_cache", "dir", "pairs"}
 _PRIVATE_KEYS = {"base_url", "extra_body", "extra_headers", "default_query", "api_key_env"}
@@ -346,10 +346,10 @@ def curation_section(
     """The card's curation part: figures (drawn into `directory/figures/`), the source-slot
     histogram, curation drops, the contamination table and the export layouts used.
     Returns the markdown lines and the figure files written."""
+    from ..curation.decontam import contamination_table
+    from ..runs.layout import source_slots
     from .coverage import corpus_size, of_records
-    from .decontam import contamination_table
     from .figures import draw_figures
-    from .layout import source_slots
 
     figs = draw_figures(records, failed, run, directory)
     captions = {
