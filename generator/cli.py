@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ragloom.errors import ConfigError, OutputError
 
-from .publish.export import ALL_VIEWS
+from .backends import BACKENDS
+from .publish import ALL_VIEWS
 
 EXAMPLE_CONFIG = """\
 # ragloom run config. Every key is optional unless marked required.
@@ -17,7 +18,7 @@ exemplars:                      # instructions the LLM imitates (instruction sim
   - source: builtin             # 152 built-in knowledge-intensive instructions, 10 task types
   # - {source: my.jsonl, format: json, text_field: question, weight: 2}   # formats: json, alpaca, sharegpt, messages, hf
 # exemplar_filters: {knowledge_filter: true}   # keep only exemplars the LLM says retrieval would help (cached)
-paradigms: {useless_doc: 1, single_doc_support: 1, multi_doc_support: 1, single_doc_answer: 1, multi_doc_answer: 1}
+paradigms: {paradigms}
 count: 25                       # required: examples to plan
 seed: 0
 backend:
@@ -40,6 +41,14 @@ pricing: {prompt_per_million: 0.0, completion_per_million: 0.0}
 output: out
 # templates: my_prompts         # a directory with your own <paradigm>.j2 templates
 """
+
+
+def example_config() -> str:
+    """`ragloom init`'s config: every registered paradigm at weight 1."""
+    from .paradigms import PARADIGMS
+
+    mix = ", ".join(f"{name}: 1" for name in PARADIGMS)
+    return EXAMPLE_CONFIG.replace("{paradigms}", "{" + mix + "}")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -135,7 +144,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--config", help="take the backend from this run config's `backend:` section")
     ls.add_argument(
         "--backend",
-        choices=["openai", "vllm", "llama_cpp"],
+        choices=list(BACKENDS),
         help="or give the backend with flags (llama_cpp: a local GGUF model in process, fast on CPU)",
     )
     ls.add_argument("--base-url")
@@ -154,7 +163,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .publish.report import write_report
+    from .publish import write_report
 
     path = write_report(Path(args.out), Path(args.to) if args.to else None)
     print(f"wrote {path}")
@@ -162,7 +171,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from .publish.push import push
+    from .publish import push
 
     url = push(Path(args.out), args.repo, private=args.private, view=args.format)
     print(f"pushed to {url}")
@@ -185,7 +194,7 @@ def _init(args: argparse.Namespace) -> int:
     p = Path(args.path)
     if p.exists():
         raise OutputError(f"{p} already exists; choose another path")
-    p.write_text(EXAMPLE_CONFIG, encoding="utf-8")
+    p.write_text(example_config(), encoding="utf-8")
     print(f"wrote {p}")
     return 0
 
@@ -228,7 +237,7 @@ def exit_code(interrupted: bool, outcome: str) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from .audit.command import run_audit
+    from .audit import run_audit
 
     return run_audit(
         args.input,
@@ -242,7 +251,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .publish.export import export
+    from .publish import export
 
     card, view, _ = export(
         Path(args.out),

@@ -1,31 +1,35 @@
-"""The run config: one Pydantic tree (`extra="forbid"`), loaded from YAML, overridable with --set."""
+"""The run config: one Pydantic tree (`extra="forbid"`), loaded from YAML, overridable with --set.
+
+`RunConfig` composes the sections each wing owns (backends: `backend:`; quality: `quality:` and
+`validation:`; curation: `curation:`; runs: `documents:`; publish: `card:`) with the core's own
+(exemplars, sampling, distractors, sources, pricing, corpus, execution). The wings' sections are
+re-exported here for callers that build a config in code."""
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ragloom.errors import ConfigError, MissingInputError
 
-from .curation.decontam import EvalSet
-from .curation.dedup import DedupConfig
-from .quality.conformance import ConformanceThresholds
-from .quality.leaks import LeakRule
-from .quality.relevance import RelevanceThresholds
-from .runs.layout import DocumentsConfig
-from .types import PARADIGMS
-
-_T = ConformanceThresholds()
-_R = RelevanceThresholds()
-_L = LeakRule()
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from .backends import (
+    BACKENDS,
+    BackendConfig,
+    LlamaCppBackendConfig,
+    OpenAIBackendConfig,
+    ScoringBackendConfig,
+    VLLMBackendConfig,
+)
+from .curation import Curation
+from .paradigms import PARADIGMS
+from .publish import Card
+from .quality import Quality, Validation
+from .runs import DocumentsConfig
+from .strict import Strict
 
 
 class ExemplarSource(Strict):
@@ -49,61 +53,6 @@ class ExemplarFilters(Strict):
     knowledge_cache: str | None = Field(
         None, description="JSON lines of cached decisions (default: OUTPUT/knowledge_filter.jsonl)"
     )
-
-
-class OpenAIBackendConfig(Strict):
-    type: Literal["openai"]
-    base_url: str | None = None
-    model: str
-    api_key_env: str | None = "OPENAI_API_KEY"
-    concurrency: int = Field(16, ge=1, le=4096)
-    timeout: float = Field(120.0, gt=0)
-    max_retries: int = Field(8, ge=0)
-    max_retry_wait: float = Field(60.0, gt=0)
-    structured_output: Literal["auto", "json_schema", "json_object", "off"] = "auto"
-    extra_body: dict[str, Any] = Field(default_factory=dict)
-    extra_headers: dict[str, str] = Field(
-        default_factory=dict, description="headers sent with every request (gateways); never put a key here"
-    )
-    default_query: dict[str, str] = Field(
-        default_factory=dict, description="query parameters sent with every request, e.g. {api-version: ...}"
-    )
-    auth_header: Literal["bearer", "api-key"] = Field(
-        "bearer", description="how the key is sent: `Authorization: Bearer KEY`, or Azure's `api-key: KEY`"
-    )
-    max_prompt_tokens: int | None = Field(
-        None, gt=0, description="prompt budget in tokens; default: the server's context length minus max_tokens"
-    )
-
-
-class VLLMBackendConfig(Strict):
-    type: Literal["vllm"]
-    model: str
-    tensor_parallel_size: int = Field(1, ge=1)
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    max_model_len: int | None = Field(None, gt=0)
-    dtype: str = "auto"
-    batch_size: int = Field(256, ge=1)
-    structured_output: bool = True
-    max_prompt_tokens: int | None = Field(None, gt=0, description="default: max_model_len minus max_tokens")
-    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
-
-
-class LlamaCppBackendConfig(Strict):
-    """A local GGUF model in process (llama-cpp-python), for scoring only: `radit lsr`, necessity."""
-
-    type: Literal["llama_cpp"]
-    model_path: str = Field(description="path of the GGUF model file")
-    model: str | None = Field(None, description="the name records and cards show (default: the file's stem)")
-    n_ctx: int = Field(2048, ge=64, description="context in tokens; a longer scoring request fails alone")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
-
-
-BackendConfig = Annotated[OpenAIBackendConfig | VLLMBackendConfig, Field(discriminator="type")]
-# what scores (log p(target | prefix)): the generation backends, and a local GGUF model in process
-ScoringBackendConfig = Annotated[
-    OpenAIBackendConfig | VLLMBackendConfig | LlamaCppBackendConfig, Field(discriminator="type")
-]
 
 
 class Sampling(Strict):
@@ -133,78 +82,6 @@ class Distractors(Strict):
         if self.max_rank < self.rank_band[1]:
             raise ValueError(f"max_rank {self.max_rank} is above the end of rank_band {list(self.rank_band)}")
         return self
-
-
-class Quality(Strict):
-    """The quality gate. Encoder defaults are calibrated on tests/fixtures/conformance.jsonl."""
-
-    conformance: bool = Field(
-        True, description="reject records whose sources do not relate to the answer as the paradigm requires"
-    )
-    judge: bool = Field(False, description="also ask the LLM judge (the run's backend) for a structured verdict")
-    combine: Literal["both", "judge", "encoder"] = Field(
-        "both",
-        description="with judge on: both = reject when either says mismatch; judge = the judge decides "
-        "(the encoder's verdict is still stored); encoder = the encoder decides (the judge's is stored)",
-    )
-    judge_cache: str | None = Field(
-        None, description="JSON lines of judge decisions (default: OUTPUT/quality_judge.jsonl)"
-    )
-    state_words: float = Field(_T.state_words, ge=0, le=1)
-    state_attr: float = Field(_T.state_attr, ge=-1, le=1)
-    support_words: float = Field(_T.support_words, ge=0, le=1)
-    support_peak: float = Field(_T.support_peak, ge=-1, le=1)
-    leak_screen: bool = Field(
-        True, description="screen distractor candidates for the answer (key spans, meaning, support)"
-    )
-    leak_similarity: float = Field(
-        0.58, gt=0, le=1, description="a candidate sentence this close to an answer sentence carries the answer"
-    )
-    leak_gate_words: int = Field(
-        2, ge=1, description="only candidate sentences sharing this many content words with the answer are embedded"
-    )
-    leak_span_share: float = Field(
-        _L.span_share,
-        ge=0,
-        le=1,
-        description="a key span held by more than this share of the index's passages is not specific: no leak",
-    )
-    leak_tie_words: int = Field(
-        _L.tie_words, ge=0, description="a key span leaks where its sentence holds this many of the question's words"
-    )
-    leak_tie_similarity: float = Field(
-        _L.tie_similarity, ge=-1, le=1, description="... or where its sentence is this close to an answer sentence"
-    )
-    necessity: bool = Field(
-        False, description="LM-score whether the sources are needed for the answer (*_answer, useless_doc)"
-    )
-    necessity_margin: float = Field(
-        0.1, ge=0, description="mean log p(a | q, D*) - mean log p(a | q) must exceed this (nats per token)"
-    )
-    necessity_loo_margin: float = Field(
-        0.05, ge=0, description="multi_doc_answer: dropping any one source must lower the score by more than this"
-    )
-    necessity_backend: ScoringBackendConfig | None = Field(
-        None, description="the scorer (default: the run's backend); {type: llama_cpp, model_path: ...} on CPU"
-    )
-
-    relevance: bool = Field(True, description="reject answers that do not address the question (`off_topic`)")
-    relevance_answer: float = Field(_R.answer, ge=-1, le=1, description="a longer answer's cosine to the question")
-    relevance_statement: float = Field(
-        _R.statement, ge=-1, le=1, description="a short answer's: question + answer against the question"
-    )
-    relevance_first_person: float = Field(
-        _R.first_person, ge=0, le=1, description="off topic when this share of the answer's sentences says I/me/my"
-    )
-
-    def thresholds(self) -> ConformanceThresholds:
-        return ConformanceThresholds(self.state_words, self.state_attr, self.support_words, self.support_peak)
-
-    def relevance_thresholds(self) -> RelevanceThresholds:
-        return RelevanceThresholds(self.relevance_answer, self.relevance_statement, self.relevance_first_person)
-
-    def leak_rule(self) -> LeakRule:
-        return LeakRule(self.leak_span_share, self.leak_tie_words, self.leak_tie_similarity)
 
 
 class Sources(Strict):
@@ -237,25 +114,9 @@ class Sources(Strict):
         return self
 
 
-class Validation(Strict):
-    attempts: int = Field(3, ge=1, le=20)
-    min_question_words: int = Field(4, ge=1)
-    min_answer_words: int = Field(1, ge=1)
-    copy_ngram: int = Field(12, ge=3)
-    echo_similarity: float = Field(0.9, gt=0, le=1)
-
-
 class Pricing(Strict):
     prompt_per_million: float = Field(0.0, ge=0)
     completion_per_million: float = Field(0.0, ge=0)
-
-
-class Card(Strict):
-    """Dataset-card metadata: what the corpus is licensed under and written in (ragloom cannot know)."""
-
-    license: str | None = Field(None, description="an SPDX-style Hub licence id, e.g. cc-by-sa-4.0; default: unknown")
-    language: list[str] = Field(default_factory=list, description="ISO 639-1 codes of the corpus, e.g. [en]")
-    pretty_name: str | None = None
 
 
 class CorpusConfig(Strict):
@@ -273,16 +134,6 @@ class Execution(Strict):
     engine: Literal["local", "ray"] = "local"
     address: str | None = Field(None, description="Ray cluster address ('auto', host:port); none: a local cluster")
     workers: int = Field(2, ge=1, le=4096, description="ray: worker actors, each with its own index and backend")
-
-
-class Curation(Strict):
-    """Dataset-level checks: duplicate instructions across the run, overlap with eval sets."""
-
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
-    decontaminate: list[EvalSet] = Field(default_factory=list)
-    decontam_ngrams: list[int] = Field(default_factory=lambda: [13, 8], min_length=1)
-    decontam_min_words: int = Field(4, ge=1, description="eval texts shorter than this are not indexed")
-    cache_dir: str | None = Field(None, description="eval-set index cache (default: ~/.cache/ragloom/decontam)")
 
 
 class RunConfig(Strict):
@@ -336,7 +187,7 @@ class RunConfig(Strict):
 
     @model_validator(mode="after")
     def _docs_fit(self) -> RunConfig:
-        need = max(PARADIGMS[p][1] for p, w in self.paradigms.items() if w > 0)
+        need = max(PARADIGMS[p].sources[1] for p, w in self.paradigms.items() if w > 0)
         if self.distractors.total_docs < need:
             raise ValueError(
                 f"distractors.total_docs={self.distractors.total_docs} is below the {need} source documents "
@@ -345,17 +196,14 @@ class RunConfig(Strict):
         return self
 
 
-_BACKEND_TAGS: dict[str, type[BaseModel]] = {"openai": OpenAIBackendConfig, "vllm": VLLMBackendConfig}
-
-
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The model class that owns the last key of an error location."""
     current: type[BaseModel] | None = RunConfig
     for part in loc[:-1]:
         if isinstance(part, int) or current is None:
             continue
-        if part in _BACKEND_TAGS:
-            current = _BACKEND_TAGS[part]
+        if part in BACKENDS:  # a discriminated union's tag: the backend's own section
+            current = BACKENDS[part].config
             continue
         field = current.model_fields.get(str(part))
         current = _find_model(field.annotation) if field else None
@@ -375,7 +223,7 @@ def _find_model(annotation: Any) -> type[BaseModel] | None:
 def describe_error(e: ValidationError, source: str) -> str:
     """One line for the first error: the key, the bad value, and what is allowed."""
     err = e.errors()[0]
-    loc = tuple(p for p in err["loc"] if p not in ("openai", "vllm"))
+    loc = tuple(p for p in err["loc"] if p not in BACKENDS)
     key = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         owner = _model_at(tuple(err["loc"]))
@@ -447,3 +295,29 @@ def load_config(
         return RunConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(describe_error(e, source)) from None
+
+
+__all__ = [
+    "BackendOnly",
+    "Card",
+    "CorpusConfig",
+    "Curation",
+    "Distractors",
+    "DocumentsConfig",
+    "Execution",
+    "ExemplarFilters",
+    "ExemplarSource",
+    "LlamaCppBackendConfig",
+    "OpenAIBackendConfig",
+    "Pricing",
+    "Quality",
+    "RunConfig",
+    "Sampling",
+    "Sources",
+    "VLLMBackendConfig",
+    "Validation",
+    "apply_overrides",
+    "describe_error",
+    "load_config",
+    "load_yaml",
+]

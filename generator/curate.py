@@ -21,8 +21,7 @@ import numpy as np
 from ragloom.retrieval import Index
 
 from .config import Curation, RunConfig
-from .curation.decontam import Decontaminator
-from .curation.dedup import Deduper, InOrder, early_duplicates
+from .curation import Decontaminator, Deduper, InOrder, early_duplicates
 from .records import Attempted
 from .types import Job
 

@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .config import Pricing
-from .runs.checkpoint import Checkpoint
-from .runs.stats import Stats
+from .runs import Checkpoint, Stats
 
 
 class Display:

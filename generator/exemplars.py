@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -13,30 +12,8 @@ from ragloom.retrieval import normalize_text
 from ragloom.errors import InputFormatError, MissingInputError
 
 from .config import ExemplarFilters, ExemplarSource
+from .runs import read_records as records
 from .types import Exemplar, InstructionPair
-
-
-def records(path: Path) -> Iterator[tuple[Any, str]]:
-    """(record, "file:line") from a JSON array or JSON lines file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputFormatError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputFormatError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-        for i, rec in enumerate(data, 1):
-            yield rec, f"{path}:item {i}"
-        return
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line), f"{path}:{lineno}"
-        except json.JSONDecodeError as e:
-            raise InputFormatError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
 
 
 def _first_turn(turns: Any, roles: tuple[str, ...], role_key: str, text_key: str, loc: str) -> str:

@@ -19,19 +19,22 @@ from ragloom.retrieval import Index
 from .backends import Backend, ChatResult
 from .config import RunConfig
 from .curate import Curator
-from .curation.decontam import Decontaminator
+from .curation import Decontaminator
 from .prompting import Prompt, build_prompt
-from .quality import necessity
-from .quality.conformance import ConformanceChecker
-from .quality.gate import Gate
-from .quality.judge import JudgeCache, judge_cache
-from .quality.leaks import LeakScreen
-from .quality.parsing import Thresholds, parse_pair
-from .quality.relevance import RelevanceCheck
-from .quality.span_freq import SpanFrequency
+from .quality import (
+    CheckContext,
+    CheckItem,
+    ConformanceChecker,
+    LeakScreen,
+    RecordCheck,
+    SpanFrequency,
+    Thresholds,
+    build_checks,
+    judge_cache,
+    parse_pair,
+)
 from .records import Attempted, RecordBuilder
-from .runs.checkpoint import Checkpoint
-from .runs.stats import Breaker, Stats
+from .runs import Breaker, Checkpoint, Stats
 from .sources import HitCache, select_sources
 from .templates import Templates
 from .types import Job, Usage
@@ -96,7 +99,6 @@ class Pipeline:
             raise ValueError("quality.necessity is on: pass the scorer from necessity.open_scorer")
         self.cfg, self.index, self.backend, self.templates = cfg, index, backend, templates
         self.scorer = scorer
-        self.necessity_cfg = necessity.config_of(cfg.quality)
         self.checkpoint, self.stats = checkpoint, stats
         self.on_progress = on_progress or (lambda: None)
         self.thresholds = Thresholds(
@@ -122,9 +124,9 @@ class Pipeline:
             )
         self.builder = RecordBuilder(cfg, index, templates, backend.describe(), screen)
         cache = judge_cache(q.judge_cache, cfg.output) if q.judge else None  # one per run, both judges
-        self.gate = Gate(q, checker, backend, cache) if (q.conformance or q.judge) else None
+        # the record-level checks the `quality:` section turns on, in the registry's order (quality/checks.py)
+        self.checks: list[RecordCheck] = build_checks(q, CheckContext(checker, backend, cache, scorer))
         self.judge_breaker = Breaker(backend, "judge requests in a row gave no verdict")
-        self.relevance = relevance_check(cfg, checker, backend, cache) if checker is not None and q.relevance else None
         limit = cfg.backend.max_prompt_tokens
         if limit is None and backend.context_length:
             limit = backend.context_length - cfg.sampling.max_tokens
@@ -139,7 +141,9 @@ class Pipeline:
         rank = {i: n for n, i in enumerate(order)}
         jobs = sorted(jobs, key=lambda j: rank[j.id])
         self.curator = Curator(self.cfg, self.index, self.checkpoint.examples, order, self.decon)
-        self.score_breaker = Breaker(self.scorer, "scoring requests in a row failed") if self.scorer else None
+        self.breakers = {"judge": self.judge_breaker}
+        if self.scorer is not None:
+            self.breakers["scorer"] = Breaker(self.scorer, "scoring requests in a row failed")
         t0 = time.perf_counter()
         try:
             await self._run(jobs)
@@ -251,89 +255,40 @@ class Pipeline:
         usage = Usage(res.prompt_tokens, res.completion_tokens)
         await accepted.put(Attempted(job, pair, prompt.hash, usage, sampling, list(prompt.truncated_sources)))
 
-    async def _necessity(self, items: list[Attempted]) -> list[Attempted]:
-        """Score whether each pair's sources are needed (necessity.py); the scores go in the record's
-        `quality.necessity`. A pair that fails is asked again like a paradigm mismatch (a new question
-        may need its sources), then fails with the reason; a pair that could not be scored is kept
-        and counted as `necessity_unscored`."""
-        scorer = self.scorer
-        assert scorer is not None
-        checks = [
-            necessity.check(
-                scorer,
-                i.job.paradigm,
-                i.pair.question,
-                i.pair.answer,
-                [{"title": s.title, "text": s.text} for s in i.job.sources],
-                self.necessity_cfg,
-            )
-            for i in items
-        ]
+    async def _check(self, check: RecordCheck, items: list[Attempted]) -> list[Attempted]:
+        """One check over a batch (quality/checks.py): its figures go in each record's `quality`; a rejected
+        pair is asked again, then fails with the check's code; no verdict leaves the job unfinished
+        (resumable; the check's breaker stops a run whose judge or scorer never answers)."""
+        todo = [i for i in items if check.applies(i.job.paradigm)]
+        outcomes = await check.averdicts(
+            [CheckItem(i.pair.question, i.pair.answer, i.job.paradigm, i.job.sources) for i in todo]
+        )
+        self.stats.counts.update(check.figures([o for o in outcomes if o.unfinished is None]))
+        verdict = {id(i): o for i, o in zip(todo, outcomes, strict=True)}
+        breaker = self.breakers[check.breaker]
         kept = []
-        for item, verdict in zip(items, await asyncio.gather(*checks), strict=True):
-            if item.job.paradigm not in necessity.CHECKED:
+        for item in items:
+            o = verdict.get(id(item))
+            if o is None:  # the check does not apply to this paradigm
                 kept.append(item)
                 continue
-            if verdict.scores.get("transport"):  # the scorer's server failed: never written unscored
-                assert self.score_breaker is not None
-                self._unfinished(item.job, str(verdict.scores["error"]), self.score_breaker)
+            if o.unfinished is not None:
+                self._unfinished(item.job, o.unfinished, breaker)
                 continue
-            if self.score_breaker is not None:
-                self.score_breaker.ok()
-            item.quality = {**(item.quality or {}), "necessity": verdict.scores}
-            if "error" in verdict.scores:
-                self.stats.counts["necessity_unscored"] += 1
-            elif verdict.reason is not None:
-                self.stats.counts[f"necessity_{verdict.reason}"] += 1
-                self._reject(item.job, verdict.reason)
-                continue
-            else:
-                self.stats.counts["necessity_passed"] += 1
-            kept.append(item)
-        return kept
-
-    def _gated(self, items: list[Attempted], verdicts: list[dict[str, Any] | None]) -> list[Attempted]:
-        """Store each verdict in its item; re-ask a mismatch; a judge that gave no verdict leaves the job
-        unfinished (resumable; the breaker stops a run whose judge never answers)."""
-        kept = []
-        for item, v in zip(items, verdicts, strict=True):
-            if v is None:
-                self._unfinished(item.job, "judge_no_verdict", self.judge_breaker)
-                continue
-            if self.cfg.quality.judge:
-                self.judge_breaker.ok()
-            item.quality = v
-            if v.get("ok") is False:
-                self._reject(item.job, "paradigm_mismatch")
-            else:
+            breaker.ok()
+            item.quality = {**(item.quality or {}), **({check.key: o.figures} if check.key else o.figures)}
+            if o.ok:
                 kept.append(item)
-        return kept
-
-    async def _relevance(self, items: list[Attempted]) -> list[Attempted]:
-        """Answers that do not address their question are asked again, then fail as `off_topic`
-        (relevance.py); the verdict goes in the record's `quality.relevance`."""
-        assert self.relevance is not None
-        verdicts = await self.relevance.averdict([(i.pair.question, i.pair.answer) for i in items])
-        self.stats.counts.update(self.relevance.figures([v for v in verdicts if v is not None]))
-        kept = []
-        for item, v in zip(items, verdicts, strict=True):
-            if v is None:  # the judge is on and gave no verdict: unfinished, as for the paradigm judge
-                self._unfinished(item.job, "judge_no_verdict", self.judge_breaker)
                 continue
-            item.quality = {**(item.quality or {}), "relevance": v}
-            if v["ok"]:
-                kept.append(item)
-            else:
-                self._reject(item.job, "off_topic")
+            assert o.code is not None
+            if o.code in check.per_paradigm:
+                self.stats.counts[f"{o.code}_{item.job.paradigm}"] += 1
+            self._reject(item.job, o.code)
         return kept
 
     def _reject(self, job: Job, reason: str) -> None:
         """Ask again with the next attempt's seed, or fail the job when its attempts are spent."""
         self.stats.rejected[reason] += 1
-        if reason == "off_topic":
-            self.stats.counts[f"off_topic_{job.paradigm}"] += 1
-        if reason == "paradigm_mismatch":
-            self.stats.counts[f"paradigm_mismatch_{job.paradigm}"] += 1
         if job.attempt < self.cfg.validation.attempts:
             self._ready.put_nowait(dataclasses.replace(job, attempt=job.attempt + 1))
         else:
@@ -382,12 +337,9 @@ class Pipeline:
             nudged = any(b is _NUDGE for b in batch)
             if nudged:
                 self._nudged = False  # taken: the next decision elsewhere may nudge again
-            if items and self.gate is not None:
-                items = self._gated(items, await self.gate.check(items))
-            if items and self.relevance is not None:
-                items = await self._relevance(items)
-            if items and self.cfg.quality.necessity and self.scorer is not None:
-                items = await self._necessity(items)
+            for check in self.checks:
+                if items:
+                    items = await self._check(check, items)
             if items or (nudged and len(self.curator.gate)):
                 # records are built in the worker thread too: the event loop only writes them
                 decided = await asyncio.to_thread(self.curator.decide, items)
@@ -410,14 +362,3 @@ class Pipeline:
                 await asyncio.to_thread(self.checkpoint.sync)  # fsync off the event loop
             if any(b is _DONE for b in batch):
                 return
-
-
-def relevance_check(
-    cfg: RunConfig, checker: ConformanceChecker, backend: Backend, cache: JudgeCache | None
-) -> RelevanceCheck:
-    """`quality.relevance` on the paradigm check's encoder cache; with `quality.judge`, the run's backend
-    is asked too, its replies in the run's judge cache (`cache`, shared with the paradigm judge)."""
-    q = cfg.quality
-    return RelevanceCheck(
-        checker, q.relevance_thresholds(), backend=backend if q.judge else None, cache=cache, combine=q.combine
-    )

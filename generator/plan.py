@@ -10,17 +10,8 @@ from typing import Any
 
 from .backends import identity_of_backend
 from .config import RunConfig
-from .types import PARADIGMS, Exemplar, Job
-
-
-def paradigm_counts(weights: dict[str, float], count: int) -> dict[str, int]:
-    """Split `count` over paradigms in proportion to the weights (largest remainder)."""
-    total = sum(weights.values())
-    exact = {p: count * w / total for p, w in weights.items() if w > 0}
-    counts = {p: int(v) for p, v in exact.items()}
-    for p in sorted(exact, key=lambda p: (-(exact[p] - counts[p]), p))[: count - sum(counts.values())]:
-        counts[p] += 1
-    return counts
+from .paradigms import PARADIGMS, paradigm_counts
+from .types import Exemplar, Job
 
 
 def make_plan(
@@ -42,7 +33,7 @@ def make_plan(
         cursor[si] += 1
         if picks is not None:
             picks.append(si)
-        lo, hi = PARADIGMS[paradigm]
+        lo, hi = PARADIGMS[paradigm].sources
         jobs.append(Job(f"{cfg.seed}-{pos:06d}", pos, paradigm, ex, rng.randint(lo, hi)))
     return jobs
 

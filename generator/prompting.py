@@ -17,7 +17,7 @@ from ragloom.retrieval import Passage
 
 from .backends import ChatRequest
 from .config import RunConfig
-from .quality.parsing import PAIR_JSON_SCHEMA
+from .quality import PAIR_JSON_SCHEMA
 from .templates import Templates
 from .types import Job
 

@@ -30,15 +30,11 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError
 
-from .backends import Backend, ScoreRequest
-from .backends.scoring import lsr_scores
+from .backends import Backend, ScoreRequest, lsr_scores
 from .config import Pricing
 from .display import Display, arun_with_display, run_with_display
 from .run import run_sync
-from .runs.checkpoint import Checkpoint
-from .runs.record import LmFtRecord, LsrChunk, LsrRecord
-from .runs.rundir import RunDir, identity_hash, index_identity
-from .runs.stats import Breaker, Stats
+from .runs import Breaker, Checkpoint, LmFtRecord, LsrChunk, LsrRecord, RunDir, Stats, identity_hash, index_identity
 from .types import InstructionPair
 
 LM_FT = "radit-lm-ft"
@@ -340,7 +336,7 @@ async def _alsr(
 
 
 def _finish(out: Path, view: str, console: Console) -> None:
-    from .publish.export import export
+    from .publish import export
 
     card, _, _ = export(out, view, out / "train.jsonl")
     console.print(f"exported {out / 'train.jsonl'} ({view}) and {card}", soft_wrap=True, highlight=False)

@@ -31,14 +31,12 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError, RagloomError
 
-from .backends import Backend, make_backend
+from .backends import Backend, make_backend, spec_of
 from .config import RunConfig
 from .curate import open_decontaminator
 from .display import Display
 from .pipeline import Pipeline
-from .plan import hash_identity, plan_identity, summarize
-from .publish import coverage
-from .quality import necessity
+from .quality import open_scorer
 from .ray_shards import (
     REDO_LOCK,
     Absorb,
@@ -52,11 +50,9 @@ from .ray_shards import (
     stats_dict,
     wait_for_redo,
 )
-from .run import RunResult, open_index, plan_jobs, run_templates
+from .run import RunResult, close_run, open_index, plan_run, run_templates
 from .run import dry_run as plan_dry_run
-from .runs.checkpoint import EXAMPLES, Checkpoint
-from .runs.rundir import GENERATE, RunDir, index_identity
-from .runs.stats import Stats
+from .runs import GENERATE, Checkpoint, RunDir, Stats
 from .templates import Templates
 from .types import Job
 
@@ -118,7 +114,7 @@ class ShardWorker:
         if cfg.quality.necessity:
             async with self._scorer_lock:  # two shards start at once on this actor's event loop
                 if self.scorer is None:
-                    self.scorer, _ = await necessity.open_scorer(cfg.quality, backend)
+                    self.scorer, _ = await open_scorer(cfg.quality, backend)
 
     async def run_shard(self, shard: int, jobs: list[Job]) -> dict[str, Any]:
         await self.ready()  # a restarted actor runs shards without the driver's call
@@ -172,7 +168,7 @@ class ShardWorker:
 
 def worker_options(cfg: RunConfig) -> dict[str, Any]:
     """Ray resources per worker: the in-process vLLM engine takes `tensor_parallel_size` GPUs."""
-    gpus = cfg.backend.tensor_parallel_size if cfg.backend.type == "vllm" else 0
+    gpus = spec_of(cfg.backend).gpus(cfg.backend)
     return {"num_cpus": 1, "num_gpus": gpus}
 
 
@@ -341,7 +337,7 @@ def _ray_session(
     index = open_index(cfg, console)  # builds a missing index on the driver, checks encoder and corpus
     templates = run_templates(cfg)
     knowledge_backend = None
-    if cfg.backend.type == "openai":
+    if not spec_of(cfg.backend).in_process:  # a server: checked once here, before the workers start
         backend = make_backend(cfg.backend)
         asyncio.run(_preflight(backend))
         if cfg.exemplar_filters.knowledge_filter:
@@ -351,22 +347,15 @@ def _ray_session(
             "exemplar_filters.knowledge_filter with backend vllm cannot run on the Ray driver; "
             "run the filter once without --ray, then rerun with --ray (its decisions are cached)"
         )
-    info: dict[str, Any] = {}
-    jobs, dropped = plan_jobs(cfg, knowledge_backend, info, index=index)
-    ident = plan_identity(cfg, index=index_identity(index.manifest), templates=templates.digests())
-    phash = hash_identity(ident, jobs)
-    out, shards, ex = Path(cfg.output), cut_shards(jobs), cfg.execution
-    root = out / "shards" / phash
+    ex = cfg.execution
+    planned = plan_run(cfg, index, templates, knowledge_backend)
+    jobs, phash, out = planned.jobs, planned.plan_hash, Path(cfg.output)
+    shards = cut_shards(jobs)
     run_info = {
-        "identity": ident,
-        "config": cfg.model_dump(mode="json"),
-        "count": len(jobs),
-        "paradigms": summarize(jobs),
-        "index": index.manifest,
-        "exemplars_dropped": dropped,
-        **info,
+        **planned.info,
         "execution": {"engine": "ray", "workers": ex.workers, "shards": len(shards), "shard_size": len(shards[0])},
     }
+    root = out / "shards" / phash
     open_decontaminator(cfg.curation, index)  # a bad eval set fails here, before any write; workers load the cache
     # held to the end of the session (the driver writes OUT only through the merge), as a local session holds it
     session = rundir.open(kind=GENERATE, plan_hash=phash, info=run_info, overwrite=overwrite, retry_failed=retry_failed)
@@ -411,14 +400,7 @@ def _ray_session(
         session.close()
     absorb.session_stats(stats, held)
     display.summary(out, interrupted=interrupted)
-    rundir.write_info(stats=stats.as_dict(), coverage=coverage.of_file(out / EXAMPLES, len(index)).as_dict())
-    if report and not interrupted:
-        from .publish.report import write_report
-
-        page = write_report(out)
-        if summary_console is not None:
-            summary_console.print(f"report: {page}", soft_wrap=True, highlight=False)
-    return RunResult(out, stats, interrupted)
+    return close_run(out, index, rundir, stats, report=report, interrupted=interrupted, summary_console=summary_console)
 
 
 async def _preflight(backend: Backend) -> None:

@@ -24,10 +24,9 @@ from ragloom.retrieval import Index
 from ragloom.errors import OutputError
 
 from .config import RunConfig
-from .curation.dedup import Deduper
+from .curation import Deduper
 from .pipeline import by_exemplar
-from .runs.checkpoint import EXAMPLES, FAILED, read_jsonl
-from .runs.stats import Stats
+from .runs import EXAMPLES, FAILED, Stats, read_jsonl
 from .types import Job, Usage
 
 

@@ -19,9 +19,8 @@ from ragloom.retrieval import Distractor, Hit, Index, Passage, sample_distractor
 import ragloom
 
 from .config import RunConfig
-from .quality.leaks import LeakScreen
-from .runs.layout import order_documents
-from .runs.record import Document, Example, ExemplarRef, Generation
+from .quality import LeakScreen
+from .runs import Document, Example, ExemplarRef, Generation, order_documents
 from .sources import job_rng
 from .templates import Templates
 from .types import Job, Pair, Usage

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError
 
-from .backends import Backend, make_backend
+from .backends import Backend, make_backend, spec_of
 from .config import RunConfig, load_config
 from .curate import open_decontaminator
 from .display import Display, arun_with_display
@@ -28,12 +28,10 @@ from .exemplars import filter_exemplars, load_source
 from .knowledge import knowledge_filter
 from .pipeline import Pipeline, by_exemplar
 from .plan import hash_identity, make_plan, plan_hash, plan_identity, summarize
-from .publish import coverage
-from .quality import necessity
+from .publish import coverage_of_file
+from .quality import open_scorer
 from .ray_shards import Absorb, asked_again, cut_shards, drop_shard_failures, wait_for_redo
-from .runs.checkpoint import EXAMPLES
-from .runs.rundir import GENERATE, RunDir, index_identity
-from .runs.stats import Stats
+from .runs import EXAMPLES, GENERATE, RunDir, Stats, index_identity
 from .source_plan import plan_sources
 from .sources import select_sources
 from .templates import Templates
@@ -152,7 +150,7 @@ class RunResult:
         """The run's records (this and earlier sessions) as a `datasets.Dataset`, in id order."""
         import datasets
 
-        from .publish.export import load_run
+        from .publish import load_run
 
         records, _, _ = load_run(self.out)
         return datasets.Dataset.from_list(records)
@@ -170,6 +168,61 @@ def absorb_shards_here(cfg: RunConfig, index: Index, jobs: list[Job], root: Path
 
 def _load_encoder(index: Index) -> None:
     index.embed_queries(["warm-up"])
+
+
+@dataclass
+class PlannedRun:
+    """What a session (local or Ray) needs before it writes anything: the plan, its identity and hash,
+    and run.json's info."""
+
+    jobs: list[Job]
+    identity: dict[str, Any]
+    plan_hash: str
+    info: dict[str, Any]
+
+
+def plan_run(
+    cfg: RunConfig, index: Index, templates: Templates, knowledge_backend: Backend | None, **extra: Any
+) -> PlannedRun:
+    """The one set-up both executions share, after the backend's preflight: plan the jobs, take the
+    run's identity and plan hash, check the eval sets (a bad one fails here, before any write), and
+    make run.json's info (`extra`: what the execution adds, e.g. Ray's shards)."""
+    info: dict[str, Any] = {}
+    jobs, dropped = plan_jobs(cfg, knowledge_backend, info, index=index)
+    ident = plan_identity(cfg, index=index_identity(index.manifest), templates=templates.digests())
+    run_info = {
+        "identity": ident,
+        "config": cfg.model_dump(mode="json"),
+        "count": len(jobs),
+        "paradigms": summarize(jobs),
+        "index": index.manifest,
+        "exemplars_dropped": dropped,
+        **info,
+        **extra,
+    }
+    return PlannedRun(jobs, ident, hash_identity(ident, jobs), run_info)
+
+
+def close_run(
+    out: Path,
+    index: Index,
+    rundir: RunDir,
+    stats: Stats,
+    *,
+    report: bool,
+    interrupted: bool,
+    summary_console: Console | None,
+) -> RunResult:
+    """The end both executions share: the stats and the whole run's coverage into run.json, then the
+    report page (not after an interruption), named on the summary console."""
+    rundir.write_info(stats=stats.as_dict(), coverage=coverage_of_file(out / EXAMPLES, len(index)).as_dict())
+    if report and not interrupted:
+        from .publish import write_report
+
+        page = write_report(out)
+        if summary_console is not None:
+            summary_console.print(f"report: {page}", soft_wrap=True, highlight=False)
+    return RunResult(out, stats, interrupted)
 
 
 async def _prepare(cfg: RunConfig, console: Console | None) -> tuple[Templates, Index, Backend]:
@@ -221,28 +274,18 @@ async def aexecute(
     rundir = RunDir(cfg.output)
     try:
         if cfg.quality.necessity:  # a scorer that cannot score stops the run before anything is written
-            scorer, own_scorer = await necessity.open_scorer(cfg.quality, backend)
+            scorer, own_scorer = await open_scorer(cfg.quality, backend)
         knowledge_backend = None
         if cfg.exemplar_filters.knowledge_filter:
             # its own client for its own event loop (an in-process engine is shared: loading it twice would not fit)
-            knowledge_backend = backend if cfg.backend.type == "vllm" else make_backend(cfg.backend)
-        info: dict[str, Any] = {}
-        jobs, dropped = await asyncio.to_thread(plan_jobs, cfg, knowledge_backend, info, index=index)
-        ident = plan_identity(cfg, index=index_identity(index.manifest), templates=templates.digests())
-        phash = hash_identity(ident, jobs)
+            knowledge_backend = backend if spec_of(cfg.backend).in_process else make_backend(cfg.backend)
+        planned = await asyncio.to_thread(plan_run, cfg, index, templates, knowledge_backend)
+        jobs, phash = planned.jobs, planned.plan_hash
         decon = await asyncio.to_thread(open_decontaminator, cfg.curation, index)  # a bad eval set: before any write
         checkpoint = rundir.open(
             kind=GENERATE,
             plan_hash=phash,
-            info={
-                "identity": ident,
-                "config": cfg.model_dump(mode="json"),
-                "count": len(jobs),
-                "paradigms": summarize(jobs),
-                "index": index.manifest,
-                "exemplars_dropped": dropped,
-                **info,
-            },
+            info=planned.info,
             overwrite=overwrite,
             retry_failed=retry_failed,
             sync_inline=False,
@@ -260,15 +303,15 @@ async def aexecute(
         )
         order = [j.id for j in by_exemplar(jobs)]  # the whole plan's: a resumed run decides in the same order
         interrupted = await arun_with_display(display, checkpoint, Path(cfg.output), pipeline.run(todo, order))
-        cover = coverage.of_file(Path(cfg.output) / EXAMPLES, len(index))  # the whole run's records
-        rundir.write_info(stats=stats.as_dict(), coverage=cover.as_dict())
-        if report and not interrupted:
-            from .publish.report import write_report
-
-            page = write_report(Path(cfg.output))
-            if summary_console is not None:
-                summary_console.print(f"report: {page}", soft_wrap=True, highlight=False)
-        return RunResult(Path(cfg.output), stats, interrupted)
+        return close_run(
+            Path(cfg.output),
+            index,
+            rundir,
+            stats,
+            report=report,
+            interrupted=interrupted,
+            summary_console=summary_console,
+        )
     finally:
         rundir.close()
         with contextlib.suppress(Exception):

@@ -13,7 +13,8 @@ from ragloom.retrieval import Passage
 
 from ragloom.errors import ConfigError, MissingInputError
 
-from .types import PARADIGMS, Exemplar
+from .paradigms import PARADIGMS
+from .types import Exemplar
 
 REQUIRED_VARIABLES = ("documents", "exemplar")
 ALLOWED_VARIABLES = {"documents", "exemplar", "paradigm", "language"}
@@ -49,7 +50,7 @@ class Templates:
         }
 
     def _load(self, name: str) -> None:
-        fname = f"{name}.j2"
+        fname = PARADIGMS[name].template_file if name in PARADIGMS else f"{name}.j2"
         try:
             source, filename, _ = self.env.loader.get_source(self.env, fname)  # type: ignore[union-attr]
         except jinja2.TemplateNotFound:

@@ -1,28 +1,11 @@
 """The records of the generation layer: Exemplar, Job, Pair, Usage, InstructionPair (the output
-records are in generator/record.py)."""
+records are in generator/runs/record.py; the paradigms in generator/paradigms.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ragloom.retrieval import Passage
-
-PARADIGMS: dict[str, tuple[int, int]] = {
-    # name: (min source docs, max source docs)
-    "useless_doc": (1, 1),
-    "single_doc_support": (1, 1),
-    "multi_doc_support": (2, 4),
-    "single_doc_answer": (1, 1),
-    "multi_doc_answer": (2, 4),
-}
-
-PARADIGM_DEFINITIONS: dict[str, str] = {
-    "useless_doc": "q* is related to the document, but the document gives no useful information; a* answers from general knowledge",
-    "single_doc_support": "the document helps (hints, facts) but does not state the answer",
-    "multi_doc_support": "several documents help together, none states the answer",
-    "single_doc_answer": "the answer is fully derivable from the one document",
-    "multi_doc_answer": "the answer needs several documents (multi-hop or integration)",
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,15 +17,32 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..quality.conformance import CheckInput, ConformanceChecker
-from ..quality.leaks import LeakRule, LeakScreen
-from ..quality.parsing import parse_pair
-from ..quality.relevance import RelevanceCheck
-from ..quality.span_freq import SpanFrequency
+from ..quality import (
+    CheckContext,
+    CheckItem,
+    ConformanceChecker,
+    LeakRule,
+    LeakScreen,
+    Outcome,
+    Quality,
+    RecordCheck,
+    SpanFrequency,
+    build_checks,
+    parse_pair,
+    verdicts_now,
+)
 from ..types import Exemplar
 from .reader import AuditRecord
 
 AUDIT_CODES = ("paradigm_mismatch", "distractor_leak", "distractor_rank", "short_padded", "off_topic")
+
+
+def audit_checks(quality: Quality, checker: ConformanceChecker) -> list[RecordCheck]:
+    """The record checks `generate` runs, built from the run's `quality:` section by the same registry
+    (quality/checks.py), less what needs a model to answer (the LLM judge, necessity scoring). The
+    paradigm check always runs: audit reports what the sources do even where the run turned it off."""
+    q = quality.model_copy(update={"conformance": True, "judge": False, "necessity": False})
+    return build_checks(q, CheckContext(checker=checker))
 
 
 @dataclass
@@ -74,12 +91,16 @@ class Auditor:
         leak_rule: LeakRule | None = None,
         total_docs: int | None = None,
         batch_size: int = 256,
-        relevance: RelevanceCheck | None = None,
+        checks: Sequence[RecordCheck] | None = None,
     ) -> None:
-        """The settings come from the run's config models (`audit_cmd.run_sections`), as generate uses them.
-        `relevance`: the `off_topic` check (None: off, as with `quality.relevance: false`); `frequency`: the
+        """The settings come from the run's config models (`command.run_sections`), as generate uses them.
+        `checks`: the record checks (`audit_checks`; None: the paradigm check alone); `frequency`: the
         span counts of the key-span rule (None: every span counts as specific)."""
-        self.checker, self.relevance = checker, relevance
+        self.checker = checker
+        if checks is None:
+            checks = audit_checks(Quality(relevance=False), checker)
+        self.paradigm = next(c for c in checks if c.name == "paradigm")
+        self.others = [c for c in checks if c.name != "paradigm"]
         self.screen = LeakScreen(
             checker, similarity=leak_similarity, gate_words=leak_gate_words, frequency=frequency, rule=leak_rule
         )
@@ -95,22 +116,23 @@ class Auditor:
                 progress(len(batch))
 
     def _batch(self, batch: Sequence[AuditRecord]) -> list[dict[str, Any]]:
-        inputs = []
+        items = []
         for r in batch:
             docs = r.with_role("source") if r.has_roles else [d for d in r.documents]
-            inputs.append(
-                CheckInput(r.question, r.answer, [d.passage for d in docs], r.paradigm if r.has_roles else None)
+            items.append(
+                CheckItem(r.question, r.answer, r.paradigm if r.has_roles else None, tuple(d.passage for d in docs))
             )
-        verdicts = self.checker.check([i for i in inputs if i.sources])
-        it = iter(verdicts)
-        found = [next(it) if i.sources else None for i in inputs]
+        verdicts = iter(verdicts_now(self.paradigm, [i for i in items if i.sources]))
+        found = [next(verdicts).figures if i.sources else None for i in items]
         self.screen.prefetch([(r.answer, d.passage) for r in batch if r.has_roles for d in r.with_role("distractor")])
-        relevant = self.relevance.verdict([(r.question, r.answer) for r in batch]) if self.relevance else None
         out = [self._one(r, v) for r, v in zip(batch, found, strict=True)]
-        for result, rel in zip(out, relevant or [], strict=False):
-            result["scores"]["relevance"] = rel
-            if not rel["ok"]:
-                result["issues"].append("off_topic")
+        for check in self.others:  # relevance and any later check: the same objects `generate` runs
+            applies = [k for k, i in enumerate(items) if check.applies(i.paradigm)]
+            outcomes: list[Outcome] = verdicts_now(check, [items[k] for k in applies])
+            for k, o in zip(applies, outcomes, strict=True):
+                out[k]["scores"][check.key or check.name] = o.figures
+                if not o.ok and o.code:
+                    out[k]["issues"].append(o.code)
         return out
 
     def _one(self, r: AuditRecord, verdict: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,16 +14,16 @@ from ragloom.retrieval import DEFAULT_ENCODER, Encoder, EncoderSpec, PassageStor
 from ragloom.errors import ConfigError, OutputError
 
 from ..config import Distractors, Quality, describe_error
-from ..publish.coverage import coverage
-from ..quality.conformance import ConformanceChecker
-from ..quality.parsing import REASONS
-from ..quality.relevance import RelevanceCheck
-from ..quality.span_freq import SpanFrequency
-from .auditor import AUDIT_CODES, Auditor, AuditSummary
+from ..publish import coverage
+from ..quality import REASONS, ConformanceChecker, SpanFrequency, registered_codes
+from .auditor import AUDIT_CODES, Auditor, AuditSummary, audit_checks
 from .curation import CURATION_CODES, curate, parse_eval_set
 from .reader import AuditRecord, read_input
 
-KNOWN_CODES = tuple(dict.fromkeys((*REASONS, *AUDIT_CODES, *CURATION_CODES)))
+
+def known_codes() -> tuple[str, ...]:
+    """The codes `--fail-on` accepts: validation, audit's own, every registered check's, curation."""
+    return tuple(dict.fromkeys((*REASONS, *AUDIT_CODES, *registered_codes(), *CURATION_CODES)))
 
 
 def encoder_spec(run: dict[str, Any], index: str | None, encoder: str | None) -> EncoderSpec:
@@ -84,7 +84,7 @@ def audit(
         leak_gate_words=quality.leak_gate_words,
         band_start=dist.rank_band[0],
         total_docs=dist.total_docs if "distractors" in cfg else None,
-        relevance=RelevanceCheck(checker, quality.relevance_thresholds()) if quality.relevance else None,
+        checks=audit_checks(quality, checker),
         frequency=span_frequency(records, run, index),
         leak_rule=quality.leak_rule(),
     )
@@ -137,9 +137,10 @@ def index_coverage(records: Sequence[AuditRecord], index: str) -> dict[str, Any]
 
 def parse_fail_on(value: str | None) -> set[str]:
     codes = {c.strip() for c in (value or "").split(",") if c.strip()}
-    unknown = sorted(codes - set(KNOWN_CODES))
+    known = known_codes()
+    unknown = sorted(codes - set(known))
     if unknown:
-        raise ConfigError(f"--fail-on {unknown[0]!r}: unknown code; use one of {', '.join(KNOWN_CODES)}")
+        raise ConfigError(f"--fail-on {unknown[0]!r}: unknown code; use one of {', '.join(known)}")
     return codes
 
 

@@ -16,8 +16,7 @@ from ragloom.retrieval import Encoder
 from ragloom.errors import ConfigError
 
 from ..curate import default_cache_dir
-from ..curation.decontam import Decontaminator, EvalSet
-from ..curation.dedup import DedupConfig, Deduper
+from ..curation import Decontaminator, DedupConfig, Deduper, EvalSet
 from .reader import AuditRecord
 
 CURATION_CODES = ("duplicate_instruction", "contaminated")

@@ -16,9 +16,9 @@ from ragloom.retrieval import Passage
 
 from ragloom.errors import InputFormatError, MissingDependencyError, MissingInputError
 
-from ..exemplars import records as json_records
-from ..runs.rundir import read_run_json
-from ..types import PARADIGMS
+from ..paradigms import PARADIGMS
+from ..runs import read_records as json_records
+from ..runs import read_run_json
 
 _QUESTION_KEYS = ("instruction", "question", "query", "prompt")
 _ANSWER_KEYS = ("answer", "output", "response", "completion")

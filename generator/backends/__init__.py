@@ -1,62 +1,49 @@
-"""LLM backends, chosen by `backend.type` in the config."""
+"""LLM and scoring backends (owns the `backend:` section's models).
+
+What it owns: the Backend protocol (base.py), one module per backend type, retries and transport
+errors, LSR's target-token alignment (scoring.py), and the registry (registry.py): the one list of
+backend types that config validation, the plan hash's transport exclusions, preflight and Ray read.
+It may import: the core's leaf modules (strict), ragloom.errors, and third-party clients (imported
+lazily, where a backend is made). Nothing else in generator/ imports a module of this package
+directly: use what this `__init__` exports.
+"""
 
 from __future__ import annotations
 
-from ..config import LlamaCppBackendConfig, OpenAIBackendConfig, VLLMBackendConfig
+from typing import TYPE_CHECKING, Any
+
 from .base import Backend, ChatRequest, ChatResult, ScoreRequest, ScoreResult
+from .config import LlamaCppBackendConfig, OpenAIBackendConfig, VLLMBackendConfig
+from .registry import BACKENDS, BackendSpec, config_union, identity_of_backend, make_backend, register, spec_of
+from .scoring import AlignmentError, lsr_scores, target_tokens
 
-# How each backend is reached or run, not what it makes: left out of the run's identity, so a
-# restarted server on a new port, a longer timeout or more concurrency resumes the same run.
-TRANSPORT: dict[str, frozenset[str]] = {
-    "openai": frozenset(
-        {
-            "concurrency",
-            "timeout",
-            "max_retries",
-            "max_retry_wait",
-            "base_url",
-            "api_key_env",
-            "extra_headers",
-            "default_query",
-            "auth_header",
-        }
-    ),
-    "vllm": frozenset({"batch_size", "gpu_memory_utilization", "tensor_parallel_size"}),
-    "llama_cpp": frozenset({"n_threads"}),
-}
-
-
-def identity_of_backend(section: dict | None) -> dict | None:
-    """A backend section (as JSON) without its transport keys."""
-    if section is None:
-        return None
-    drop = TRANSPORT.get(str(section.get("type")), frozenset())
-    return {k: v for k, v in section.items() if k not in drop}
-
-
-def make_backend(cfg: OpenAIBackendConfig | VLLMBackendConfig | LlamaCppBackendConfig) -> Backend:
-    if cfg.type == "openai":
-        from .openai_backend import OpenAIBackend
-
-        return OpenAIBackend(cfg)
-    if cfg.type == "vllm":
-        from .vllm_backend import VLLMBackend
-
-        return VLLMBackend(cfg)
-    if cfg.type == "llama_cpp":
-        from .llama_cpp_backend import LlamaCppBackend
-
-        return LlamaCppBackend(cfg)
-    raise ValueError(f"unknown backend type {cfg.type!r}")
-
+# the `backend:` section (backends that chat) and what may score (every registered backend)
+if TYPE_CHECKING:  # built from the registry at run time; a static checker sees any section
+    BackendConfig = Any
+    ScoringBackendConfig = Any
+else:
+    BackendConfig = config_union(generating=True)
+    ScoringBackendConfig = config_union(generating=False)
 
 __all__ = [
-    "TRANSPORT",
+    "BACKENDS",
+    "AlignmentError",
     "Backend",
+    "BackendConfig",
+    "BackendSpec",
     "ChatRequest",
     "ChatResult",
+    "LlamaCppBackendConfig",
+    "OpenAIBackendConfig",
     "ScoreRequest",
     "ScoreResult",
+    "ScoringBackendConfig",
+    "VLLMBackendConfig",
+    "config_union",
     "identity_of_backend",
+    "lsr_scores",
     "make_backend",
+    "register",
+    "spec_of",
+    "target_tokens",
 ]

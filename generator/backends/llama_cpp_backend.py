@@ -24,8 +24,8 @@ import numpy as np
 
 from ragloom.errors import ConfigError
 
-from ..config import LlamaCppBackendConfig
 from .base import ChatRequest, ChatResult, ScoreRequest, ScoreResult
+from .config import LlamaCppBackendConfig
 
 
 class LocalScorer:

@@ -21,8 +21,8 @@ from typing import Any
 
 from ragloom.errors import BackendError, ConfigError
 
-from ..config import OpenAIBackendConfig
 from .base import ChatRequest, ChatResult, ScoreRequest, ScoreResult
+from .config import OpenAIBackendConfig
 from .retry import Slots, with_retries
 from .scoring import AlignmentError, target_tokens
 from .transport import Connection, Garbled, Status, Timeout, Transport, base_url, reason, transient

@@ -21,7 +21,7 @@ import aiohttp
 
 import ragloom
 
-from ..config import OpenAIBackendConfig
+from .config import OpenAIBackendConfig
 
 OPENAI_URL = "https://api.openai.com/v1"
 

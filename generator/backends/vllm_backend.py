@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from ragloom.errors import BackendError, MissingDependencyError
 
-from ..config import VLLMBackendConfig
 from .base import ChatRequest, ChatResult, ScoreRequest, ScoreResult
+from .config import VLLMBackendConfig
 from .scoring import AlignmentError, target_tokens
 
 T = TypeVar("T")

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ragloom.errors import ConfigError, InputFormatError, MissingInputError
 
+from ..runs import read_records
 from .ngram_tables import Spans, Tables, word_hashes
 
 INDEX_VERSION = 2
@@ -135,9 +136,7 @@ def _rows(s: EvalSet) -> Iterator[tuple[Any, str]]:
         except UnicodeDecodeError as e:
             raise InputFormatError(f"{p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     else:
-        from ..exemplars import records  # the exemplar loaders' reader (imported here: exemplars imports config)
-
-        yield from records(p)
+        yield from read_records(p)
 
 
 def _dataset_dir_rows(p: Path, s: EvalSet, where: str) -> Iterator[tuple[Any, str]]:

@@ -19,8 +19,8 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 import ragloom
 
-from ..runs.record import Example, LmFtRecord, LsrRecord, Record
-from ..types import PARADIGM_DEFINITIONS
+from ..paradigms import PARADIGMS
+from ..runs import Example, LmFtRecord, LsrRecord, Record
 
 _PATH_KEYS = {"index", "output", "path", "source", "templates", "knowledge_cache", "dir", "pairs"}
 _PRIVATE_KEYS = {"base_url", "extra_body", "extra_headers", "default_query", "api_key_env"}
@@ -147,7 +147,7 @@ def write_card(
         "",
         "### Paradigms",
         "",
-        *[f"- `{k}`: {v}" for k, v in PARADIGM_DEFINITIONS.items()],
+        *[f"- `{k}`: {v.definition}" for k, v in PARADIGMS.items()],
         "",
         "## Statistics",
         "",
@@ -346,8 +346,8 @@ def curation_section(
     """The card's curation part: figures (drawn into `directory/figures/`), the source-slot
     histogram, curation drops, the contamination table and the export layouts used.
     Returns the markdown lines and the figure files written."""
-    from ..curation.decontam import contamination_table
-    from ..runs.layout import source_slots
+    from ..curation import contamination_table
+    from ..runs import source_slots
     from .coverage import corpus_size, of_records
     from .figures import draw_figures
 

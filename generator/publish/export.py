@@ -15,10 +15,21 @@ from typing import Any
 
 from ragloom.errors import ConfigError, InputFormatError, MissingInputError, OutputError
 
-from ..runs.checkpoint import EXAMPLES, FAILED, read_jsonl
-from ..runs.layout import FIXED, Layouter, render
-from ..runs.record import Example, LmFtRecord, LsrRecord, Record, from_dict
-from ..runs.rundir import GENERATE, read_run_json
+from ..runs import (
+    EXAMPLES,
+    FAILED,
+    FIXED,
+    GENERATE,
+    Example,
+    Layouter,
+    LmFtRecord,
+    LsrRecord,
+    Record,
+    from_dict,
+    read_jsonl,
+    read_run_json,
+    render,
+)
 from .card import CARD, is_ragloom_card, write_card, write_radit_card
 
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..runs.layout import source_slots
-from ..types import PARADIGMS
+from ..paradigms import PARADIGMS
+from ..runs import source_slots
 from .coverage import corpus_size, of_records
 
 FIGURE_DIR = "figures"

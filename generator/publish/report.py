@@ -25,7 +25,7 @@ import jinja2
 import ragloom
 from ragloom.errors import InputFormatError, MissingInputError, OutputError
 
-from ..runs.checkpoint import EXAMPLES, FAILED, RUN, read_jsonl
+from ..runs import EXAMPLES, FAILED, RUN, read_jsonl
 from .report_data import generate_view
 from .report_radit import lm_ft_view, lsr_view
 

@@ -19,7 +19,7 @@ import random
 from collections import Counter, defaultdict
 from typing import Any
 
-from ..plan import paradigm_counts
+from ..paradigms import paradigm_counts
 from .coverage import corpus_size, of_records
 
 BAD_RECORD = (KeyError, TypeError, ValueError, AttributeError, IndexError)

@@ -1,0 +1,64 @@
+"""Quality: record-level checks (owns the `quality:` and `validation:` sections).
+
+What it owns: reply parsing and validation codes (`parse_pair`, `REASONS`), the paradigm check
+(`ConformanceChecker`, its sentence spans), the distractor leak screen (`LeakScreen`), relevance
+(`off_topic`), the LLM judge and its cache, LM necessity scoring, and the gate that runs the enabled
+checks over a batch. Every record-level check is one object of the check protocol (`checks.py`):
+the pipeline and `ragloom audit` loop over the same objects.
+It may import: backends (through its `__init__`), the core's leaf modules (types, paradigms, strict),
+ragloom.retrieval and ragloom.errors. It never imports the run config: each check takes its section.
+"""
+
+from __future__ import annotations
+
+from .checks import (
+    CHECKS,
+    CheckContext,
+    CheckItem,
+    Outcome,
+    RecordCheck,
+    build_checks,
+    registered_codes,
+    verdicts_now,
+)
+from .config import Quality, Validation
+from .conformance import CheckInput, ConformanceChecker, ConformanceThresholds
+from .gate import ParadigmCheck
+from .judge import JudgeCache, judge_cache
+from .leaks import LeakRule, LeakScreen
+from .necessity import NecessityCheck, NecessityConfig, checked, open_scorer
+from .parsing import PAIR_JSON_SCHEMA, REASONS, Thresholds, parse_pair
+from .relevance import RelevanceCheck, RelevanceThresholds
+from .span_freq import SpanFrequency
+
+__all__ = [
+    "CHECKS",
+    "PAIR_JSON_SCHEMA",
+    "REASONS",
+    "CheckContext",
+    "CheckInput",
+    "CheckItem",
+    "ConformanceChecker",
+    "ConformanceThresholds",
+    "JudgeCache",
+    "LeakRule",
+    "LeakScreen",
+    "NecessityCheck",
+    "NecessityConfig",
+    "Outcome",
+    "ParadigmCheck",
+    "Quality",
+    "RecordCheck",
+    "RelevanceCheck",
+    "RelevanceThresholds",
+    "SpanFrequency",
+    "Thresholds",
+    "Validation",
+    "build_checks",
+    "checked",
+    "judge_cache",
+    "open_scorer",
+    "parse_pair",
+    "registered_codes",
+    "verdicts_now",
+]

@@ -11,8 +11,9 @@ either passes the lower support bar. The sources together state it when their un
 
 found: "states" (one source states it, or two or more contribute and together state it),
 "supports" (at least one contributes), "no_help". What each paradigm needs:
-useless_doc no_help; single_doc_support supports; single_doc_answer states; multi_doc_answer
-states with >= 2 contributing; multi_doc_support no single source stating and >= 2 contributing.
+each paradigm's registry entry (generator/paradigms.py): useless_doc no_help; single_doc_support
+supports; single_doc_answer states; multi_doc_answer states with >= 2 contributing; multi_doc_support
+no single source stating and >= 2 contributing.
 
 One encoder call per batch embeds every answer and source sentence not seen before.
 """
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..paradigms import get as get_paradigm
 from .spans import content_words, key_spans, novel_words, span_in, split_sentences
 
 
@@ -60,19 +62,10 @@ class CheckInput:
 
 
 def verdict(paradigm: str | None, found: str, any_states: bool, contributing: int) -> bool | None:
+    """What the paradigm's registry entry requires of what was found (None: no paradigm given)."""
     if paradigm is None:
         return None
-    if paradigm == "useless_doc":
-        return found == "no_help"
-    if paradigm == "single_doc_support":
-        return found == "supports"
-    if paradigm == "single_doc_answer":
-        return found == "states"
-    if paradigm == "multi_doc_answer":
-        return found == "states" and contributing >= 2
-    if paradigm == "multi_doc_support":
-        return not any_states and contributing >= 2
-    raise ValueError(f"unknown paradigm {paradigm!r}")
+    return get_paradigm(paradigm).conformance(found, any_states, contributing)
 
 
 def gated_sentences(answer: str, text: str, gate_words: int) -> list[str]:

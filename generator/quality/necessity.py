@@ -21,13 +21,20 @@ llama.cpp's server computes echoed logprobs by sorting the whole vocabulary for 
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends.base import ScoreRequest, ScoreResult
+from ..backends import ScoreRequest, ScoreResult
+from ..paradigms import get as get_paradigm
+from .checks import Outcome
 
-CHECKED = ("single_doc_answer", "multi_doc_answer", "useless_doc")
+
+def checked(paradigm: str) -> bool:
+    """Whether the paradigm's registry entry has a necessity rule (the `*_support` paradigms do not)."""
+    return get_paradigm(paradigm).necessity is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +65,7 @@ def requests_for(paradigm: str, question: str, answer: str, sources: Sequence[di
     """With all sources, without any, and (multi_doc_answer) without each one in turn."""
     target = " " + answer.strip()
     reqs = [ScoreRequest(prefix(question, sources), target), ScoreRequest(prefix(question, []), target)]
-    if paradigm == "multi_doc_answer":
+    if get_paradigm(paradigm).necessity == "each_needed":
         reqs += [
             ScoreRequest(prefix(question, [s for j, s in enumerate(sources) if j != i]), target)
             for i in range(len(sources))
@@ -85,11 +92,12 @@ def judge(paradigm: str, results: Sequence[ScoreResult], cfg: NecessityConfig) -
         "closed_book": round(closed, 4),
         "gain": round(gain, 4),
     }
-    if paradigm == "useless_doc":
+    rule = get_paradigm(paradigm).necessity
+    if rule == "unhelpful":
         return Verdict("paradigm_mismatch" if gain > cfg.margin else None, scores)
     if gain <= cfg.margin:
         return Verdict("answerable_closed_book", scores)
-    if paradigm == "multi_doc_answer":
+    if rule == "each_needed":
         drops = [round(with_docs - _mean(r), 4) for r in results[2:]]
         scores["leave_one_out_drop"] = drops
         if any(d <= cfg.loo_margin for d in drops):
@@ -100,8 +108,8 @@ def judge(paradigm: str, results: Sequence[ScoreResult], cfg: NecessityConfig) -
 async def check(
     backend: Any, paradigm: str, question: str, answer: str, sources: Sequence[dict[str, Any]], cfg: NecessityConfig
 ) -> Verdict:
-    """Score and judge one record (a paradigm not in CHECKED passes unscored)."""
-    if paradigm not in CHECKED:
+    """Score and judge one record (a paradigm without a necessity rule passes unscored)."""
+    if not checked(paradigm):
         return Verdict(None, {})
     results = await backend.score(requests_for(paradigm, question, answer, sources))
     return judge(paradigm, results, cfg)
@@ -141,3 +149,57 @@ async def open_scorer(quality: Any, backend: Any) -> tuple[Any, bool]:
             "{type: llama_cpp, model_path: FILE.gguf} or a server that returns prompt log-probabilities (vLLM)"
         )
     return scorer, owned
+
+
+class NecessityCheck:
+    """`quality.necessity` as one object of the check protocol (checks.py): the scores go in the record's
+    `quality.necessity`. A record the scorer could not score is kept and counted `necessity_unscored`;
+    a scorer that could not be reached leaves the job unfinished (the run's scorer breaker counts it)."""
+
+    name = "necessity"
+    key = "necessity"
+    codes = ("answerable_closed_book", "source_unused", "paradigm_mismatch")
+    per_paradigm = frozenset({"paradigm_mismatch"})
+    breaker = "scorer"
+
+    def __init__(self, q: Any, scorer: Any) -> None:
+        self.scorer, self.cfg = scorer, config_of(q)
+
+    @classmethod
+    def build(cls, q: Any, ctx: Any) -> NecessityCheck | None:
+        """Needs the scorer the caller opened and checked (`open_scorer`) before anything was written."""
+        if not q.necessity:
+            return None
+        if ctx.scorer is None:
+            raise ValueError("quality.necessity is on: pass the scorer from necessity.open_scorer")
+        return cls(q, ctx.scorer)
+
+    def applies(self, paradigm: str | None) -> bool:
+        return paradigm is not None and checked(paradigm)
+
+    async def averdicts(self, items: Sequence[Any]) -> list[Outcome]:
+        checks = [
+            check(
+                self.scorer,
+                str(i.paradigm),
+                i.question,
+                i.answer,
+                [{"title": s.title, "text": s.text} for s in i.sources],
+                self.cfg,
+            )
+            for i in items
+        ]
+        return [self._outcome(v) for v in await asyncio.gather(*checks)]
+
+    @staticmethod
+    def _outcome(v: Verdict) -> Outcome:
+        if v.scores.get("transport"):  # the scorer's server failed: never written unscored
+            return Outcome(False, unfinished=str(v.scores["error"]))
+        return Outcome(v.reason is None, v.reason, v.scores)
+
+    def figures(self, outcomes: Sequence[Outcome]) -> Counter[str]:
+        """necessity_passed, necessity_unscored, necessity_<reason>."""
+        return Counter(
+            "necessity_unscored" if "error" in o.figures else ("necessity_passed" if o.ok else f"necessity_{o.code}")
+            for o in outcomes
+        )

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .checks import Outcome
 from .parsing import extract_json
 from .spans import split_sentences
 
@@ -117,9 +118,14 @@ def parse_judge(text: str) -> bool | None:
 
 
 class RelevanceCheck:
-    """One verdict per (question, answer): `{"ok", "rule", <scores>[, "judge"]}`; `ok` False is `off_topic`."""
+    """One verdict per (question, answer): `{"ok", "rule", <scores>[, "judge"]}`; `ok` False is `off_topic`.
+    One object of the check protocol (checks.py): its figures go in the record's `quality.relevance`."""
 
+    name = "relevance"
+    key = "relevance"
     codes = CODES
+    per_paradigm = frozenset({"off_topic"})
+    breaker = "judge"
 
     def __init__(
         self,
@@ -153,10 +159,36 @@ class RelevanceCheck:
         judged = await self._judge(pairs)
         return [None if j is None else self._merge(v, j) for v, j in zip(verdicts, judged, strict=True)]
 
-    @staticmethod
-    def figures(verdicts: Sequence[dict[str, Any]]) -> Counter[str]:
+    @classmethod
+    def build(cls, q: Any, ctx: Any) -> RelevanceCheck | None:
+        """`quality.relevance` on the paradigm check's encoder cache; with `quality.judge`, the run's backend
+        is asked too, its replies in the run's judge cache (shared with the paradigm judge)."""
+        if not q.relevance or ctx.checker is None:
+            return None
+        judged = q.judge and ctx.backend is not None
+        return cls(
+            ctx.checker,
+            q.relevance_thresholds(),
+            backend=ctx.backend if judged else None,
+            cache=ctx.judge_cache if judged else None,
+            combine=q.combine,
+        )
+
+    def applies(self, paradigm: str | None) -> bool:
+        return True
+
+    async def averdicts(self, items: Sequence[Any]) -> list[Outcome]:
+        verdicts = await self.averdict([(i.question, i.answer) for i in items])
+        return [
+            Outcome(False, unfinished="judge_no_verdict")
+            if v is None
+            else Outcome(bool(v["ok"]), None if v["ok"] else "off_topic", v)
+            for v in verdicts
+        ]
+
+    def figures(self, outcomes: Sequence[Outcome]) -> Counter[str]:
         """Counts for run.json: relevance_passed, relevance_off_topic."""
-        return Counter("relevance_passed" if v["ok"] else "relevance_off_topic" for v in verdicts)
+        return Counter("relevance_passed" if o.ok else "relevance_off_topic" for o in outcomes)
 
     def _texts(self, question: str, answer: str) -> tuple[str, list[str]]:
         if len(answer.split()) <= self.t.short_answer_words:

@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -144,3 +145,26 @@ class Checkpoint:
                 except OSError:
                     pass
             self._files.clear()
+
+
+def read_records(path: Path) -> Iterator[tuple[Any, str]]:
+    """(record, "file:line") from a JSON array or JSON lines file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputFormatError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputFormatError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        for i, rec in enumerate(data, 1):
+            yield rec, f"{path}:item {i}"
+        return
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line), f"{path}:{lineno}"
+        except json.JSONDecodeError as e:
+            raise InputFormatError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None

@@ -29,6 +29,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from ..paradigms import PARADIGMS
+
 D = TypeVar("D")
 Order = Literal["shuffle", "balanced", "sources_first", "sources_last"]
 ORDERS: tuple[str, ...] = ("shuffle", "balanced", "sources_first", "sources_last")
@@ -105,7 +107,12 @@ LAYOUTS: dict[str, str] = {
 }
 PLAIN_LAYOUT = "{instruction}"
 NUMBERINGS = ("brackets", "dotted", "none")
-PLAIN_OK = frozenset({"useless_doc", "single_doc_support", "multi_doc_support"})
+
+
+def _plain_ok(paradigm: Any) -> bool:
+    """Only a paradigm whose sources do not state a* may be shown without them (its registry entry)."""
+    p = PARADIGMS.get(paradigm) if isinstance(paradigm, str) else None
+    return p is not None and p.plain_layout
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +161,7 @@ class Layouter:
         if self.mode == "fixed":
             return FIXED
         rng = _rng(self.seed, str(rec["id"]), "export-layout")
-        plain = rng.random() < self.plain_share and rec.get("paradigm") in PLAIN_OK
+        plain = rng.random() < self.plain_share and _plain_ok(rec.get("paradigm"))
         layout = rng.choice(sorted(LAYOUTS))
         numbering = rng.choice(NUMBERINGS)
         titles = rng.random() < 0.5
