@@ -14,14 +14,13 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ragloom.retrieval import Index
 
-from .config import Curation, RunConfig
-from .curation import Decontaminator, Deduper, InOrder, early_duplicates
+from .config import RunConfig
+from .curation import Decontaminator, Deduper, InOrder, early_duplicates, open_decontaminator
 from .records import Attempted
 from .types import Job
 
@@ -34,25 +33,6 @@ class Decided:
     reask: list[Job] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
     counts: Counter[str] = field(default_factory=Counter)  # duplicates by the check that found them
-
-
-def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "ragloom" / "decontam"
-
-
-def open_decontaminator(c: Curation, index: Index) -> Decontaminator | None:
-    """The run's eval sets, loaded (or built and cached) with the index's encoder; None without any.
-    `generate` calls it before anything is written, so a bad eval set is a one-line error."""
-    if not c.decontaminate:
-        return None
-    return Decontaminator.open(
-        c.decontaminate,
-        Path(c.cache_dir).expanduser() if c.cache_dir else default_cache_dir(),
-        ns=c.decontam_ngrams,
-        min_words=c.decontam_min_words,
-        embed=index.embed_queries,
-        encoder=index.encoder.cache_tag,
-    )
 
 
 class Curator:

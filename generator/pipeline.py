@@ -93,7 +93,7 @@ class Pipeline:
     ) -> None:
         """`scorer`: the necessity scorer, opened and checked by the caller before anything is written
         (`necessity.open_scorer`: once per run in run.py, once per Ray worker), and closed by it.
-        `decon`: the run's eval sets, opened by the caller (`curate.open_decontaminator`)."""
+        `decon`: the run's eval sets, opened by the caller (`curation.open_decontaminator`)."""
         self.decon = decon
         if cfg.quality.necessity and scorer is None:
             raise ValueError("quality.necessity is on: pass the scorer from necessity.open_scorer")

@@ -33,7 +33,7 @@ from ragloom.errors import ConfigError, RagloomError
 
 from .backends import Backend, make_backend, spec_of
 from .config import RunConfig
-from .curate import open_decontaminator
+from .curation import open_decontaminator
 from .display import Display
 from .pipeline import Pipeline
 from .quality import open_scorer

@@ -142,8 +142,8 @@ class RecordBuilder:
             where = (rows == row).nonzero()[0] if row is not None else []
             return int(where[0]) if len(where) else None
 
-        docs = [Document(p.id, p.title, p.text, "source", rank_of(p), None) for p in job.sources]
-        docs += [Document(d.passage.id, d.passage.title, d.passage.text, "distractor", d.rank, d.rule) for d in picks]
+        docs = [Document.of(p, "source", rank_of(p)) for p in job.sources]
+        docs += [Document.of(d.passage, "distractor", d.rank, d.rule) for d in picks]
         d = self.cfg.distractors
         docs = order_documents(
             docs, self.cfg.documents.order, seed=self.cfg.seed, job_id=job.id, position=job.position, slots=d.total_docs

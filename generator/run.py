@@ -22,7 +22,7 @@ from ragloom.errors import ConfigError
 
 from .backends import Backend, make_backend, spec_of
 from .config import RunConfig, load_config
-from .curate import open_decontaminator
+from .curation import open_decontaminator
 from .display import Display, arun_with_display
 from .exemplars import filter_exemplars, load_source
 from .knowledge import knowledge_filter

@@ -53,7 +53,7 @@ class AuditSummary:
     by_paradigm: dict[str, Counter[str]] = field(default_factory=dict)  # paradigm -> {records, clean, <code>...}
     leaks: Counter[str] = field(default_factory=Counter)  # by leak check
     curation: Counter[str] = field(default_factory=Counter)  # duplicate_<check>, contaminated_<eval set>
-    coverage: dict[str, Any] | None = None  # with --index: coverage of its corpus (generator/coverage.py)
+    coverage: dict[str, Any] | None = None  # with --index: coverage of its corpus (generator/publish/coverage.py)
 
     def add(self, rec: AuditRecord, result: dict[str, Any]) -> None:
         self.records += 1
@@ -119,12 +119,10 @@ class Auditor:
         items = []
         for r in batch:
             docs = r.with_role("source") if r.has_roles else [d for d in r.documents]
-            items.append(
-                CheckItem(r.question, r.answer, r.paradigm if r.has_roles else None, tuple(d.passage for d in docs))
-            )
+            items.append(CheckItem(r.question, r.answer, r.paradigm if r.has_roles else None, tuple(docs)))
         verdicts = iter(verdicts_now(self.paradigm, [i for i in items if i.sources]))
         found = [next(verdicts).figures if i.sources else None for i in items]
-        self.screen.prefetch([(r.answer, d.passage) for r in batch if r.has_roles for d in r.with_role("distractor")])
+        self.screen.prefetch([(r.answer, d) for r in batch if r.has_roles for d in r.with_role("distractor")])
         out = [self._one(r, v) for r, v in zip(batch, found, strict=True)]
         for check in self.others:  # relevance and any later check: the same objects `generate` runs
             applies = [k for k, i in enumerate(items) if check.applies(i.paradigm)]
@@ -139,7 +137,7 @@ class Auditor:
         issues: list[str] = []
         skipped: list[str] = []
         scores: dict[str, Any] = {}
-        sources = [d.passage for d in r.with_role("source")]
+        sources = r.with_role("source")
         exemplar = Exemplar("audit", r.exemplar_text or "", "audit", None, r.options)
         if r.exemplar_text is None:
             skipped.append("instruction_echo")
@@ -176,7 +174,7 @@ class Auditor:
         if not distractors:
             return
         screen = self.screen.screen_for(question=r.question, answer=r.answer, paradigm=r.paradigm, sources=sources)
-        leaks = {d.passage.id: fired for d in distractors if (fired := screen(d.passage)) is not None}
+        leaks = {d.id: fired for d in distractors if (fired := screen(d)) is not None}
         if leaks:
             issues.append("distractor_leak")
             scores["leaks"] = leaks

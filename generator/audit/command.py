@@ -55,7 +55,7 @@ def span_frequency(records: Sequence[AuditRecord], run: dict[str, Any], index: s
     where = index or ((run.get("config") or {}).get("index"))
     if where and (Path(where) / "manifest.json").exists():
         return SpanFrequency.for_index_dir(where)
-    docs = {(d.passage.title, d.passage.text) for r in records for d in r.documents}
+    docs = {(d.title, d.text) for r in records for d in r.documents}
     if len(docs) < 1000:
         return None
     return SpanFrequency.from_texts(f"{title}\n{text}" for title, text in sorted(docs))
@@ -121,10 +121,10 @@ def run_sections(cfg: dict[str, Any], path: str | Path) -> tuple[Quality, Distra
 
 
 def index_coverage(records: Sequence[AuditRecord], index: str) -> dict[str, Any]:
-    """Coverage of the index's corpus by the records' source documents (generator/coverage.py):
+    """Coverage of the index's corpus by the records' source documents (generator/publish/coverage.py):
     a source is a document with role `source` whose id is a passage id of the index."""
     store = PassageStore(index)
-    ids = [[d.passage.id for d in r.with_role("source")] for r in records]
+    ids = [[d.id for d in r.with_role("source")] for r in records]
     flat = list(dict.fromkeys(i for row in ids for i in row))
     known = {i for i, row in zip(flat, store.rows_of(flat), strict=True) if row >= 0}
     cover = coverage([[i for i in row if i in known] for row in ids], len(store))

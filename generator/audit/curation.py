@@ -15,8 +15,7 @@ from ragloom.retrieval import Encoder
 
 from ragloom.errors import ConfigError
 
-from ..curate import default_cache_dir
-from ..curation import Decontaminator, DedupConfig, Deduper, EvalSet
+from ..curation import Decontaminator, DedupConfig, Deduper, EvalSet, default_cache_dir
 from .reader import AuditRecord
 
 CURATION_CODES = ("duplicate_instruction", "contaminated")

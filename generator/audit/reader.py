@@ -12,24 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragloom.retrieval import Passage
-
 from ragloom.errors import InputFormatError, MissingDependencyError, MissingInputError
 
 from ..paradigms import PARADIGMS
+from ..runs import Document, read_run_json
 from ..runs import read_records as json_records
-from ..runs import read_run_json
 
 _QUESTION_KEYS = ("instruction", "question", "query", "prompt")
 _ANSWER_KEYS = ("answer", "output", "response", "completion")
-
-
-@dataclass(frozen=True, slots=True)
-class Doc:
-    passage: Passage
-    role: str | None  # source | distractor | None (unknown)
-    rank: int | None = None
-    rule: str | None = None
 
 
 @dataclass(slots=True)
@@ -37,7 +27,7 @@ class AuditRecord:
     id: str
     question: str
     answer: str
-    documents: list[Doc] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)
     paradigm: str | None = None
     exemplar_text: str | None = None
     options: tuple[str, ...] = ()
@@ -46,19 +36,21 @@ class AuditRecord:
     def has_roles(self) -> bool:
         return bool(self.documents) and all(d.role in ("source", "distractor") for d in self.documents)
 
-    def with_role(self, role: str) -> list[Doc]:
+    def with_role(self, role: str) -> list[Document]:
         return [d for d in self.documents if d.role == role]
 
 
-def _doc(raw: Any, i: int, loc: str) -> Doc:
+def _doc(raw: Any, i: int, loc: str) -> Document:
     if isinstance(raw, str):
         title, _, text = raw.partition("\n") if "\n" in raw else ("", "", raw)
-        return Doc(Passage(f"doc{i}", title, text or title), None)
+        return Document(f"doc{i}", title, text or title, None)
     if isinstance(raw, dict) and isinstance(raw.get("text"), str):
         role = raw.get("role") if raw.get("role") in ("source", "distractor") else None
         rank = raw.get("rank")
-        return Doc(
-            Passage(str(raw.get("id") or f"doc{i}"), str(raw.get("title") or ""), raw["text"]),
+        return Document(
+            str(raw.get("id") or f"doc{i}"),
+            str(raw.get("title") or ""),
+            raw["text"],
             role,
             int(rank) if isinstance(rank, int | float) else None,
             raw.get("rule"),

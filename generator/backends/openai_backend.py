@@ -1,6 +1,6 @@
 """`openai` backend: any OpenAI-compatible server (OpenAI, vLLM serve, SGLang, TGI, Ollama, llama.cpp).
 
-Errors are classified where they arise (generator/stats.py):
+Errors are classified where they arise (generator/runs/stats.py):
 - transport (429, 5xx, timeouts, dropped connections, garbled 200s): retried with backoff; when the
   retries run out the job stays unfinished (`ChatResult.error`) and a rerun resumes it;
 - this request refused (any other 4xx, e.g. a prompt over the context length): the job fails with a

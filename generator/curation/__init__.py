@@ -11,7 +11,7 @@ ragloom.retrieval and ragloom.errors.
 from __future__ import annotations
 
 from .config import Curation
-from .decontam import Decontaminator, EvalSet, contamination_table
+from .decontam import Decontaminator, EvalSet, contamination_table, default_cache_dir, open_decontaminator
 from .dedup import DedupConfig, Deduper, InOrder, early_duplicates
 
 __all__ = [
@@ -22,5 +22,7 @@ __all__ = [
     "EvalSet",
     "InOrder",
     "contamination_table",
+    "default_cache_dir",
     "early_duplicates",
+    "open_decontaminator",
 ]

@@ -28,7 +28,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -37,6 +37,11 @@ from ragloom.errors import ConfigError, InputFormatError, MissingInputError
 
 from ..runs import read_records
 from .ngram_tables import Spans, Tables, word_hashes
+
+if TYPE_CHECKING:  # config.py imports this module (EvalSet)
+    from ragloom.retrieval import Index
+
+    from .config import Curation
 
 INDEX_VERSION = 2
 Embed = Callable[[list[str]], np.ndarray]
@@ -344,3 +349,22 @@ def contamination_table(failed: Sequence[dict[str, Any]]) -> dict[str, dict[str,
             if m["eval_id"] not in row["eval_ids"]:
                 row["eval_ids"].append(m["eval_id"])
     return table
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "ragloom" / "decontam"
+
+
+def open_decontaminator(c: Curation, index: Index) -> Decontaminator | None:
+    """The run's eval sets, loaded (or built and cached) with the index's encoder; None without any.
+    `generate` calls it before anything is written, so a bad eval set is a one-line error."""
+    if not c.decontaminate:
+        return None
+    return Decontaminator.open(
+        c.decontaminate,
+        Path(c.cache_dir).expanduser() if c.cache_dir else default_cache_dir(),
+        ns=c.decontam_ngrams,
+        min_words=c.decontam_min_words,
+        embed=index.embed_queries,
+        encoder=index.encoder.cache_tag,
+    )

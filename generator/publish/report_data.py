@@ -168,7 +168,7 @@ def generate_view(run: dict[str, Any], records: list[dict[str, Any]], failed: li
             Counter(d.get("rule") or "none" for r in good for d in r["documents"] if d["role"] != "source")
         ),
         "figures": _generate_figures(compact, rules),
-        # issue 28: distinct sources, corpus share, reuse (generator/coverage.py), and the plan's figures
+        # issue 28: distinct sources, corpus share, reuse (generator/publish/coverage.py), and the plan's figures
         "coverage": {**of_records(good, corpus_size(run)).as_dict(), "planned": run.get("sources")},
         "passages": passages.rows,
         "exemplars": exemplars.rows,

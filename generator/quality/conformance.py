@@ -46,18 +46,12 @@ class ConformanceThresholds:
 
 
 @dataclass(frozen=True, slots=True)
-class Source:
-    title: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class CheckInput:
     """One record to check; `paradigm` None checks what the sources do without judging it."""
 
     question: str
     answer: str
-    sources: Sequence[Any]  # anything with .text (Passage, Source)
+    sources: Sequence[Any]  # passages: ragloom.retrieval.Passage or a record's runs.Document
     paradigm: str | None = None
 
 

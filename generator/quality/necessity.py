@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends import ScoreRequest, ScoreResult
+from ..backends import Backend, ScoreRequest, ScoreResult
 from ..paradigms import get as get_paradigm
-from .checks import Outcome
+from .checks import CheckContext, CheckItem, Outcome
+from .config import Quality
 
 
 def checked(paradigm: str) -> bool:
@@ -49,19 +50,17 @@ class Verdict:
     scores: dict[str, Any] = field(default_factory=dict)
 
 
-def _docs_block(sources: Sequence[dict[str, Any]]) -> str:
-    return "\n".join(
-        f"[{i}] {d.get('title') or ''}\n{d['text']}".replace("] \n", "] ") for i, d in enumerate(sources, 1)
-    )
+def _docs_block(sources: Sequence[Any]) -> str:
+    return "\n".join(f"[{i}] {d.title or ''}\n{d.text}".replace("] \n", "] ") for i, d in enumerate(sources, 1))
 
 
-def prefix(question: str, sources: Sequence[dict[str, Any]]) -> str:
+def prefix(question: str, sources: Sequence[Any]) -> str:
     """The scoring prompt: the documents (if any), the question, then `Answer:`."""
     head = f"Documents:\n{_docs_block(sources)}\n\n" if sources else ""
     return f"{head}Question: {question}\nAnswer:"
 
 
-def requests_for(paradigm: str, question: str, answer: str, sources: Sequence[dict[str, Any]]) -> list[ScoreRequest]:
+def requests_for(paradigm: str, question: str, answer: str, sources: Sequence[Any]) -> list[ScoreRequest]:
     """With all sources, without any, and (multi_doc_answer) without each one in turn."""
     target = " " + answer.strip()
     reqs = [ScoreRequest(prefix(question, sources), target), ScoreRequest(prefix(question, []), target)]
@@ -106,7 +105,7 @@ def judge(paradigm: str, results: Sequence[ScoreResult], cfg: NecessityConfig) -
 
 
 async def check(
-    backend: Any, paradigm: str, question: str, answer: str, sources: Sequence[dict[str, Any]], cfg: NecessityConfig
+    backend: Any, paradigm: str, question: str, answer: str, sources: Sequence[Any], cfg: NecessityConfig
 ) -> Verdict:
     """Score and judge one record (a paradigm without a necessity rule passes unscored)."""
     if not checked(paradigm):
@@ -115,12 +114,12 @@ async def check(
     return judge(paradigm, results, cfg)
 
 
-def config_of(quality: Any) -> NecessityConfig:
+def config_of(quality: Quality) -> NecessityConfig:
     """The thresholds of the `quality:` config section."""
     return NecessityConfig(margin=quality.necessity_margin, loo_margin=quality.necessity_loo_margin)
 
 
-async def open_scorer(quality: Any, backend: Any) -> tuple[Any, bool]:
+async def open_scorer(quality: Quality, backend: Backend) -> tuple[Backend, bool]:
     """The backend that scores necessity (`quality.necessity_backend`, else the run's own), checked
     with one tiny request before any work: a backend that cannot score at all is a settings problem
     that holds for every record, so it stops the run with one line. Returns (scorer, owned): an
@@ -162,11 +161,11 @@ class NecessityCheck:
     per_paradigm = frozenset({"paradigm_mismatch"})
     breaker = "scorer"
 
-    def __init__(self, q: Any, scorer: Any) -> None:
+    def __init__(self, q: Quality, scorer: Backend) -> None:
         self.scorer, self.cfg = scorer, config_of(q)
 
     @classmethod
-    def build(cls, q: Any, ctx: Any) -> NecessityCheck | None:
+    def build(cls, q: Quality, ctx: CheckContext) -> NecessityCheck | None:
         """Needs the scorer the caller opened and checked (`open_scorer`) before anything was written."""
         if not q.necessity:
             return None
@@ -177,14 +176,14 @@ class NecessityCheck:
     def applies(self, paradigm: str | None) -> bool:
         return paradigm is not None and checked(paradigm)
 
-    async def averdicts(self, items: Sequence[Any]) -> list[Outcome]:
+    async def averdicts(self, items: Sequence[CheckItem]) -> list[Outcome]:
         checks = [
             check(
                 self.scorer,
                 str(i.paradigm),
                 i.question,
                 i.answer,
-                [{"title": s.title, "text": s.text} for s in i.sources],
+                i.sources,
                 self.cfg,
             )
             for i in items

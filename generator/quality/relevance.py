@@ -36,12 +36,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .checks import Outcome
+from .checks import CheckContext, CheckItem, Outcome
 from .parsing import extract_json
 from .spans import split_sentences
 
-if TYPE_CHECKING:  # config.py imports this module; the backends package imports config.py
+if TYPE_CHECKING:  # quality/config.py imports this module (its thresholds)
     from ..backends import Backend
+    from .config import Quality
     from .judge import JudgeCache
 
 CODES = ("off_topic",)
@@ -160,7 +161,7 @@ class RelevanceCheck:
         return [None if j is None else self._merge(v, j) for v, j in zip(verdicts, judged, strict=True)]
 
     @classmethod
-    def build(cls, q: Any, ctx: Any) -> RelevanceCheck | None:
+    def build(cls, q: Quality, ctx: CheckContext) -> RelevanceCheck | None:
         """`quality.relevance` on the paradigm check's encoder cache; with `quality.judge`, the run's backend
         is asked too, its replies in the run's judge cache (shared with the paradigm judge)."""
         if not q.relevance or ctx.checker is None:
@@ -177,7 +178,7 @@ class RelevanceCheck:
     def applies(self, paradigm: str | None) -> bool:
         return True
 
-    async def averdicts(self, items: Sequence[Any]) -> list[Outcome]:
+    async def averdicts(self, items: Sequence[CheckItem]) -> list[Outcome]:
         verdicts = await self.averdict([(i.question, i.answer) for i in items])
         return [
             Outcome(False, unfinished="judge_no_verdict")

@@ -15,15 +15,23 @@ Role = Literal["source", "distractor"]
 
 @dataclass(slots=True)
 class Document:
-    """A passage as shown to the model: `rank` is its retrieval rank for q* (None: beyond the search),
-    `rule` how a distractor was picked (band, deeper, random, shallow; None for a source)."""
+    """A passage as shown to the model (`ragloom.retrieval.Passage`'s id, title and text, so every check
+    reads it as a passage), with its role: `rank` is its retrieval rank for q* (None: beyond the
+    search), `rule` how a distractor was picked (band, deeper, random, shallow; None for a source).
+    `ragloom audit` reads any dataset's documents into this type too; there `role` may be None (the
+    dataset does not say)."""
 
     id: str
     title: str
     text: str
-    role: Role
+    role: Role | None
     rank: int | None = None
     rule: str | None = None
+
+    @classmethod
+    def of(cls, passage: Any, role: Role | None, rank: int | None = None, rule: str | None = None) -> Document:
+        """From a retrieval Passage (or anything with id, title and text)."""
+        return cls(passage.id, passage.title, passage.text, role, rank, rule)
 
 
 @dataclass(slots=True)

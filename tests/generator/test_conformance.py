@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ragloom.generator.quality.conformance import CheckInput, ConformanceChecker, Source
-from ragloom.retrieval import Encoder
+from ragloom.generator.quality.conformance import CheckInput, ConformanceChecker
+from ragloom.retrieval import Encoder, Passage
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "conformance.jsonl"
 
@@ -48,7 +48,7 @@ def _inputs(recs: list[dict[str, Any]], with_paradigm: bool = True) -> list[Chec
         CheckInput(
             r["question"],
             r["answer"],
-            [Source(s["title"], s["text"]) for s in r["sources"]],
+            [Passage("s", s["title"], s["text"]) for s in r["sources"]],
             r["paradigm"] if with_paradigm else None,
         )
         for r in recs
@@ -137,17 +137,17 @@ def test_a_short_answer_the_source_holds_whole_is_stated(encoder: CountingEncode
     q_rome = "What is the most ancient city that was once the capital of the Roman Empire?"
     support, answer, elsewhere = ConformanceChecker(encoder).check(
         [
-            CheckInput(q_rome, "Rome", [Source("Ancient Rome", rome)], "single_doc_support"),
+            CheckInput(q_rome, "Rome", [Passage("s", "Ancient Rome", rome)], "single_doc_support"),
             CheckInput(
                 "Whose company built the Paris tower?",
                 "Gustave Eiffel",
-                [Source("Eiffel Tower", eiffel)],
+                [Passage("s", "Eiffel Tower", eiffel)],
                 "single_doc_answer",
             ),
             CheckInput(
                 "Whose company built the Paris tower?",
                 "Gustave Eiffel",
-                [Source("Ancient Rome", rome)],
+                [Passage("s", "Ancient Rome", rome)],
                 "single_doc_answer",
             ),
         ]
@@ -157,7 +157,7 @@ def test_a_short_answer_the_source_holds_whole_is_stated(encoder: CountingEncode
         "and nitrogen, which then emit light of different colours such as green, red, and purple."
     )
     (sky,) = ConformanceChecker(encoder).check(
-        [CheckInput("Which color is the sky blue?", "Red", [Source("Aurora", aurora)], "single_doc_answer")]
+        [CheckInput("Which color is the sky blue?", "Red", [Passage("s", "Aurora", aurora)], "single_doc_answer")]
     )
     assert sky["found"] != "states" and sky["ok"] is False  # the quickstart kept it: "red" is only a word match
     assert support["found"] == "states" and support["ok"] is False

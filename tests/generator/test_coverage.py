@@ -3,7 +3,7 @@ before any twice, `exemplar` + `max_reuse` caps reuse, the sources are decided i
 gives the same), and coverage is reported in run.json, the card, the report and the audit.
 
 Expected values are counted here from the records' documents and the index's own files, not with
-generator/coverage.py."""
+generator/publish/coverage.py."""
 
 from __future__ import annotations
 

@@ -9,24 +9,28 @@ import asyncio
 import pytest
 from ragloom.generator.backends.base import ScoreResult
 from ragloom.generator.quality.necessity import NecessityConfig, check, judge, requests_for
+from ragloom.retrieval import Passage
 
-EIFFEL = {
-    "title": "Eiffel Tower",
-    "text": "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
+EIFFEL = Passage(
+    "eiffel",
+    "Eiffel Tower",
+    "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
     "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889 as the "
     "centrepiece of the 1889 World's Fair.",
-}
-FAIR = {
-    "title": "Exposition Universelle (1889)",
-    "text": "The Exposition Universelle of 1889 was a world's fair held in Paris from 6 May to 31 October 1889. "
+)
+FAIR = Passage(
+    "fair",
+    "Exposition Universelle (1889)",
+    "The Exposition Universelle of 1889 was a world's fair held in Paris from 6 May to 31 October 1889. "
     "It marked the hundredth anniversary of the storming of the Bastille, the event that began the French "
     "Revolution, and it drew more than 32 million visitors.",
-}
-PHOTO = {
-    "title": "Photosynthesis",
-    "text": "Photosynthesis is the process by which plants, algae and some bacteria use the energy of sunlight "
+)
+PHOTO = Passage(
+    "photo",
+    "Photosynthesis",
+    "Photosynthesis is the process by which plants, algae and some bacteria use the energy of sunlight "
     "to turn carbon dioxide and water into sugars, releasing oxygen as a by-product.",
-}
+)
 
 
 def _r(mean: float, n: int = 4) -> ScoreResult:

@@ -14,7 +14,7 @@ from ragloom.generator import Exemplar, parse_pair
 from ragloom.generator.backends import ChatRequest, ChatResult
 from ragloom.generator.backends.base import Backend
 from ragloom.generator.config import Quality, RunConfig, load_config
-from ragloom.generator.quality.conformance import CheckInput, Source
+from ragloom.generator.quality.conformance import CheckInput
 from ragloom.generator.quality.judge import JudgeCache, combine, judge
 from ragloom.generator.templates import Templates
 from ragloom.retrieval import Passage
@@ -115,7 +115,11 @@ def test_stand_in_matches_the_backend_protocol() -> None:
 ITEM = CheckInput(
     "Who designed the Eiffel Tower?",
     "Gustave Eiffel's company designed and built it.",
-    [Source("Eiffel Tower", "It is named after the engineer Gustave Eiffel, whose company designed and built it.")],
+    [
+        Passage(
+            "s", "Eiffel Tower", "It is named after the engineer Gustave Eiffel, whose company designed and built it."
+        )
+    ],
     "useless_doc",
 )
 
