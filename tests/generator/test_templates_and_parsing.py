@@ -22,7 +22,8 @@ EX = Exemplar("e1", "Who painted The Starry Night?", "builtin", "factoid")
 def test_every_template_renders_real_passages_with_its_contract(wiki_index: Path) -> None:
     passages = [h.passage for h in Index(wiki_index).search(["Eiffel Tower Paris"], k=4)[0]]
     t = Templates()
-    for paradigm, (lo, hi) in PARADIGMS.items():
+    for paradigm, entry in PARADIGMS.items():
+        hi = entry.sources[1]
         docs = passages[:hi]
         text = t.render(paradigm, EX, docs)
         assert CONTRACTS[paradigm] in text
