@@ -241,3 +241,33 @@ def test_fixture_sizes_and_kinds() -> None:
             band = [d for d in r["documents"] if d["role"] == "distractor"]
             assert len(r["documents"]) == 10 and all(200 <= d["rank"] < 1000 for d in band)
     assert json.dumps(load("heldout"), ensure_ascii=False).count("\u00ad") >= 1  # held-out quotes face soft hyphens too
+
+
+# -- the fake server's cited and quoted modes, on real prompts over real summaries -----------------
+
+
+@pytest.mark.parametrize("style", ["cited", "quoted"])
+def test_the_fake_servers_answers_pass_and_its_planted_faults_fail(check: CitationCheck, style: str) -> None:
+    from fake_openai import cited_pair, quoted_pair
+    from leak_corpus import leak_corpus
+    from ragloom.generator.templates import Templates
+    from ragloom.generator.types import PARADIGMS, Exemplar
+    from ragloom.retrieval import Passage
+
+    data = {r["title"]: r for r in leak_corpus()}
+    docs = [Passage(data[t]["id"], t, data[t]["text"]) for t in ("Moon", "Iron")]
+    templates = Templates(answer_style=style)
+    make = cited_pair if style == "cited" else quoted_pair
+    items, wrong_items = [], []
+    for p in PARADIGMS:
+        srcs = docs if p.startswith("multi") else docs[:1]
+        prompt = templates.render(p, Exemplar("e", "What is the Moon?", "test"), srcs)
+        for wrong, into in ((False, items), (True, wrong_items)):
+            pair = make(prompt, wrong=wrong)
+            into.append(CheckItem(pair["question"], pair["answer"], p, [Doc(d.title, d.text) for d in srcs]))
+    assert [o.code for o in check.verdicts(items)] == [None] * 5
+    want = {"cited": "citation_unsupported", "quoted": "quote_not_in_source"}[style]
+    got = [o.code for o in check.verdicts(wrong_items)]
+    useless = list(PARADIGMS).index("useless_doc")
+    assert got[useless] == ("citation_to_useless" if style == "cited" else None)  # a quoted one quotes nothing
+    assert [c for i, c in enumerate(got) if i != useless] == [want] * 4
