@@ -91,6 +91,14 @@ def renumber(text: str, mapping: Mapping[int, int]) -> str:
     return _MARKER.sub(one, text)
 
 
+def final_numbers(prompt_ids: Sequence[str], final_ids: Sequence[str]) -> dict[int, int]:
+    """{number in the prompt -> number in the record}: the prompt's i-th document (`prompt_ids`, the
+    sources in the order the prompt showed them) is the record's document with its id (`final_ids`,
+    the record's documents in their final order, `documents.order`)."""
+    where = {d: i for i, d in enumerate(final_ids, 1)}
+    return {i: where[d] for i, d in enumerate(prompt_ids, 1) if d in where}
+
+
 @dataclass(frozen=True, slots=True)
 class CitedSentence:
     """A sentence without its markers (as split_sentences splits the stripped answer), the numbers it
