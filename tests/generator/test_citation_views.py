@@ -58,7 +58,7 @@ def test_a_raft_row_as_gorilla_writes_it() -> None:
         "context": {
             "title": [["placeholder_title"] * 3],
             "sentences": [["Roberto works at Sanofi.", "Paris is big.", "Rome is old."]],
-        },  # fmt: skip
+        },
         "oracle_context": "Roberto works at Sanofi.",
         "cot_answer": "##Reason: ##begin_quote## Roberto works at Sanofi. ##end_quote## <ANSWER>: Sanofi",
         "instruction": "<DOCUMENT>Roberto works at Sanofi.</DOCUMENT>\n...",
