@@ -204,7 +204,10 @@ class CitationCheck:
     """Verifies `[n]` citations (`style` cited) or RAFT quotes (`style` quoted); see the module docstring."""
 
     name = "citations"
+    key = "citations"  # the record's quality.citations
     codes: tuple[str, ...] = CODES
+    per_paradigm = frozenset(CODES)
+    breaker = "judge"  # never unfinished: the encoder always answers
 
     def __init__(
         self, checker: ConformanceChecker, thresholds: CitationThresholds | None = None, *, style: str = "cited"
@@ -213,7 +216,10 @@ class CitationCheck:
             raise ValueError(f"answer_style {style!r}: the citation check reads cited or quoted answers")
         self.checker, self.t, self.style = checker, thresholds or CitationThresholds(), style
 
-    async def averdicts(self, items: list[CheckItem]) -> list[Outcome | None]:
+    def applies(self, paradigm: str | None) -> bool:
+        return True
+
+    async def averdicts(self, items: Sequence[CheckItem]) -> list[Outcome]:
         return list(await asyncio.to_thread(self.verdicts, items))
 
     def verdicts(self, items: Sequence[CheckItem]) -> list[Outcome]:
@@ -312,7 +318,7 @@ class CitationCheck:
         return Outcome(True, None, fig)
 
     @staticmethod
-    def figures(outcomes: Sequence[Outcome | None]) -> dict[str, int]:
+    def figures(outcomes: Sequence[Outcome | None]) -> Counter[str]:
         """Counters for run.json, the card and the report, per paradigm: citations and those
         supported (precision), source-stated sentences and those cited (recall), quotes and those
         found, records passed and failed by code."""
@@ -325,7 +331,7 @@ class CitationCheck:
             for k in ("citations", "supported", "stated_sentences", "cited_stated", "quotes", "quotes_found"):
                 if k in o.figures:
                     c[f"citation_{k}_{p}"] += int(o.figures[k])
-        return dict(c)
+        return c
 
 
 def _role_why(docs: Sequence[Any], n: int) -> str | None:
