@@ -37,7 +37,7 @@ def load(name: str) -> list[dict[str, Any]]:
 
 
 def verdicts(check: Any, rows: list[dict[str, Any]]) -> list[Any]:
-    from ragloom.generator.citations import CheckItem
+    from ragloom.generator.quality import CheckItem
 
     items = [
         CheckItem(
@@ -50,7 +50,7 @@ def verdicts(check: Any, rows: list[dict[str, Any]]) -> list[Any]:
 
 def table(rows: list[dict[str, Any]], outs: list[Any]) -> dict[str, dict[str, float | int | None]]:
     """Per code: labelled, flagged, precision, recall; and `any`: a record flagged at all vs labelled not ok."""
-    from ragloom.generator.citations import CODES
+    from ragloom.generator.quality.citations import CODES
 
     got = [o.code or "ok" for o in outs]
     want = [r["label"] for r in rows]
@@ -74,8 +74,8 @@ def table(rows: list[dict[str, Any]], outs: list[Any]) -> dict[str, dict[str, fl
 
 
 def main() -> None:
-    from ragloom.generator.citations import CitationCheck
-    from ragloom.generator.conformance import ConformanceChecker
+    from ragloom.generator.quality import ConformanceChecker
+    from ragloom.generator.quality.citations import CitationCheck
     from ragloom.retrieval import Encoder
 
     ap = argparse.ArgumentParser()

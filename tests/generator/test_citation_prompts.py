@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 from ragloom.generator.templates import Templates
-from ragloom.generator.types import PARADIGMS, Exemplar
+from ragloom.generator.types import Exemplar
 from ragloom.retrieval import Passage
 
 ROOT = Path(__file__).resolve().parents[2]
+PARADIGMS = ("useless_doc", "single_doc_support", "multi_doc_support", "single_doc_answer", "multi_doc_answer")
 BEFORE = "87c78a4"  # the commit before answer_style reached prompts/
 EX = Exemplar("e", "Who built the Eiffel Tower?", "test", "open_qa")
 MC = Exemplar("m", "Which is a gas? A) iron B) neon C) salt D) wood", "test", "multiple_choice", ("iron", "neon", "salt", "wood"))  # fmt: skip

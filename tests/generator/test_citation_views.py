@@ -1,10 +1,10 @@
-"""Citations through the record's document order and RAFT's layout (generator/raft.py)."""
+"""Citations through the record's document order and RAFT's layout (generator/publish/raft.py)."""
 
 from __future__ import annotations
 
-from ragloom.generator.citations import cited_sentences, final_numbers, renumber
-from ragloom.generator.quotes import parse_quoted
-from ragloom.generator.raft import from_raft, is_raft, raft_row
+from ragloom.generator.publish.raft import from_raft, is_raft, raft_row
+from ragloom.generator.quality.citations import cited_sentences
+from ragloom.generator.runs import final_numbers, parse_quoted, renumber
 
 RECORD = {
     "id": "r1",

@@ -22,8 +22,6 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_QUOTE = re.compile(r"##begin_quote##(.*?)##end_quote##", re.DOTALL)
-_ANSWER = re.compile(r"<ANSWER>\s*:?\s*(.*)\Z", re.DOTALL)
 _ELLIPSIS = re.compile(r"\[\s*(?:\.\s*){3}\]|\[\s*\u2026\s*\]|(?:\.\s*){3}|\u2026")
 _LINE_HYPHEN = re.compile(r"(\w)[\-\u2010\u2011\u00ad]\s*\n\s*(\w)")
 _INVISIBLE = re.compile(r"[\u00ad\u200b\u200c\u200d\u2060\ufeff]")
@@ -36,27 +34,6 @@ _OCR = {
         ("l", "1"), ("i", "1"), ("l", "|"), ("o", "0"), ("s", "5"), ("b", "6"), ("g", "9"), ("z", "2"),
     )
 }  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Quoted:
-    quotes: list[str]
-    answer: str  # the text after `<ANSWER>:` (the whole reply without its quote markers when absent)
-    reasoning: str
-
-
-def parse_quoted(text: str) -> Quoted:
-    """The quotes, the final answer and the reasoning of a RAFT-style reply."""
-    quotes = [q.strip() for q in _QUOTE.findall(text) if q.strip()]
-    m = _ANSWER.search(text)
-    reasoning = text[: m.start()] if m else text
-    answer = m.group(1).strip() if m else _QUOTE.sub(lambda q: q.group(1), text).strip()
-    return Quoted(quotes, answer, reasoning.strip())
-
-
-def strip_quote_marks(text: str) -> str:
-    """The reply with its `##begin_quote##` / `##end_quote##` markers removed (the quoted words kept)."""
-    return re.sub(r"[ \t]*##(?:begin|end)_quote##[ \t]*", " ", text).replace("  ", " ").strip()
 
 
 def tokens(text: str) -> list[str]:

@@ -1,102 +1,45 @@
-"""Citations: `[n]` markers in answers, renumbered, stripped and verified (`quality.citations`).
+"""Citation verification (`quality.citations`, codes `citation_unsupported`, `citation_missing`,
+`citation_to_useless`, `quote_not_in_source`).
 
-`answer_style: cited` answers mark their statements with `[n]`, n a document's number as the prompt
-showed it (`[1]`, `[1][2]`, `[1, 3]`, `[2-3]`). The verifier is the paradigm check's attribution
-taken sentence by sentence (`ConformanceChecker.source_scores` on one answer sentence, through its
-sentence cache, so the answer sentences it already embedded cost nothing):
-- a cited document *supports* a sentence when it holds `support_words` of the sentence's new
-  content words and has a sentence at least `support_cos` close to it (or states it, the paradigm
-  check's rule); a source *states* a sentence by the paradigm check's `states` rule;
-- precision: the share of the answer's citations whose document supports the sentence citing it;
-  a citation to a distractor, or to a number with no document, is never supported;
+`answer_style: cited` answers mark their statements with `[n]` (runs/citations.py reads them). The
+verifier is the paradigm check's attribution taken sentence by sentence (`ConformanceChecker.
+source_scores` on one answer sentence, through its sentence cache: the answer sentences the paradigm
+check embedded cost nothing again):
+- a cited document *supports* a sentence (for a marker inside a sentence, the clause before it) when
+  it states it (the paradigm check's `states` rule) or holds `support_words` of its new content words,
+  has a sentence at least `support_cos` close and half of its key spans (numbers, names); documents
+  cited together are judged on their joined text, each relating to it;
+- precision: the share of the answer's citations whose document supports what cites it; a citation
+  to a distractor, or to a number with no document, fails whatever the threshold;
 - recall: the share of the answer sentences that a source states which cite a source supporting them;
 - `useless_doc` answers cite nothing: any citation (or quote) fails as `citation_to_useless`;
   `*_answer` and `*_support` answers are held to the same two figures.
 A record fails as `citation_unsupported` when precision < `quality.citation_precision`, else as
 `citation_missing` when recall < `quality.citation_recall`. `answer_style: quoted` answers (RAFT)
 are checked by `quotes.py`: every quote must be in a source (`quote_not_in_source`), and an answer
-whose sources state it quotes at least once (else `citation_missing`).
-Thresholds are calibrated on tests/fixtures/citations.jsonl and measured on a held-out fixture
-(tests/generator/test_citations.py, bench/citation_eval.py).
+that a source states quotes at least once (else `citation_missing`). Thresholds calibrated on
+tests/fixtures/citations/calibration.jsonl, measured on heldout.jsonl (bench/citation_eval.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from ..runs import MARKERS_WITH_SPACE, lead_in, marker_numbers, parse_quoted
+from .checks import CheckContext, CheckItem, Outcome
 from .conformance import ConformanceChecker, gated_sentences
-from .quotes import QuoteMatch, find_quote, parse_quoted
+from .quotes import QuoteMatch, find_quote
 from .spans import _SENTENCE_END, content_words
 
+if TYPE_CHECKING:
+    from .config import Quality
+
 CODES = ("citation_to_useless", "citation_unsupported", "citation_missing", "quote_not_in_source")
-
-# one marker: [3], [1, 3], [1;3], [2-4]; adjacent markers ([1][2]) are matched one by one
-_MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;\-\u2013]\s*\d{1,3})*)\]")
-_MARKERS_WITH_SPACE = re.compile(r"[ \t]*(?:" + _MARKER.pattern + r")+")
-_LEAD_IN = re.compile(
-    r"\b(?:[Aa]ccording to|[Aa]s (?:stated|noted|described|reported|shown) (?:in|by)|[Pp]er|[Ss]ee)\s*"
-    r"((?:" + _MARKER.pattern.replace("(\\d", "(?:\\d") + r")+)\s*,?\s*(\w+)"
-)
-_RANGE = re.compile(r"(\d+)\s*[\-\u2013]\s*(\d+)")
-
-
-def _numbers(inside: str) -> list[int]:
-    out: list[int] = []
-    for part in re.split(r"\s*[,;]\s*", inside):
-        m = _RANGE.fullmatch(part)
-        if m:
-            a, b = int(m.group(1)), int(m.group(2))
-            out.extend(range(a, b + 1) if a <= b and b - a < 20 else (a, b))
-        elif part.strip().isdigit():
-            out.append(int(part))
-    return out
-
-
-def has_citations(text: str) -> bool:
-    return bool(_MARKER.search(text))
-
-
-def _lead_in(text: str) -> str:
-    """ "According to [1], the Nile ..." -> "The [1] Nile ...": a phrase that only introduces the
-    citation goes, the citation stays with the sentence it introduces."""
-
-    def one(m: re.Match[str]) -> str:
-        word = m.group(2)[0].upper() + m.group(2)[1:] if m.group(0)[0].isupper() else m.group(2)
-        return f"{word} {m.group(1)}"
-
-    return _LEAD_IN.sub(one, text)
-
-
-def strip_citations(text: str) -> str:
-    """The plain text of a cited answer: every marker gone with the space before it
-    ("Paris [1]." -> "Paris.", "Paris [1][2] and" -> "Paris and", "According to [1], the Nile" ->
-    "The Nile"), lines' edges trimmed."""
-    out = _MARKERS_WITH_SPACE.sub("", _lead_in(text))
-    return "\n".join(line.strip() for line in out.split("\n")).strip()
-
-
-def renumber(text: str, mapping: Mapping[int, int]) -> str:
-    """`text` with each cited number n written as `mapping[n]` (a number not in `mapping` kept as
-    it is); one marker stays one marker ("[1, 3]" -> "[4, 9]", "[2-3]" -> "[7, 2]")."""
-
-    def one(m: re.Match[str]) -> str:
-        nums = _numbers(m.group(1))
-        return "[" + ", ".join(str(mapping.get(n, n)) for n in nums) + "]"
-
-    return _MARKER.sub(one, text)
-
-
-def final_numbers(prompt_ids: Sequence[str], final_ids: Sequence[str]) -> dict[int, int]:
-    """{number in the prompt -> number in the record}: the prompt's i-th document (`prompt_ids`, the
-    sources in the order the prompt showed them) is the record's document with its id (`final_ids`,
-    the record's documents in their final order, `documents.order`)."""
-    where = {d: i for i, d in enumerate(final_ids, 1)}
-    return {i: where[d] for i, d in enumerate(prompt_ids, 1) if d in where}
+STYLES = ("plain", "cited", "quoted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +61,11 @@ def cited_sentences(answer: str, limit: int = 40) -> list[CitedSentence]:
     plain: list[str] = []
     marks: list[tuple[int, tuple[int, ...]]] = []  # (offset in the stripped text, numbers cited there)
     pos = size = 0
-    answer = _lead_in(answer)
-    for m in _MARKERS_WITH_SPACE.finditer(answer):
+    answer = lead_in(answer)
+    for m in MARKERS_WITH_SPACE.finditer(answer):
         plain.append(answer[pos : m.start()])
         size += m.start() - pos
-        marks.append((size, tuple(_numbers_all(m.group(0)))))
+        marks.append((size, tuple(marker_numbers(m.group(0)))))
         pos = m.end()
     plain.append(answer[pos:])
     text = "".join(plain)
@@ -163,10 +106,6 @@ def _sentence(sent: str, marks: list[tuple[int, tuple[int, ...]]]) -> CitedSente
     return CitedSentence(sent, tuple(dict.fromkeys(n for _, ns in marks for n in ns)), tuple(claims))
 
 
-def _numbers_all(markers: str) -> list[int]:
-    return [n for m in _MARKER.finditer(markers) for n in _numbers(m.group(1))]
-
-
 @dataclass(frozen=True)
 class CitationThresholds:
     """Calibrated on tests/fixtures/citations.jsonl (see the module docstring)."""
@@ -176,24 +115,6 @@ class CitationThresholds:
     support_words: float = 0.3  # a supporting document holds this share of the sentence's new words ...
     support_cos: float = 0.5  # ... and has a sentence this close to it
     relate_words: float = 0.1  # one of several documents cited together holds this share (or is that close)
-
-
-@dataclass(frozen=True, slots=True)
-class CheckItem:
-    """One record to check: `sources` in the numbering the prompt (or the record) showed, each with
-    `.title`, `.text` and optionally `.role` (source | distractor; a distractor is never citable)."""
-
-    question: str
-    answer: str
-    paradigm: str | None
-    sources: Sequence[Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    ok: bool
-    code: str | None
-    figures: dict[str, Any] = field(default_factory=dict)
 
 
 def _role(doc: Any) -> str:
@@ -215,6 +136,16 @@ class CitationCheck:
         if style not in ("cited", "quoted", "auto"):
             raise ValueError(f"answer_style {style!r}: the citation check reads cited or quoted answers")
         self.checker, self.t, self.style = checker, thresholds or CitationThresholds(), style
+
+    @classmethod
+    def build(cls, q: Quality, ctx: CheckContext) -> CitationCheck | None:
+        """On when `quality.citations` says so, by default when the run's `answer_style` is not plain;
+        audit passes the style its dataset's answers show (`auto`: per answer)."""
+        style = ctx.answer_style
+        on = q.citations if q.citations is not None else style != "plain"
+        if not on or style == "plain" or ctx.checker is None:
+            return None
+        return cls(ctx.checker, q.citation_thresholds(), style=style)
 
     def applies(self, paradigm: str | None) -> bool:
         return True
