@@ -73,10 +73,16 @@ def test_cited_run_renumbers_rejects_planted_citations_and_every_export_resolves
     stats = json.loads((out / "run.json").read_text())["stats"]
     assert stats["counts"]["citations_passed"] == len(recs)
     assert stats["rejected"]["citation_unsupported"] >= 1
+    answered = [r for r in recs if r["paradigm"] == "single_doc_answer"]
+    cites = sum(len(MARK.findall(r["answer"])) for r in answered)
+    assert answered and stats["counts"]["citation_supported_single_doc_answer"] >= cites  # per paradigm in run.json
 
     to = tmp_path / "exp" / "mixed.jsonl"
     assert main(["export", str(out), "--to", str(to), "--layout", "mixed", "--format", "messages"]) == 0
     rows = [json.loads(x) for x in to.read_text().splitlines()]
+    card = (tmp_path / "exp" / "README.md").read_text()
+    line = next(x for x in card.splitlines() if x.startswith("- citations (`quality.citations`)"))
+    assert f"single_doc_answer precision 1.00, recall 1.00 ({len(answered)} records)" in line
     numberings = set()
     for row in rows:
         user, answer = row["messages"][0]["content"], row["messages"][1]["content"]
