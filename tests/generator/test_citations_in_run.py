@@ -92,6 +92,10 @@ def test_cited_run_renumbers_rejects_planted_citations_and_every_export_resolves
             numberings.add("brackets" if block.group(0).startswith("[") else "dotted")
             assert words in squash(block.group(1)), (row["id"], n)
     assert numberings == {"brackets", "dotted"}  # both drawn (seeded), never "none" for a cited record
+    assert main(["report", str(out), "--to", str(tmp_path / "report.html")]) == 0
+    html = (tmp_path / "report.html").read_text()
+    assert "Citations per paradigm" in html  # the report's table, fed by its per-paradigm summary:
+    assert f'"single_doc_answer":"precision 1.00, recall 1.00 ({len(answered)} records)"' in html
     assert main(["export", str(out), "--to", str(tmp_path / "exp" / "plain.jsonl"), "--strip-citations"]) == 0
     plain = [json.loads(x) for x in (tmp_path / "exp" / "plain.jsonl").read_text().splitlines()]
     assert len(plain) == len(recs) and not any(MARK.search(p["messages"][1]["content"]) for p in plain)
@@ -107,6 +111,12 @@ def test_quoted_run_keeps_verbatim_quotes_and_audit_reads_its_raft_export(wiki_i
         assert (not quotes) == (r["paradigm"] == "useless_doc")
         assert all(any(q in s for s in sources) for q in quotes)  # verbatim
         assert "<ANSWER>: " in r["answer"]
+    mixed = tmp_path / "exp" / "mixed.jsonl"
+    assert main(["export", str(out), "--to", str(mixed), "--layout", "mixed", "--format", "sharegpt"]) == 0
+    for row in (json.loads(x) for x in mixed.read_text().splitlines()):
+        user, answer = row["conversations"][0]["value"], row["conversations"][1]["value"]
+        quotes = re.findall(r"##begin_quote## (.*?) ##end_quote##", answer)
+        assert all(q in user for q in quotes), row["id"]  # each quote verbatim in the prompt's documents
     to = tmp_path / "exp" / "raft.jsonl"
     assert main(["export", str(out), "--to", str(to), "--format", "raft"]) == 0
     rows = [json.loads(x) for x in to.read_text().splitlines()]
