@@ -392,6 +392,12 @@ def main() -> None:
     ap.add_argument(
         "--g3-checks", action="store_true", help="G3 only with the paradigm check and leak screen on (conforming pairs)"
     )
+    ap.add_argument(
+        "--g3-cited",
+        action="store_true",
+        help="G3 with the checks on, answer_style cited (the fake's cited answers) against plain (its conforming ones)",
+    )
+    ap.add_argument("--g3-count", type=int, default=1000, help="jobs of each --g3-cited run")
     ap.add_argument("--json", default="bench/results/generation.json")
     args = ap.parse_args()
     ENCODER.update(backend=args.encoder_backend, precision=args.precision)
@@ -418,7 +424,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
             index_dir = build_wiki_index(tmp, args.passages)
-            if "g3" in only and args.g3_checks:
+            if "g3" in only and args.g3_cited:
+                # the citation check's cost: the same checks on, plain conforming answers vs cited ones
+                for key, extra, knobs in (
+                    ("G3_plain_checks_on", ("quality.conformance=true",), {"conforming": 1}),
+                    ("G3_cited_checks_on", ("quality.conformance=true", "answer_style=cited"), {"cited": 1}),
+                ):
+                    report[key] = bench_generate(key, tmp, index_dir, args.g3_count, 64, 0.2, extra, knobs)
+            elif "g3" in only and args.g3_checks:
                 extra, knobs = ("quality.conformance=true",), {"conforming": 1}
                 report["G3_conforming_checks_on"] = bench_generate(
                     "G3_conforming_checks_on", tmp, index_dir, 1000, 64, 0.2, extra, knobs

@@ -88,6 +88,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--plain-share", type=float, default=0.0, help="mixed: share of plain examples without documents")
     e.add_argument("--card-to", metavar="PATH", help="write the dataset card here (default: README.md beside --to)")
     e.add_argument("--overwrite", action="store_true", help="replace a card file that ragloom did not write")
+    e.add_argument(
+        "--strip-citations", action="store_true", help="answers as plain text: no [n] citations, no RAFT quote markers"
+    )
     e.set_defaults(func=_export)
 
     rp = sub.add_parser("report", help="write one self-contained HTML page to look at a run (opens offline)")
@@ -262,6 +265,7 @@ def _export(args: argparse.Namespace) -> int:
         plain_share=args.plain_share,
         card_to=Path(args.card_to) if args.card_to else None,
         overwrite=args.overwrite,
+        strip_citations=args.strip_citations,
     )
     print(f"wrote {args.to} ({view}) and {card}")
     return 0

@@ -152,6 +152,11 @@ class RunConfig(Strict):
     backend: BackendConfig
     sampling: Sampling = Field(default_factory=Sampling)
     language: str = Field("English", min_length=1, description="the language q* and a* are written in")
+    answer_style: Literal["plain", "cited", "quoted"] = Field(
+        "plain",
+        description="plain; cited: a* marks statements with [n] (renumbered to the record's documents); "
+        "quoted: RAFT's reasoning quoting the documents, then <ANSWER>:",
+    )
     distractors: Distractors = Field(default_factory=Distractors)
     sources: Sources = Field(default_factory=Sources)
     validation: Validation = Field(default_factory=Validation)

@@ -34,7 +34,7 @@ from .quality import (
     parse_pair,
 )
 from .records import Attempted, RecordBuilder
-from .runs import Breaker, Checkpoint, Stats
+from .runs import Breaker, Checkpoint, Stats, strip_answer
 from .sources import HitCache, select_sources
 from .templates import Templates
 from .types import Job, Usage
@@ -125,7 +125,9 @@ class Pipeline:
         self.builder = RecordBuilder(cfg, index, templates, backend.describe(), screen)
         cache = judge_cache(q.judge_cache, cfg.output) if q.judge else None  # one per run, both judges
         # the record-level checks the `quality:` section turns on, in the registry's order (quality/checks.py)
-        self.checks: list[RecordCheck] = build_checks(q, CheckContext(checker, backend, cache, scorer))
+        self.checks: list[RecordCheck] = build_checks(
+            q, CheckContext(checker, backend, cache, scorer, answer_style=self.cfg.answer_style)
+        )
         self.judge_breaker = Breaker(backend, "judge requests in a row gave no verdict")
         limit = cfg.backend.max_prompt_tokens
         if limit is None and backend.context_length:
@@ -260,8 +262,17 @@ class Pipeline:
         pair is asked again, then fails with the check's code; no verdict leaves the job unfinished
         (resumable; the check's breaker stops a run whose judge or scorer never answers)."""
         todo = [i for i in items if check.applies(i.job.paradigm)]
+        plain = self.cfg.answer_style != "plain" and check.name != "citations"  # other checks read the plain text
         outcomes = await check.averdicts(
-            [CheckItem(i.pair.question, i.pair.answer, i.job.paradigm, i.job.sources) for i in todo]
+            [
+                CheckItem(
+                    i.pair.question,
+                    strip_answer(i.pair.answer) if plain else i.pair.answer,
+                    i.job.paradigm,
+                    i.job.sources,
+                )
+                for i in todo
+            ]
         )
         self.stats.counts.update(check.figures([o for o in outcomes if o.unfinished is None]))
         verdict = {id(i): o for i, o in zip(todo, outcomes, strict=True)}

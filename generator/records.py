@@ -20,7 +20,7 @@ import ragloom
 
 from .config import RunConfig
 from .quality import LeakScreen
-from .runs import Document, Example, ExemplarRef, Generation, order_documents
+from .runs import Document, Example, ExemplarRef, Generation, final_numbers, order_documents, renumber, strip_answer
 from .sources import job_rng
 from .templates import Templates
 from .types import Job, Pair, Usage
@@ -72,7 +72,7 @@ class RecordBuilder:
         bands = self.index.hits_from_rows(scores[:, lo:hi], rows[:, lo:hi], lo)
         if self.screen is not None:  # one encoder call for the candidates the whole batch will screen
             self.screen.prefetch(
-                [(a.pair.answer, h.passage) for a, band in zip(items, bands) for h in self._first(a, band)]
+                [(self._plain(a.pair), h.passage) for a, band in zip(items, bands) for h in self._first(a, band)]
             )
         return [self._record(*args) for args in zip(items, scores, rows, bands, strict=True)]
 
@@ -85,6 +85,10 @@ class RecordBuilder:
         job_rng(self.cfg.seed, item.job.id, "distractors").shuffle(order)
         need = max(self.cfg.distractors.total_docs - len(item.job.sources), 0)
         return order[: 2 * need + 4]
+
+    def _plain(self, pair: Pair) -> str:
+        """The answer as the leak screen reads it: without citation or quote markers."""
+        return pair.answer if self.cfg.answer_style == "plain" else strip_answer(pair.answer)
 
     def _random_passage(self, rng: random.Random) -> Passage:
         return self.index.store.get_rows([rng.randrange(len(self.index))])[0]
@@ -103,7 +107,7 @@ class RecordBuilder:
         screen = None
         if self.screen is not None:
             screen = self.screen.screen_for(
-                question=pair.question, answer=pair.answer, paradigm=job.paradigm, sources=job.sources
+                question=pair.question, answer=self._plain(pair), paradigm=job.paradigm, sources=job.sources
             )
         kw: dict[str, Any] = {
             "sources": job.sources,
@@ -111,7 +115,7 @@ class RecordBuilder:
             "band": d.rank_band,
             "max_rank": d.max_rank,
             "corpus_size": len(self.index),
-            "answer": pair.answer,
+            "answer": self._plain(pair),
             "screen": screen,
         }
         leaks: Counter[str] = Counter()
@@ -149,11 +153,14 @@ class RecordBuilder:
             docs, self.cfg.documents.order, seed=self.cfg.seed, job_id=job.id, position=job.position, slots=d.total_docs
         )
         ex = job.exemplar
+        answer = pair.answer
+        if self.cfg.answer_style == "cited":  # [n] numbered the prompt's sources: now the record's documents
+            answer = renumber(answer, final_numbers([p.id for p in job.sources], [x.id for x in docs]))
         return Example(
             id=job.id,
             paradigm=job.paradigm,
             instruction=pair.question,
-            answer=pair.answer,
+            answer=answer,
             documents=docs,
             exemplar=ExemplarRef(ex.id, ex.source, ex.text, ex.task_type, list(ex.options)),
             generation=Generation(

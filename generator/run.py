@@ -119,7 +119,8 @@ def estimate(cfg: RunConfig, jobs: list[Job], index: Index, templates: Templates
 
 def run_templates(cfg: RunConfig) -> Templates:
     """The templates of the run's paradigms, in its language."""
-    return Templates(cfg.templates, [p for p, w in cfg.paradigms.items() if w > 0], language=cfg.language)
+    paradigms = [p for p, w in cfg.paradigms.items() if w > 0]
+    return Templates(cfg.templates, paradigms, language=cfg.language, answer_style=cfg.answer_style)
 
 
 def dry_run(config: RunConfig | dict[str, Any] | str | Path) -> dict[str, Any]:

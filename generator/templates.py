@@ -17,16 +17,22 @@ from .paradigms import PARADIGMS
 from .types import Exemplar
 
 REQUIRED_VARIABLES = ("documents", "exemplar")
-ALLOWED_VARIABLES = {"documents", "exemplar", "paradigm", "language"}
+ALLOWED_VARIABLES = {"documents", "exemplar", "paradigm", "language", "answer_style"}
 
 
 class Templates:
     """Loads and checks every paradigm template once; `render` gives the user message."""
 
     def __init__(
-        self, directory: str | Path | None = None, paradigms: list[str] | None = None, *, language: str = "English"
+        self,
+        directory: str | Path | None = None,
+        paradigms: list[str] | None = None,
+        *,
+        language: str = "English",
+        answer_style: str = "plain",
     ) -> None:
         self.language = language  # config key `language`: the language q* and a* are written in
+        self.answer_style = answer_style  # config key `answer_style`: plain, cited ([n]) or quoted (RAFT)
         builtin = str(resources.files("ragloom.prompts"))
         search = [builtin] if directory is None else [str(directory), builtin]
         if directory is not None and not Path(directory).is_dir():
@@ -76,6 +82,7 @@ class Templates:
         context: dict[str, Any] = {
             "paradigm": paradigm,
             "language": self.language,
+            "answer_style": self.answer_style,
             "exemplar": {"text": exemplar.text, "task_type": exemplar.task_type, "options": list(exemplar.options)},
             "documents": [{"id": d.id, "title": d.title, "text": d.text} for d in documents],
         }

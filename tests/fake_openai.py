@@ -1,6 +1,7 @@
 """A fault-injecting OpenAI-compatible server for tests and benchmarks (127.0.0.1 only).
 
-Chat completions answer with a (question, answer) pair; completions with `echo` + `logprobs`
+Chat completions answer with a (question, answer) pair (with `cited`, its answer cites the documents
+with [n]; with `quoted`, RAFT's quoted reasoning; `rate_bad_citation` plants wrong ones); completions with `echo` + `logprobs`
 score text. Knobs: latency and jitter; a cap on requests served at once (the rest queue);
 rates of 429 (with Retry-After), 500, hangs, invalid JSON content, dropped connections and
 200 with an empty body, replies cut off at max_tokens (finish_reason "length"); a fixed status for every request (401, 404); and the first N
@@ -67,6 +68,11 @@ class Faults:
     )
     relevance_judge: bool | None = None  # the reply to a relevance-judge prompt ({"addresses_question": this})
     vary_on_retry: bool = False  # a job asked again (its request seed names attempt > 1) gets a pair of its own
+    cited: bool = False  # answers built from the sources with correct [n] citations (answer_style: cited)
+    quoted: bool = False  # RAFT answers quoting the sources verbatim, then <ANSWER>: (answer_style: quoted)
+    rate_bad_citation: float = (
+        0.0  # this share of prompts (by hash) gets a wrong citation / a quote with a word changed
+    )
     seed: int = 0
 
 
@@ -111,6 +117,65 @@ def conforming_pair(prompt: str) -> dict[str, str]:
     used = docs[:2] if paradigm == "multi_doc_support" else docs[:1]
     hints = " ".join(" ".join(s[0].split()[:8]).rstrip(",;") + "." for _, s in used)
     return {"question": question, "answer": f"Start from the facts: {hints} {_GENERAL}"}
+
+
+def _paradigm(prompt: str) -> str:
+    return next((p for k, p in _PARADIGM_TASKS.items() if k in prompt), "single_doc_answer")
+
+
+def cited_pair(prompt: str, *, wrong: bool = False) -> dict[str, str]:
+    """A conforming pair whose answer cites its documents as the prompt numbers them: each sentence
+    taken from document i ends with [i]; reasoning from general knowledge carries none. `wrong`
+    plants one bad citation: a number with no document (one source), the other source (two), or a
+    citation in a useless_doc answer."""
+    paradigm = _paradigm(prompt)
+    docs = _documents(prompt) or [("this subject", ["It is a subject."])]
+    t = docs[0][0]
+    question = f"Explain what is known about {t} and why it matters, in a few sentences."
+    if paradigm == "useless_doc":
+        general = _GENERAL.replace(" before reaching", " [1] before reaching") if wrong else _GENERAL
+        return {"question": f"How should one judge claims about {t} when sources disagree?", "answer": general}
+    used = docs[:2] if paradigm.startswith("multi") else docs[:1]
+    n_docs = len(used)
+    parts = []
+    for i, (_, sents) in enumerate(used, 1):
+        cite = i
+        if wrong and i == 1:
+            cite = n_docs + 5 if n_docs == 1 else 2
+        if wrong and i == 2:
+            cite = 1
+        if paradigm.endswith("_answer"):
+            parts += [f"{s.rstrip('.!?;')} [{cite}]." for s in sents[:2]]
+        else:
+            parts.append(" ".join(sents[0].split()[:8]).rstrip(",;.") + f" [{cite}].")
+    body = " ".join(parts)
+    if paradigm.endswith("_answer"):
+        return {"question": question, "answer": f"Going by what the record says about it, {body[0].lower()}{body[1:]}"}
+    return {"question": question, "answer": f"Start from the facts: {body} {_GENERAL}"}
+
+
+def quoted_pair(prompt: str, *, wrong: bool = False) -> dict[str, str]:
+    """A RAFT answer: reasoning that quotes each used document's first sentence verbatim between
+    ##begin_quote## and ##end_quote##, then <ANSWER>:. `wrong` changes one word of the first quote."""
+    paradigm = _paradigm(prompt)
+    docs = _documents(prompt) or [("this subject", ["It is a subject."])]
+    t = docs[0][0]
+    question = f"Explain what is known about {t} and why it matters, in a few sentences."
+    if paradigm == "useless_doc":
+        return {
+            "question": f"How should one judge claims about {t} when sources disagree?",
+            "answer": f"##Reason: The document does not settle this. {_GENERAL}\n<ANSWER>: Compare independent sources.",
+        }
+    used = docs[:2] if paradigm.startswith("multi") else docs[:1]
+    quotes = [s[0] for _, s in used]
+    if wrong:
+        words = quotes[0].split()
+        k = min(3, len(words) - 1)
+        words[k] = "never" if words[k] != "never" else "always"
+        quotes[0] = " ".join(words)
+    reason = " ".join(f"Document {i} says ##begin_quote## {q} ##end_quote##." for i, q in enumerate(quotes, 1))
+    final = " ".join(" ".join(s[:2]) for _, s in used)
+    return {"question": question, "answer": f"##Reason: {reason} Together these give the answer.\n<ANSWER>: {final}"}
 
 
 def pair_for(prompt: str, *, grounded: bool = False, conforming: bool = False) -> dict[str, str]:
@@ -387,6 +452,10 @@ class FakeServer:
         if f.relevance_judge is not None and "Does the answer address the question?" in prompt:
             return web.json_response(chat_completion(body, json.dumps({"addresses_question": f.relevance_judge})))
         pair = pair_for(prompt, grounded=f.grounded, conforming=f.conforming)
+        if f.cited or f.quoted:
+            wrong = bool(f.rate_bad_citation) and _share("bad_citation" + prompt) < f.rate_bad_citation
+            self.counts["bad_citation"] += wrong
+            pair = (cited_pair if f.cited else quoted_pair)(prompt, wrong=wrong)
         if f.vary_on_retry and int(body.get("seed") or 0) % 101 > 1:
             pair = retry_pair(prompt, int(body["seed"]))
         content = "this is not json {" if outcome == "bad_json" else json.dumps(pair)
@@ -437,13 +506,16 @@ def _main() -> None:
         ap.add_argument(f"--{name}", type=float)
     ap.add_argument("--grounded", type=int, choices=[0, 1], help="1: answers restate document 1's first sentence")
     ap.add_argument("--conforming", type=int, choices=[0, 1], help="1: pairs that pass the paradigm check")
+    ap.add_argument("--cited", type=int, choices=[0, 1], help="1: answers cite their documents with [n]")
+    ap.add_argument("--quoted", type=int, choices=[0, 1], help="1: RAFT answers quoting their documents")
+    ap.add_argument("--rate-bad-citation", type=float, help="share of prompts with a planted wrong citation or quote")
     ap.add_argument("--max-in-flight", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file", help="write the port here once serving")
     a = ap.parse_args()
     kw = {k: v for k, v in vars(a).items() if v is not None and k not in ("port", "port_file")}
-    for flag in ("grounded", "conforming"):
+    for flag in ("grounded", "conforming", "cited", "quoted"):
         if flag in kw:
             kw[flag] = bool(kw[flag])
     with FakeServer(Faults(**kw), port=a.port) as srv:

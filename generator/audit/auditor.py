@@ -31,18 +31,27 @@ from ..quality import (
     parse_pair,
     verdicts_now,
 )
+from ..runs import has_citations, has_quotes, strip_answer
 from ..types import Exemplar
 from .reader import AuditRecord
 
+CITATION_COUNTS = ("citations", "supported", "stated_sentences", "cited_stated", "quotes", "quotes_found")
 AUDIT_CODES = ("paradigm_mismatch", "distractor_leak", "distractor_rank", "short_padded", "off_topic")
 
 
-def audit_checks(quality: Quality, checker: ConformanceChecker) -> list[RecordCheck]:
+def audit_checks(quality: Quality, checker: ConformanceChecker, answer_style: str = "plain") -> list[RecordCheck]:
     """The record checks `generate` runs, built from the run's `quality:` section by the same registry
     (quality/checks.py), less what needs a model to answer (the LLM judge, necessity scoring). The
-    paradigm check always runs: audit reports what the sources do even where the run turned it off."""
+    paradigm check always runs: audit reports what the sources do even where the run turned it off.
+    `answer_style`: `auto` when the dataset's answers carry [n] citations or RAFT quotes (`citations`)."""
     q = quality.model_copy(update={"conformance": True, "judge": False, "necessity": False})
-    return build_checks(q, CheckContext(checker=checker))
+    return build_checks(q, CheckContext(checker=checker, answer_style=answer_style))
+
+
+def answer_style(records: Sequence[AuditRecord]) -> str:
+    """`auto` when any answer carries [n] citations or RAFT quote markers (each is then checked as its
+    markers say, and an answer with none where its sources state it is `citation_missing`), else plain."""
+    return "auto" if any(has_citations(r.answer) or has_quotes(r.answer) for r in records) else "plain"
 
 
 @dataclass
@@ -53,6 +62,7 @@ class AuditSummary:
     by_paradigm: dict[str, Counter[str]] = field(default_factory=dict)  # paradigm -> {records, clean, <code>...}
     leaks: Counter[str] = field(default_factory=Counter)  # by leak check
     curation: Counter[str] = field(default_factory=Counter)  # duplicate_<check>, contaminated_<eval set>
+    citations: Counter[str] = field(default_factory=Counter)  # citations, supported, stated sentences, quotes...
     coverage: dict[str, Any] | None = None  # with --index: coverage of its corpus (generator/publish/coverage.py)
 
     def add(self, rec: AuditRecord, result: dict[str, Any]) -> None:
@@ -64,6 +74,8 @@ class AuditSummary:
         row["clean"] += not result["issues"]
         row.update(result["issues"])
         self.leaks.update((result["scores"].get("leaks") or {}).values())
+        cited = result["scores"].get("citations") or {}
+        self.citations.update({k: int(cited[k]) for k in CITATION_COUNTS if cited.get(k) is not None})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,7 +85,23 @@ class AuditSummary:
             "by_paradigm": {k: dict(v) for k, v in sorted(self.by_paradigm.items())},
             "distractor_leaks_by_check": dict(self.leaks),
             "curation_by_check": dict(self.curation),
+            **({"citations": self.citation_summary()} if self.citations else {}),
             **({"coverage": self.coverage} if self.coverage is not None else {}),
+        }
+
+    def citation_summary(self) -> dict[str, Any]:
+        """The dataset's citation precision (supported / citations) and recall (source-stated sentences
+        citing a supporting source / those sentences), and quotes found in a source / quotes."""
+        c = self.citations
+
+        def share(a: str, b: str) -> float | None:
+            return round(c[a] / c[b], 3) if c[b] else None
+
+        return {
+            **dict(c),
+            "precision": share("supported", "citations"),
+            "recall": share("cited_stated", "stated_sentences"),
+            "quotes_verbatim": share("quotes_found", "quotes"),
         }
 
 
@@ -119,14 +147,22 @@ class Auditor:
         items = []
         for r in batch:
             docs = r.with_role("source") if r.has_roles else [d for d in r.documents]
-            items.append(CheckItem(r.question, r.answer, r.paradigm if r.has_roles else None, tuple(docs)))
+            # the checks read the answer's plain text; the citation check reads its markers and every
+            # document in the record's order ([n] is the record's n-th document)
+            items.append(
+                CheckItem(r.question, strip_answer(r.answer), r.paradigm if r.has_roles else None, tuple(docs))
+            )
+        cited = [
+            CheckItem(r.question, r.answer, r.paradigm if r.has_roles else None, tuple(r.documents)) for r in batch
+        ]
         verdicts = iter(verdicts_now(self.paradigm, [i for i in items if i.sources]))
         found = [next(verdicts).figures if i.sources else None for i in items]
         self.screen.prefetch([(r.answer, d) for r in batch if r.has_roles for d in r.with_role("distractor")])
         out = [self._one(r, v) for r, v in zip(batch, found, strict=True)]
         for check in self.others:  # relevance and any later check: the same objects `generate` runs
-            applies = [k for k, i in enumerate(items) if check.applies(i.paradigm)]
-            outcomes: list[Outcome] = verdicts_now(check, [items[k] for k in applies])
+            its = cited if check.name == "citations" else items
+            applies = [k for k, i in enumerate(its) if check.applies(i.paradigm)]
+            outcomes: list[Outcome] = verdicts_now(check, [its[k] for k in applies])
             for k, o in zip(applies, outcomes, strict=True):
                 out[k]["scores"][check.key or check.name] = o.figures
                 if not o.ok and o.code:

@@ -16,7 +16,7 @@ from ragloom.errors import ConfigError, OutputError
 from ..config import Distractors, Quality, describe_error
 from ..publish import coverage
 from ..quality import REASONS, ConformanceChecker, SpanFrequency, registered_codes
-from .auditor import AUDIT_CODES, Auditor, AuditSummary, audit_checks
+from .auditor import AUDIT_CODES, Auditor, AuditSummary, answer_style, audit_checks
 from .curation import CURATION_CODES, curate, parse_eval_set
 from .reader import AuditRecord, read_input
 
@@ -84,7 +84,7 @@ def audit(
         leak_gate_words=quality.leak_gate_words,
         band_start=dist.rank_band[0],
         total_docs=dist.total_docs if "distractors" in cfg else None,
-        checks=audit_checks(quality, checker),
+        checks=audit_checks(quality, checker, answer_style(records)),
         frequency=span_frequency(records, run, index),
         leak_rule=quality.leak_rule(),
     )
@@ -164,6 +164,13 @@ def print_table(summary: AuditSummary, file: IO[str]) -> None:
         console.print(it)
     if summary.leaks:
         console.print("distractor leaks by check: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.leaks.items())))
+    if summary.citations:
+        c = summary.citation_summary()
+        console.print(
+            f"citations: precision {c['precision']} ({c.get('supported', 0)} of {c.get('citations', 0)} supported), "
+            f"recall {c['recall']} ({c.get('cited_stated', 0)} of {c.get('stated_sentences', 0)} source-stated "
+            f"sentences cited), quotes in a source {c['quotes_verbatim']} ({c.get('quotes_found', 0)} of {c.get('quotes', 0)})"
+        )
     if summary.curation:
         console.print("curation by check: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.curation.items())))
     if summary.coverage:

@@ -2,7 +2,9 @@
 
 Accepted: a ragloom run directory (examples.jsonl + run.json); a JSONL/JSON file, a Parquet file or
 a `datasets` directory in the raw view (documents as {id, title, text, role, rank, rule}); the
-rag-instruct view (question, answer, documents as strings, optional paradigm).
+rag-instruct view (question, answer, documents as strings, optional paradigm); RAFT's layout
+(question, context {title, sentences}, oracle_context, cot_answer: publish/raft.py, sources being the
+documents in oracle_context).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from ragloom.errors import InputFormatError, MissingDependencyError, MissingInputError
 
 from ..paradigms import PARADIGMS
+from ..publish import from_raft, is_raft
 from ..runs import Document, read_run_json
 from ..runs import read_records as json_records
 
@@ -136,5 +139,5 @@ def read_input(path: str | Path) -> tuple[list[AuditRecord], dict[str, Any]]:
     for n, (row, loc) in enumerate(rows):
         if not isinstance(row, dict):
             raise InputFormatError(f"{loc}: expected an object, got {type(row).__name__}")
-        records.append(to_record(row, n, loc))
+        records.append(to_record(from_raft(row) if is_raft(row) else row, n, loc))
     return records, run

@@ -21,6 +21,7 @@ import ragloom
 
 from ..paradigms import PARADIGMS
 from ..runs import Example, LmFtRecord, LsrRecord, Record
+from .citations import citation_lines
 
 _PATH_KEYS = {"index", "output", "path", "source", "templates", "knowledge_cache", "dir", "pairs"}
 _PRIVATE_KEYS = {"base_url", "extra_body", "extra_headers", "default_query", "api_key_env"}
@@ -209,6 +210,7 @@ def quality_section(records: list[Example], failed: list[dict[str, Any]], run: d
             + ", ".join(f"{k} {v}" for k, v in sorted(nec.items()))
         )
     out += relevance_lines(records, failed, counts)
+    out += citation_lines([r.to_dict() for r in records], failed)
     truncated = rejected.get("truncated", 0) + sum(f.get("reason") == "truncated" for f in failed)
     out += [
         f"- replies cut off at max_tokens (`truncated`): {truncated}",

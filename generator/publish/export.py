@@ -7,6 +7,7 @@ PATH picks the container: `*.jsonl`, `*.parquet`, or anything else as a `dataset
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -29,8 +30,10 @@ from ..runs import (
     read_jsonl,
     read_run_json,
     render,
+    strip_answer,
 )
 from .card import CARD, is_ragloom_card, write_card, write_radit_card
+from .raft import raft_row
 
 
 def user_turn(rec: Example) -> str:
@@ -100,6 +103,7 @@ KIND_VIEWS: dict[str, dict[str, View]] = {
         "rag-instruct": _rag_instruct,
         "alpaca": _alpaca,
         "sharegpt": _sharegpt,
+        "raft": lambda rec: raft_row(rec.to_dict()),
         "raw": _raw,
     },
     "radit-lm-ft": {"prompt-completion": _prompt_completion, "messages": _lm_ft_messages, "raw": _raw},
@@ -141,12 +145,14 @@ def export(
     plain_share: float = 0.0,
     card_to: Path | None = None,
     overwrite: bool = False,
+    strip_citations: bool = False,
 ) -> tuple[Path, str, int]:
     """Write the records of run directory `out` in `view` (None: the run kind's default) to `to`;
     return the card's path, the view written and the number of rows. `layout="mixed"` draws a
     prompt layout per record (seeded; see `layout.py`) for the messages and sharegpt views. The card
     goes to `card_to` (default: README.md beside a file, inside a `datasets` directory); a file there
-    that is not a ragloom card is never replaced unless `overwrite`."""
+    that is not a ragloom card is never replaced unless `overwrite`. `strip_citations`: the answers'
+    plain text, without `[n]` citations or RAFT quote markers."""
     import datasets
 
     datasets.disable_progress_bars()  # the card and the one-line summary say what happened
@@ -156,6 +162,10 @@ def export(
             f"{out}: the run accepted no records, nothing to export ({len(failed)} jobs failed; "
             f"their reasons are in {out / FAILED}); run more jobs or relax the checks that rejected them"
         )
+    if strip_citations:
+        records = [
+            dataclasses.replace(r, answer=strip_answer(r.answer)) if isinstance(r, Example) else r for r in records
+        ]
     views = KIND_VIEWS[kind]
     view = view or next(iter(views))
     if view not in views:

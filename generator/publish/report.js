@@ -152,6 +152,7 @@
         el("div", {}, counts("Rejected (asked again)", st.rejected, "not recorded in run.json (older run): failed.jsonl keeps only each failed job's last reason")),
         el("div", {}, counts("Transport retries", st.retried)),
         el("div", {}, counts("Distractor rules", st.distractor_rules || D.distractor_rules, null, "rule")),
+        D.citations && Object.keys(D.citations).length ? el("div", {}, counts("Citations per paradigm", D.citations, null, "paradigm")) : null,
         D.exemplars_dropped && Object.keys(D.exemplars_dropped).length ? el("div", {}, counts("Exemplars dropped", D.exemplars_dropped, null, "why")) : null]));
       if (!u.recorded) add(box, el("p", { class: "note", text: "Token totals of the whole run are not recorded in run.json; shown: the accepted records' last attempts." }));
       var cv = D.coverage;

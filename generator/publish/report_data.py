@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from ..paradigms import paradigm_counts
+from .citations import citation_summary
 from .coverage import corpus_size, of_records
 
 BAD_RECORD = (KeyError, TypeError, ValueError, AttributeError, IndexError)
@@ -168,6 +169,7 @@ def generate_view(run: dict[str, Any], records: list[dict[str, Any]], failed: li
             Counter(d.get("rule") or "none" for r in good for d in r["documents"] if d["role"] != "source")
         ),
         "figures": _generate_figures(compact, rules),
+        "citations": citation_summary(good),
         # issue 28: distinct sources, corpus share, reuse (generator/publish/coverage.py), and the plan's figures
         "coverage": {**of_records(good, corpus_size(run)).as_dict(), "planned": run.get("sources")},
         "passages": passages.rows,

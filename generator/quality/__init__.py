@@ -2,10 +2,12 @@
 
 What it owns: reply parsing and validation codes (`parse_pair`, `REASONS`), the paradigm check
 (`ConformanceChecker`, its sentence spans), the distractor leak screen (`LeakScreen`), relevance
-(`off_topic`), the LLM judge and its cache, LM necessity scoring, and the gate that runs the enabled
+(`off_topic`), citation verification (`citations.py`: `[n]` citations and RAFT quotes, `quotes.py`),
+the LLM judge and its cache, LM necessity scoring, and the gate that runs the enabled
 checks over a batch. Every record-level check is one object of the check protocol (`checks.py`):
 the pipeline and `ragloom audit` loop over the same objects.
-It may import: backends (through its `__init__`), the core's leaf modules (types, paradigms, strict),
+It may import: backends and runs (through their `__init__`; runs for the answers' citation markers), the
+core's leaf modules (types, paradigms, strict),
 ragloom.retrieval and ragloom.errors. It never imports the run config: each check takes its section.
 """
 
@@ -21,6 +23,7 @@ from .checks import (
     registered_codes,
     verdicts_now,
 )
+from .citations import CitationCheck, CitationThresholds
 from .config import Quality, Validation
 from .conformance import CheckInput, ConformanceChecker, ConformanceThresholds
 from .gate import ParadigmCheck
@@ -38,6 +41,8 @@ __all__ = [
     "CheckContext",
     "CheckInput",
     "CheckItem",
+    "CitationCheck",
+    "CitationThresholds",
     "ConformanceChecker",
     "ConformanceThresholds",
     "JudgeCache",

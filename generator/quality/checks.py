@@ -62,12 +62,14 @@ class RecordCheck(Protocol):
 @dataclass
 class CheckContext:
     """What checks share in one run: the encoder's sentence cache (`checker`, a ConformanceChecker), the
-    run's backend and judge cache (None: no judge), the necessity scorer (None: not opened)."""
+    run's backend and judge cache (None: no judge), the necessity scorer (None: not opened), the run's
+    `answer_style` (audit: `auto`, what each answer shows)."""
 
     checker: Any = None
     backend: Any = None
     judge_cache: Any = None
     scorer: Any = None
+    answer_style: str = "plain"
 
 
 # the registry, in the order the gate runs them: (name, "module:Class"); the class's `build(q, ctx)` gives
@@ -76,6 +78,7 @@ CHECKS: list[tuple[str, str]] = [
     ("paradigm", ".gate:ParadigmCheck"),
     ("relevance", ".relevance:RelevanceCheck"),
     ("necessity", ".necessity:NecessityCheck"),
+    ("citations", ".citations:CitationCheck"),
 ]
 
 

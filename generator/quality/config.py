@@ -8,6 +8,7 @@ from pydantic import Field
 
 from ..backends import ScoringBackendConfig
 from ..strict import Strict
+from .citations import CitationThresholds
 from .conformance import ConformanceThresholds
 from .leaks import LeakRule
 from .relevance import RelevanceThresholds
@@ -15,6 +16,7 @@ from .relevance import RelevanceThresholds
 _T = ConformanceThresholds()
 _R = RelevanceThresholds()
 _L = LeakRule()
+_C = CitationThresholds()
 
 
 class Quality(Strict):
@@ -78,6 +80,20 @@ class Quality(Strict):
     relevance_first_person: float = Field(
         _R.first_person, ge=0, le=1, description="off topic when this share of the answer's sentences says I/me/my"
     )
+
+    citations: bool | None = Field(
+        None,
+        description="verify the answers' [n] citations / RAFT quotes (default: on when answer_style is not plain)",
+    )
+    citation_precision: float = Field(
+        _C.precision, ge=0, le=1, description="share of an answer's citations that must support what cites them"
+    )
+    citation_recall: float = Field(
+        _C.recall, ge=0, le=1, description="share of the answer sentences a source states that must cite one"
+    )
+
+    def citation_thresholds(self) -> CitationThresholds:
+        return CitationThresholds(self.citation_precision, self.citation_recall)
 
     def thresholds(self) -> ConformanceThresholds:
         return ConformanceThresholds(self.state_words, self.state_attr, self.support_words, self.support_peak)

@@ -17,6 +17,9 @@ titles on or off; `plain_share` turns that share of eligible records into plain 
 examples without documents. Only records whose answer does not rest on the documents
 (`useless_doc`, the `*_support` paradigms) are eligible: a closed-book copy of a
 `*_answer` record would teach the model to answer without the facts it needs.
+Cited answers (`[n]`, the record's n-th document): every layout keeps the record's document order, so
+no renumbering is needed, but a cited record is numbered `[i]` or `i.` (never left unnumbered, where
+`[n]` would point at nothing), and a record whose answer cites or quotes is never made plain.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from ..paradigms import PARADIGMS
+from .citations import has_citations, has_quotes
 
 D = TypeVar("D")
 Order = Literal["shuffle", "balanced", "sources_first", "sources_last"]
@@ -107,6 +111,7 @@ LAYOUTS: dict[str, str] = {
 }
 PLAIN_LAYOUT = "{instruction}"
 NUMBERINGS = ("brackets", "dotted", "none")
+CITED_NUMBERINGS = ("brackets", "dotted")  # [n] must keep pointing at the record's n-th document
 
 
 def _plain_ok(paradigm: Any) -> bool:
@@ -161,9 +166,12 @@ class Layouter:
         if self.mode == "fixed":
             return FIXED
         rng = _rng(self.seed, str(rec["id"]), "export-layout")
-        plain = rng.random() < self.plain_share and _plain_ok(rec.get("paradigm"))
+        # an answer that refers to its documents ([n], quotes) is never shown without them, and [n] keeps a
+        # number to point at: a cited record is numbered [i] or i., never left unnumbered
+        refers = has_citations(rec.get("answer", "")) or has_quotes(rec.get("answer", ""))
+        plain = rng.random() < self.plain_share and _plain_ok(rec.get("paradigm")) and not refers
         layout = rng.choice(sorted(LAYOUTS))
-        numbering = rng.choice(NUMBERINGS)
+        numbering = rng.choice(CITED_NUMBERINGS if has_citations(rec.get("answer", "")) else NUMBERINGS)
         titles = rng.random() < 0.5
         return Choice("plain", "none", False) if plain else Choice(layout, numbering, titles)
 
