@@ -1,4 +1,5 @@
-"""Paradigm templates: `prompts/<paradigm>.j2`, or the user's own directory, rendered strictly."""
+"""Paradigm templates: `prompts/<paradigm>.j2`, a built-in set (`prompts/<set>/`, e.g. `small`), or the
+user's own directory, rendered strictly."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from .types import PARADIGMS, Exemplar
 
 REQUIRED_VARIABLES = ("documents", "exemplar")
 ALLOWED_VARIABLES = {"documents", "exemplar", "paradigm", "language"}
+# Built-in template sets, selected by name with config `templates: <name>`: prompts/<name>/. `small`
+# asks small models (a few hundred million parameters, the quickstart's Gemma 3 270M) in fewer words.
+BUILTIN_SETS = ("small",)
 
 
 class Templates:
@@ -27,6 +31,8 @@ class Templates:
     ) -> None:
         self.language = language  # config key `language`: the language q* and a* are written in
         builtin = str(resources.files("ragloom.prompts"))
+        if directory is not None and str(directory) in BUILTIN_SETS:
+            directory = str(resources.files("ragloom.prompts") / str(directory))
         search = [builtin] if directory is None else [str(directory), builtin]
         if directory is not None and not Path(directory).is_dir():
             raise MissingInputError(f"template directory not found: {directory}")
