@@ -16,7 +16,7 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.newcomer]
 
 ROOT = Path(__file__).resolve().parents[1]
-COUNT = 25
+COUNT = 30
 # the newcomer check's bar: a few good rows from the small run, as the full quickstart keeps >= 10
 MIN_ACCEPTED = 3
 
