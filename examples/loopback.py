@@ -65,12 +65,14 @@ def _launch(cmd: list[str], port: int, log: Path, timeout: float, what: str) -> 
 
 
 def start_llama_server(
-    model: Path, log: Path, *, parallel: int = DEFAULT_PARALLEL, timeout: float = 180
+    model: Path, log: Path, *, parallel: int = DEFAULT_PARALLEL, threads: int | None = None, timeout: float = 180
 ) -> tuple[subprocess.Popen, str]:
-    """Serve `model` as `gemma` with upstream llama.cpp on a free loopback port and `parallel` slots;
-    returns (process, base_url). Output goes to `log`; on failure the process is stopped."""
+    """Serve `model` as `gemma` with upstream llama.cpp on a free loopback port and `parallel` slots
+    (`threads`: CPU threads, default all cores); returns (process, base_url). Output goes to `log`;
+    on failure the process is stopped."""
     port = free_port()
     cmd = [sys.executable, str(Path(__file__).resolve()), str(model), "--port", str(port), "--parallel", str(parallel)]
+    cmd += ["--threads", str(threads)] if threads else []
     return _launch(cmd, port, log, timeout, "llama.cpp server")
 
 
@@ -93,7 +95,7 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def serve(model: Path, *, port: int, parallel: int) -> None:
+def serve(model: Path, *, port: int, parallel: int, threads: int | None = None) -> None:
     """Run upstream llama.cpp's server engine in this process until SIGTERM or SIGINT."""
     import xllamacpp
 
@@ -104,7 +106,7 @@ def serve(model: Path, *, port: int, parallel: int) -> None:
     params.port = port
     params.n_parallel = parallel
     params.n_ctx = CTX_PER_SLOT * parallel  # the context is split evenly between the slots
-    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = os.cpu_count() or 2
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads or os.cpu_count() or 2
     params.sampling.seed = 0
     # the GGUF carries no chat template; llama.cpp's built-in `gemma` one is the model's own format
     params.use_jinja = False
@@ -124,8 +126,9 @@ def main() -> None:
     ap.add_argument("model", type=Path)
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL)
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     args = ap.parse_args()
-    serve(args.model, port=args.port, parallel=args.parallel)
+    serve(args.model, port=args.port, parallel=args.parallel, threads=args.threads)
 
 
 if __name__ == "__main__":

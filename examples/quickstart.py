@@ -20,6 +20,8 @@ from loopback import start_llama_server, stop
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
+# jobs planned: enough for at least 10 accepted records from Gemma 3 270M (bench/quickstart.py, Q2)
+DEFAULT_COUNT = 40
 
 
 def run(*cmd: str) -> None:
@@ -39,9 +41,17 @@ def _accepted(out: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+def server_threads() -> int:
+    """llama.cpp's CPU threads: all cores but one, which is left to ragloom's own checks (the quality
+    gate's encoder). When llama.cpp's threads have to share their cores, each waits for the others
+    at every step: with another llama.cpp server on the same 2 cores, 2 threads generated about
+    2 tokens/s over 4 slots and 1 thread 15.9 (README, "What moved the yield")."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--count", type=int, default=25, help="jobs to run")
+    ap.add_argument("--count", type=int, default=DEFAULT_COUNT, help="jobs to run")
     ap.add_argument("--passages", type=int, default=2000, help="passages in the index")
     ap.add_argument("--workdir", default="quickstart")
     args = ap.parse_args()
@@ -49,7 +59,7 @@ def main() -> None:
     work.mkdir(exist_ok=True)
     corpus = work / "wiki.jsonl"
     if not corpus.exists():
-        run(sys.executable, str(HERE / "prepare_wiki.py"), str(corpus))
+        run(sys.executable, str(HERE / "prepare_wiki.py"), str(corpus), "--order", "quickstart")
     index = work / "index"
     if not (index / "manifest.json").exists():
         ragloom(
@@ -63,7 +73,9 @@ def main() -> None:
     # one server slot per request the backend keeps in flight
     slots = int(cfg["backend"]["concurrency"])
     try:
-        server, base_url = start_llama_server(model, work / "llama-server.log", parallel=slots)
+        server, base_url = start_llama_server(
+            model, work / "llama-server.log", parallel=slots, threads=server_threads()
+        )
     except RuntimeError as e:
         sys.exit(f"quickstart: {e}")
     print(
@@ -78,8 +90,9 @@ def main() -> None:
             # a 270M model at a few jobs can have every answer rejected: say so, there is nothing to export
             print(
                 f"no record was accepted in {args.count} jobs (reasons: {work / 'out' / 'failed.jsonl'}); "
-                "the 270M model is weak, so run more jobs: --count 25"
+                f"the 270M model is weak, so run more jobs: --count {DEFAULT_COUNT}"
             )
+            print(f"report: {work / 'out' / 'report.html'}")
             return
         ragloom("export", str(work / "out"), "--format", "messages", "--to", str(work / "export" / "messages.jsonl"))
     finally:
@@ -91,8 +104,12 @@ def main() -> None:
         print("USER:", row["messages"][0]["content"][:600], "...")
         print("ASSISTANT:", row["messages"][1]["content"])
     print("-" * 80)
-    print(f"{len(rows)} examples: {work / 'export' / 'messages.jsonl'} (card: {work / 'export' / 'README.md'})")
-    print(f"raw records: {work / 'out' / 'examples.jsonl'}; rejected jobs: {work / 'out' / 'failed.jsonl'}")
+    print(f"raw records: {work / 'out' / 'examples.jsonl'}; failed jobs: {work / 'out' / 'failed.jsonl'}")
+    # the run ends on what to open: the report page and the export
+    print(f"report: {work / 'out' / 'report.html'} (every record and every rejection, in a browser)")
+    print(
+        f"export: {len(rows)} examples in {work / 'export' / 'messages.jsonl'} (card: {work / 'export' / 'README.md'})"
+    )
 
 
 if __name__ == "__main__":

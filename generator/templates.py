@@ -1,4 +1,5 @@
-"""Paradigm templates: `prompts/<paradigm>.j2`, or the user's own directory, rendered strictly."""
+"""Paradigm templates: `prompts/<paradigm>.j2`, a built-in set (`prompts/<set>/`, e.g. `small`), or the
+user's own directory, rendered strictly."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from .types import Exemplar
 
 REQUIRED_VARIABLES = ("documents", "exemplar")
 ALLOWED_VARIABLES = {"documents", "exemplar", "paradigm", "language", "answer_style"}
+# Built-in template sets, selected by name with config `templates: <name>`: prompts/<name>/. `small`
+# asks small models (a few hundred million parameters, the quickstart's Gemma 3 270M) in fewer words.
+BUILTIN_SETS = ("small",)
 
 
 class Templates:
@@ -34,6 +38,8 @@ class Templates:
         self.language = language  # config key `language`: the language q* and a* are written in
         self.answer_style = answer_style  # config key `answer_style`: plain, cited ([n]) or quoted (RAFT)
         builtin = str(resources.files("ragloom.prompts"))
+        if directory is not None and str(directory) in BUILTIN_SETS:
+            directory = str(resources.files("ragloom.prompts") / str(directory))
         search = [builtin] if directory is None else [str(directory), builtin]
         if directory is not None and not Path(directory).is_dir():
             raise MissingInputError(f"template directory not found: {directory}")
@@ -74,6 +80,12 @@ class Templates:
         missing = [v for v in REQUIRED_VARIABLES if v not in used]
         if missing:
             raise ConfigError(f"{filename}: never uses the variable {missing[0]!r}; every paradigm template must")
+        if self.answer_style != "plain" and "answer_style" not in used:  # it would never ask for citations
+            raise ConfigError(
+                f"{filename}: answer_style is {self.answer_style} but the template never uses the variable "
+                "'answer_style'; use the default templates or add the block they have "
+                "({{ m.answer_style_rules(answer_style, ...) }})"
+            )
         self.sources[name] = source
         self.templates[name] = self.env.from_string(source)
         self.templates[name].filename = filename

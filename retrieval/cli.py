@@ -8,8 +8,6 @@ import sys
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
-from rich.text import Text
 
 from ragloom.errors import ConfigError
 
@@ -18,18 +16,7 @@ from .corpus import FORMATS, CorpusSpec
 from .encoder import DEFAULT_ENCODER, EncoderSpec
 from .encoder_backends import BACKENDS, PRECISIONS, QUANTIZE
 from .index import Index, read_manifest
-
-
-class RateColumn(ProgressColumn):
-    """Items per second, e.g. "812 passages/s"."""
-
-    def __init__(self, unit: str) -> None:
-        super().__init__()
-        self.unit = unit
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} {self.unit}/s" if speed else f"- {self.unit}/s", style="progress.data.speed")
+from .progress import BuildProgress
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -121,20 +108,7 @@ def _build(args: argparse.Namespace) -> int:
             raise ConfigError("--ray embeds the corpus itself; drop --embeddings or --ray")
         embed = RayEmbedder(encoder, args.out, shards=args.shards, address=args.ray or None)
     t0 = time.perf_counter()
-    with Progress(
-        TextColumn("embedding"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn("passages"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as bar:
-        task = bar.add_task("embed", total=None)
-
-        def progress(stage: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with BuildProgress(console) as bar:
         m = build_index(
             corpus,
             args.out,
@@ -144,7 +118,7 @@ def _build(args: argparse.Namespace) -> int:
             limit=args.limit,
             embeddings=args.embeddings,
             overwrite=args.overwrite,
-            progress=progress,
+            progress=bar.update,
             embed=embed,
         )
     if embed is not None:

@@ -208,7 +208,10 @@ def load_model(
     if backend == "torch":
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(load_path, device=device, local_files_only=offline)
+        from .quiet import quiet_loading
+
+        with quiet_loading():  # no "Loading weights" bar: the library prints nothing unless asked
+            return SentenceTransformer(load_path, device=device, local_files_only=offline)
     from .encoder_export import read_layout
     from .encoder_runtime import ConvertedEncoder, FastTokenizer, onnx_runner, openvino_runner
 

@@ -108,17 +108,11 @@ def pooled_module(layout: StLayout) -> Any:
     module (token ids -> sentence embeddings), and the inputs the transformer takes."""
     import torch
     from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
 
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
+    from .quiet import quiet_loading
+
+    with quiet_loading():
         hf = AutoModel.from_pretrained(str(layout.transformer_dir), attn_implementation="eager")
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
     hf.eval()
     takes_types = "token_type_ids" in inspect.signature(hf.forward).parameters
 

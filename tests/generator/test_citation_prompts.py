@@ -3,7 +3,6 @@ quoted add one instruction (one macro) that fits each paradigm."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,28 +12,16 @@ from ragloom.retrieval import Passage
 
 ROOT = Path(__file__).resolve().parents[2]
 PARADIGMS = ("useless_doc", "single_doc_support", "multi_doc_support", "single_doc_answer", "multi_doc_answer")
-BEFORE = "87c78a4"  # the commit before answer_style reached prompts/
 EX = Exemplar("e", "Who built the Eiffel Tower?", "test", "open_qa")
 MC = Exemplar("m", "Which is a gas? A) iron B) neon C) salt D) wood", "test", "multiple_choice", ("iron", "neon", "salt", "wood"))  # fmt: skip
 DOCS = [Passage("a", "Eiffel Tower", "The Eiffel Tower is in Paris."), Passage("b", "Gustave Eiffel", "He built it.")]
 
 
 @pytest.fixture(scope="module")
-def old_templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """prompts/*.j2 as they were before answer_style, read from git."""
-    out = tmp_path_factory.mktemp("old-prompts")
-    for name in [*PARADIGMS, "_macros"]:
-        try:
-            text = subprocess.run(
-                ["git", "-C", str(ROOT), "show", f"{BEFORE}:prompts/{name}.j2"],
-                capture_output=True,
-                check=True,
-                text=True,
-            ).stdout
-        except (OSError, subprocess.CalledProcessError):
-            pytest.skip(f"git history with {BEFORE} is not available here")
-        (out / f"{name}.j2").write_text(text, encoding="utf-8")
-    return out
+def old_templates() -> Path:
+    """prompts/*.j2 as they were before answer_style: copied from commit 87c78a4 (`git show
+    87c78a4:prompts/NAME.j2`) into the fixtures, so the check needs no git history."""
+    return ROOT / "tests" / "fixtures" / "prompts_before_answer_style"
 
 
 @pytest.mark.parametrize("paradigm", PARADIGMS)
@@ -63,3 +50,18 @@ def test_cited_and_quoted_add_one_instruction_in_its_place(paradigm: str) -> Non
         assert "[1][2]" in cited and "[Document n]" in cited
         assert "##begin_quote##" in quoted and "<ANSWER>: " in quoted
         assert ("general knowledge carries no citation" in cited) == paradigm.endswith("_support")
+
+
+def test_a_template_set_that_never_asks_for_citations_is_refused_for_cited_runs() -> None:
+    """`templates: small` has no citation block: a cited run on it would fail every answer as
+    citation_missing after paying for it, so it is refused before any request, naming the file."""
+    import pytest
+    from ragloom.generator.templates import Templates
+
+    from ragloom.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"small/\w+\.j2: answer_style is cited .* never uses the variable 'answer_style'"
+    ):
+        Templates("small", answer_style="cited")
+    assert Templates("small").render  # plain runs on the small set are fine
