@@ -138,6 +138,16 @@ def _longest_common_run(a: list[str], b: list[str]) -> int:
     return m.size
 
 
+# invisible characters with no meaning in text a model writes: zero-width space, word joiner, BOM, soft
+# hyphen. A small model under DRY sampling slips them into copied phrases ("o\u200br"), which would hide
+# an echo from the checks and end up in the training data. ZWJ/ZWNJ are kept: some scripts need them.
+_INVISIBLE = re.compile("[\u200b\u2060\ufeff\u00ad]")
+
+
+def _visible(text: str) -> str:
+    return _INVISIBLE.sub("", text)
+
+
 def parse_pair(
     text: str,
     *,
@@ -160,7 +170,7 @@ def parse_pair(
         raw = PairSchema.model_validate({k: obj.get(k) for k in PairSchema.model_fields})
     except (ValueError, ValidationError):
         return None, "invalid_json"
-    q, a = raw.question.strip(), raw.answer.strip()
+    q, a = _visible(raw.question).strip(), _visible(raw.answer).strip()
     if not q or not a:
         return None, "empty"
     if _PLACEHOLDER.search(q) or _PLACEHOLDER.search(a):

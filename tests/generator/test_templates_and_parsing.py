@@ -172,3 +172,16 @@ def test_multiple_choice_pairs_need_options_and_a_letter() -> None:
     assert parse_pair(good, sources=src, exemplar=mc)[1] is None
     bad = _pair("Who designed the famous Paris tower?", "Gustave Eiffel designed it.")
     assert parse_pair(bad, sources=src, exemplar=mc)[1] == "not_multiple_choice"
+
+
+def test_invisible_characters_do_not_hide_an_echo_and_never_reach_the_record() -> None:
+    """Gemma 270M under DRY sampling copied the exemplar with zero-width spaces inside words ("o\u200br");
+    split by them, the copy passed the echo check. They are dropped before any check."""
+    ex = Exemplar("e", "Give me the best sense of the empire's history in three sentences.", "test", "open_qa")
+    echo = "Give me the best sense o\u200br \u200bof the empire's history in three sentences."
+    reply = json.dumps({"question": echo, "answer": "The empire rose, ruled and fell over three centuries."})
+    assert parse_pair(reply, sources=[], exemplar=ex) == (None, "instruction_echo")
+    clean = json.dumps({"question": "How did the Roman\u00ad Empire fall?", "answer": "Slowly\u200b, over centuries."})
+    pair, reason = parse_pair(clean, sources=[], exemplar=ex)
+    assert reason is None and pair is not None
+    assert pair.question == "How did the Roman Empire fall?" and pair.answer == "Slowly, over centuries."
