@@ -5,6 +5,7 @@ thresholds were frozen) with the real encoder."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import sys
 from dataclasses import dataclass
@@ -18,8 +19,20 @@ from ragloom.generator.quality.spans import split_sentences
 from ragloom.generator.runs import parse_quoted, renumber, strip_citations
 from ragloom.retrieval import Encoder
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from citation_eval import load, table, verdicts
+
+def _bench(name: str):
+    """A bench/ script as a module, by path: bench/ on sys.path would shadow packages (bench/ray.py)."""
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses in it look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+_eval = _bench("citation_eval")
+load, table, verdicts = _eval.load, _eval.table, _eval.verdicts
 
 
 @dataclass(frozen=True)
