@@ -12,9 +12,17 @@ the name of the first check that fires on a candidate, or None:
 - "meaning": a sentence of the candidate is at least `similarity` close (cosine, index encoder) to a
   sentence of the answer. Only sentences sharing `gate_words` content words with the answer are
   embedded: a sentence with fewer is not a paraphrase of it, and the encoder is the cost here;
+- "statement": the candidate states the fact the question asks, in its own words: a window of it
+  (its title with its first sentence, or with two consecutive sentences) is at least `rule.statement`
+  close to the question and answer read as one statement ("In which city did X die? X died in
+  Hong Kong."). This finds what describes the answer without naming it ("an island off East Africa
+  grew more of them than anywhere else" for Zanzibar's cloves): the question supplies what the
+  answer alone leaves out, and the window supplies what a sentence saying "them" refers to;
 - "supports_answer" (the *_answer paradigms only): the candidate holds at least as large a share
   of the answer's new words as the weakest source does (and at least the checker's support bar).
-Sentence vectors are cached; `prefetch` embeds the gated sentences of many candidates in one call.
+Sentence vectors are cached; `prefetch` embeds the gated sentences and the windows of many
+candidates in one call (a window depends only on its passage, so it is embedded once per run while
+the cache holds it).
 Thresholds: calibrated on tests/fixtures/leaks/calibration.jsonl (bench/leak_eval.py).
 """
 
@@ -24,6 +32,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from ragloom.retrieval import Passage
@@ -32,16 +41,17 @@ from .conformance import ConformanceChecker
 from .span_freq import SpanFrequency
 from .spans import content_words, key_spans, novel_words, span_in, split_sentences
 
-LEAK_CHECKS = ("key_span", "meaning", "supports_answer")
+LEAK_CHECKS = ("key_span", "meaning", "statement", "supports_answer")
 
 
 @dataclass(frozen=True, slots=True)
 class LeakRule:
-    """The key-span rule's thresholds (see the module docstring)."""
+    """The key-span rule's thresholds and the statement check's (see the module docstring)."""
 
     span_share: float = 0.01
     tie_words: int = 2
     tie_similarity: float = 0.5
+    statement: float = 0.42
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,14 @@ def answer_parts(answer: str) -> list[str]:
     sents = split_sentences(answer) or [answer]
     clauses = [c.strip() for s in sents for c in _CLAUSE.split(s) if len(c.split()) >= 4]
     return list(dict.fromkeys(sents + clauses))
+
+
+def windows(candidate: Passage) -> list[str]:
+    """What the "statement" check compares: the title with the first sentence, then the title with
+    each pair of consecutive sentences (a sentence's "it" or "them" is named in the one before)."""
+    sents = split_sentences(candidate.text) or [candidate.text]
+    head = f"{candidate.title}. " if candidate.title else ""
+    return list(dict.fromkeys([head + sents[0]] + [f"{head}{a} {b}" for a, b in pairwise(sents)]))
 
 
 def coverage(new: frozenset[str], text: str, weight: Callable[[str], float] | None = None) -> float:
@@ -117,13 +135,14 @@ class LeakScreen:
         return [s for s in split_sentences(text) if len(content_words(s) & answer_words) >= need]
 
     def prefetch(self, pairs: Sequence[tuple[str, Passage]]) -> None:
-        """Embed, in one encoder call, the sentences of the answers of many (answer, candidate) pairs
-        and the gated sentences of their candidates (an encoder call per record would cost more than
+        """Embed, in one encoder call, the sentences of the answers of many (answer, candidate) pairs,
+        the gated sentences of their candidates and the candidates' windows (an encoder call per record would cost more than
         all the embedding itself: bench/generation.py G3)."""
         answers = dict.fromkeys(a for a, _ in pairs)
         sents = [s for a in answers for s in answer_parts(a)]
         words = {a: content_words(a) for a in answers}
-        self.checker.embed(sents + [s for a, p in pairs for s in self.gated(words[a], p.text)])
+        gated = [s for a, p in pairs for s in self.gated(words[a], p.text)]
+        self.checker.embed(sents + gated + [w for p in dict.fromkeys(p for _, p in pairs) for w in windows(p)])
 
     def screen_for(
         self, *, question: str, answer: str, paradigm: str | None = None, sources: Sequence[Passage] = ()
@@ -140,8 +159,10 @@ class _Screen:
         self.spans = key_spans(question, answer, short_answer_words=owner.checker.t.short_answer_words)
         self.question_words = content_words(question)
         self.words = content_words(answer)
-        vecs = owner.checker.embed(sents)
+        statement = f"{question} {answer}"
+        vecs = owner.checker.embed([*sents, statement])
         self.answer_vecs = np.stack([vecs[s] for s in sents])
+        self.statement_vec = vecs[statement]
         self.new = novel_words(answer, question)
         self.bar: float | None = None
         if paradigm is not None and paradigm.endswith("_answer") and sources and self.new:
@@ -182,6 +203,15 @@ class _Screen:
             return False
         vecs = self.owner.checker.embed(sents)
         return float((self.answer_vecs @ np.stack([vecs[s] for s in sents]).T).max()) >= self.owner.similarity
+
+    def statement_score(self, candidate: Passage) -> float:
+        """The closest window of `candidate` to the question and answer read as one statement."""
+        ws = windows(candidate)
+        vecs = self.owner.checker.embed(ws)
+        return float((np.stack([vecs[w] for w in ws]) @ self.statement_vec).max())
+
+    def statement(self, candidate: Passage) -> bool:
+        return self.statement_score(candidate) >= self.owner.rule.statement
 
     def supports_answer(self, candidate: Passage) -> bool:
         return self.bar is not None and coverage(self.new, candidate.text, self.owner.weight) >= self.bar
