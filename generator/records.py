@@ -72,7 +72,8 @@ class RecordBuilder:
         bands = self.index.hits_from_rows(scores[:, lo:hi], rows[:, lo:hi], lo)
         if self.screen is not None:  # one encoder call for the candidates the whole batch will screen
             self.screen.prefetch(
-                [(a.pair.answer, h.passage) for a, band in zip(items, bands) for h in self._first(a, band)]
+                [(a.pair.answer, h.passage) for a, band in zip(items, bands) for h in self._first(a, band)],
+                [(a.pair.question, a.pair.answer) for a in items],
             )
         return [self._record(*args) for args in zip(items, scores, rows, bands, strict=True)]
 

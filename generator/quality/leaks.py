@@ -79,6 +79,11 @@ def answer_parts(answer: str) -> list[str]:
     return list(dict.fromkeys(sents + clauses))
 
 
+def statement_of(question: str, answer: str) -> str:
+    """The question and its answer read as one statement: what the "statement" check compares with."""
+    return f"{question} {answer}"
+
+
 def windows(candidate: Passage) -> list[str]:
     """What the "statement" check compares: the title with the first sentence, then the title with
     each pair of consecutive sentences (a sentence's "it" or "them" is named in the one before)."""
@@ -134,15 +139,18 @@ class LeakScreen:
         need = min(self.gate_words, max(1, len(answer_words)))
         return [s for s in split_sentences(text) if len(content_words(s) & answer_words) >= need]
 
-    def prefetch(self, pairs: Sequence[tuple[str, Passage]]) -> None:
+    def prefetch(self, pairs: Sequence[tuple[str, Passage]], questions: Sequence[tuple[str, str]] = ()) -> None:
         """Embed, in one encoder call, the sentences of the answers of many (answer, candidate) pairs,
-        the gated sentences of their candidates and the candidates' windows (an encoder call per record would cost more than
-        all the embedding itself: bench/generation.py G3)."""
+        the gated sentences and the windows of their candidates, and the statements of the records'
+        (question, answer) `questions` (an encoder call per record would cost more than all the
+        embedding itself: bench/generation.py G3)."""
         answers = dict.fromkeys(a for a, _ in pairs)
         sents = [s for a in answers for s in answer_parts(a)]
         words = {a: content_words(a) for a in answers}
         gated = [s for a, p in pairs for s in self.gated(words[a], p.text)]
-        self.checker.embed(sents + gated + [w for p in dict.fromkeys(p for _, p in pairs) for w in windows(p)])
+        cands = {(p.title, p.text): p for _, p in pairs}.values()  # a record's Document is not hashable
+        said = [statement_of(q, a) for q, a in questions]
+        self.checker.embed(sents + said + gated + [w for p in cands for w in windows(p)])
 
     def screen_for(
         self, *, question: str, answer: str, paradigm: str | None = None, sources: Sequence[Passage] = ()
@@ -159,10 +167,10 @@ class _Screen:
         self.spans = key_spans(question, answer, short_answer_words=owner.checker.t.short_answer_words)
         self.question_words = content_words(question)
         self.words = content_words(answer)
-        statement = f"{question} {answer}"
-        vecs = owner.checker.embed([*sents, statement])
+        said = statement_of(question, answer)
+        vecs = owner.checker.embed([*sents, said])
         self.answer_vecs = np.stack([vecs[s] for s in sents])
-        self.statement_vec = vecs[statement]
+        self.statement_vec = vecs[said]
         self.new = novel_words(answer, question)
         self.bar: float | None = None
         if paradigm is not None and paradigm.endswith("_answer") and sources and self.new:
