@@ -23,7 +23,8 @@ the name of the first check that fires on a candidate, or None:
 Sentence vectors are cached; `prefetch` embeds the gated sentences and the windows of many
 candidates in one call (a window depends only on its passage, so it is embedded once per run while
 the cache holds it).
-Thresholds: calibrated on tests/fixtures/leaks/calibration.jsonl (bench/leak_eval.py).
+Thresholds: calibrated on tests/fixtures/leaks/calibration.jsonl (bench/leak_eval.py); the statement
+check's on calibration.jsonl and heldout.jsonl together, then measured on heldout2.jsonl.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class LeakRule:
     span_share: float = 0.01
     tie_words: int = 2
     tie_similarity: float = 0.5
-    statement: float = 0.42
+    statement: float | None = 0.42  # None: the statement check is off (and embeds nothing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,9 @@ class LeakScreen:
         words = {a: content_words(a) for a in answers}
         gated = [s for a, p in pairs for s in self.gated(words[a], p.text)]
         cands = {(p.title, p.text): p for _, p in pairs}.values()  # a record's Document is not hashable
+        if self.rule.statement is None:
+            self.checker.embed(sents + gated)
+            return
         said = [statement_of(q, a) for q, a in questions]
         self.checker.embed(sents + said + gated + [w for p in cands for w in windows(p)])
 
@@ -167,10 +171,10 @@ class _Screen:
         self.spans = key_spans(question, answer, short_answer_words=owner.checker.t.short_answer_words)
         self.question_words = content_words(question)
         self.words = content_words(answer)
-        said = statement_of(question, answer)
-        vecs = owner.checker.embed([*sents, said])
+        said = [statement_of(question, answer)] if owner.rule.statement is not None else []
+        vecs = owner.checker.embed([*sents, *said])
         self.answer_vecs = np.stack([vecs[s] for s in sents])
-        self.statement_vec = vecs[said]
+        self.statement_vec = vecs[said[0]] if said else None
         self.new = novel_words(answer, question)
         self.bar: float | None = None
         if paradigm is not None and paradigm.endswith("_answer") and sources and self.new:
@@ -214,12 +218,15 @@ class _Screen:
 
     def statement_score(self, candidate: Passage) -> float:
         """The closest window of `candidate` to the question and answer read as one statement."""
+        if self.statement_vec is None:
+            return 0.0
         ws = windows(candidate)
         vecs = self.owner.checker.embed(ws)
         return float((np.stack([vecs[w] for w in ws]) @ self.statement_vec).max())
 
     def statement(self, candidate: Passage) -> bool:
-        return self.statement_score(candidate) >= self.owner.rule.statement
+        bar = self.owner.rule.statement
+        return bar is not None and self.statement_score(candidate) >= bar
 
     def supports_answer(self, candidate: Passage) -> bool:
         return self.bar is not None and coverage(self.new, candidate.text, self.owner.weight) >= self.bar
