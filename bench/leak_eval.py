@@ -2,12 +2,15 @@
 
     python bench/leak_eval.py [calibration|heldout ...] [--old] [--json bench/results/leaks.json]
     python bench/leak_eval.py calibration --evidence   # every key span found: share, near, similarity
+    python bench/leak_eval.py calibration heldout --scores [--no-statement]
 
 The fixtures (bench/leak_fixture.py) hold, per record, the distractors the rank band gave for its
 question (labelled leak-free unless read as a leak) and planted distractors that carry the answer
 (labelled paraphrase, number, name, date). Span shares come from the fixtures' corpus (the same
 passages, titles and texts, as the index's store). `--old`: the rule before issue 25 (every key
-span found is a leak), for the before/after figures.
+span found is a leak), for the before/after figures. `--no-statement`: the rule before the
+statement check (issue 25, second pass). `--scores`: the statement check's scores (leak-free highest,
+leaks lowest), where its threshold `quality.leak_statement` was set.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import os
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-CHECKS = ("key_span", "meaning", "supports_answer")
+CHECKS = ("key_span", "meaning", "statement", "supports_answer")
 
 
 def load(name: str) -> list[dict[str, Any]]:
@@ -114,26 +118,28 @@ def evaluate(screen: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def make_screen(old: bool) -> Any:
+def make_screen(old: bool, no_statement: bool = False) -> Any:
     from ragloom.generator.config import Quality
     from ragloom.generator.quality.conformance import ConformanceChecker
-    from ragloom.generator.quality.leaks import LeakRule, LeakScreen
+    from ragloom.generator.quality.leaks import STATEMENT, LeakRule, LeakScreen
     from ragloom.retrieval import Encoder
 
-    q = Quality()  # the defaults: the frozen thresholds
+    q = Quality(leak_statement=STATEMENT)  # the defaults (the frozen thresholds), the statement check opted in
     checker = ConformanceChecker(Encoder(), q.thresholds())
     if old:  # before issue 25: any key span found is a leak; sentences vs the answer's sentences at 0.7
         from ragloom.generator.quality import leaks
         from ragloom.generator.quality.spans import split_sentences
 
         leaks.answer_parts = lambda answer: split_sentences(answer) or [answer]  # no clauses then
-        return LeakScreen(checker, rule=LeakRule(span_share=1.0, tie_words=0, tie_similarity=-1.0), similarity=0.7)
+        return LeakScreen(
+            checker, rule=LeakRule(span_share=1.0, tie_words=0, tie_similarity=-1.0, statement=2.0), similarity=0.7
+        )
     return LeakScreen(
         checker,
         similarity=q.leak_similarity,
         gate_words=q.leak_gate_words,
         frequency=corpus_frequency(),
-        rule=q.leak_rule(),
+        rule=replace(q.leak_rule(), statement=2.0) if no_statement else q.leak_rule(),  # 2.0: never fires
     )
 
 
@@ -160,15 +166,33 @@ def dump_evidence(screen: Any, records: list[dict[str, Any]]) -> None:
                 )
 
 
+def statement_scores(screen: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The statement check's score of every distractor: the highest leak-free ones and each planted
+    or band-labelled leak's, lowest first (where a threshold can go)."""
+    from ragloom.retrieval import Passage
+
+    clean, leaks = [], []
+    for rec in records:
+        s = screen_of(screen, rec)
+        for d in rec["band"] + rec["planted"]:
+            score = round(s.statement_score(Passage(d["id"], d["title"], d["text"])), 3)
+            (leaks if d["leak"] else clean).append((score, d["leak"], f"{rec['id']}: {d['title']}"))
+    return {"leak_free_highest": sorted(clean, reverse=True)[:5], "leaks_lowest": sorted(leaks)[:12]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("sets", nargs="*", default=["calibration", "heldout"])
     ap.add_argument("--old", action="store_true")
     ap.add_argument("--evidence", action="store_true")
+    ap.add_argument("--no-statement", action="store_true", help="the rule before the statement check")
+    ap.add_argument("--scores", action="store_true", help="the statement check's scores")
     ap.add_argument("--json")
     args = ap.parse_args()
-    screen = make_screen(args.old)
+    screen = make_screen(args.old, args.no_statement)
     out: dict[str, Any] = {name: evaluate(screen, load(name)) for name in args.sets}
+    if args.scores:
+        out["statement_scores"] = {name: statement_scores(screen, load(name)) for name in args.sets}
     if args.evidence:
         for name in args.sets:
             dump_evidence(screen, load(name))

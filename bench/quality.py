@@ -65,7 +65,9 @@ def main() -> None:
         checker.check([it for it, _ in batch])
         conf += time.process_time() - t
         t = time.process_time()
-        screen.prefetch([(it.answer, p) for it, cands in batch for p in cands])
+        screen.prefetch(
+            [(it.answer, p) for it, cands in batch for p in cands], [(it.question, it.answer) for it, _ in batch]
+        )
         for it, cands in batch:
             s = screen.screen_for(question=it.question, answer=it.answer, paradigm=it.paradigm, sources=it.sources)
             fired += sum(s(p) is not None for p in cands)

@@ -72,7 +72,8 @@ class RecordBuilder:
         bands = self.index.hits_from_rows(scores[:, lo:hi], rows[:, lo:hi], lo)
         if self.screen is not None:  # one encoder call for the candidates the whole batch will screen
             self.screen.prefetch(
-                [(self._plain(a.pair), h.passage) for a, band in zip(items, bands) for h in self._first(a, band)]
+                [(self._plain(a.pair), h.passage) for a, band in zip(items, bands) for h in self._first(a, band)],
+                [(a.pair.question, self._plain(a.pair)) for a in items],
             )
         return [self._record(*args) for args in zip(items, scores, rows, bands, strict=True)]
 

@@ -157,7 +157,10 @@ class Auditor:
         ]
         verdicts = iter(verdicts_now(self.paradigm, [i for i in items if i.sources]))
         found = [next(verdicts).figures if i.sources else None for i in items]
-        self.screen.prefetch([(r.answer, d) for r in batch if r.has_roles for d in r.with_role("distractor")])
+        self.screen.prefetch(
+            [(r.answer, d) for r in batch if r.has_roles for d in r.with_role("distractor")],
+            [(r.question, r.answer) for r in batch if r.has_roles],
+        )
         out = [self._one(r, v) for r, v in zip(batch, found, strict=True)]
         for check in self.others:  # relevance and any later check: the same objects `generate` runs
             its = cited if check.name == "citations" else items

@@ -59,6 +59,13 @@ class Quality(Strict):
     leak_tie_similarity: float = Field(
         _L.tie_similarity, ge=-1, le=1, description="... or where its sentence is this close to an answer sentence"
     )
+    leak_statement: float | None = Field(
+        _L.statement,
+        ge=-1,
+        le=1,
+        description="a candidate whose title and one or two sentences are this close to the question and answer "
+        "read as one statement states the answer (null: that check off, and its encoder cost)",
+    )
     necessity: bool = Field(
         False, description="LM-score whether the sources are needed for the answer (*_answer, useless_doc)"
     )
@@ -102,7 +109,7 @@ class Quality(Strict):
         return RelevanceThresholds(self.relevance_answer, self.relevance_statement, self.relevance_first_person)
 
     def leak_rule(self) -> LeakRule:
-        return LeakRule(self.leak_span_share, self.leak_tie_words, self.leak_tie_similarity)
+        return LeakRule(self.leak_span_share, self.leak_tie_words, self.leak_tie_similarity, self.leak_statement)
 
 
 class Validation(Strict):

@@ -5,6 +5,8 @@ tests/fixtures/leaks/heldout.jsonl was written after the thresholds were frozen 
 per record, the distractors the rank band [200, 250) of a real index over 3,345 Wikipedia summaries
 gave for its question (leak-free, read by hand), and distractors written to carry the answer,
 labelled by what carries it. Span shares come from the same passages (tests/leak_corpus.py).
+The statement check (`quality.leak_statement`) was tuned on both calibration.jsonl and heldout.jsonl;
+heldout2.jsonl was written after its threshold was frozen, on other articles.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pytest
 from leak_corpus import leak_corpus
 from ragloom.generator.config import Quality
 from ragloom.generator.quality.conformance import ConformanceChecker
-from ragloom.generator.quality.leaks import LeakScreen
+from ragloom.generator.quality.leaks import STATEMENT, LeakScreen
 from ragloom.generator.quality.span_freq import SpanFrequency
 from ragloom.retrieval import Encoder, Passage
 
@@ -31,7 +33,7 @@ def corpus() -> list[Passage]:
 
 @pytest.fixture(scope="module")
 def screen(corpus: list[Passage]) -> LeakScreen:
-    q = Quality()
+    q = Quality(leak_statement=STATEMENT)  # the defaults, with the opt-in statement check at its calibrated value
     return LeakScreen(
         ConformanceChecker(Encoder(), q.thresholds()),
         similarity=q.leak_similarity,
@@ -41,11 +43,10 @@ def screen(corpus: list[Passage]) -> LeakScreen:
     )
 
 
-def test_held_out_records_leak_free_distractors_are_rarely_flagged_and_planted_leaks_are_found(
-    screen: LeakScreen,
-) -> None:
-    records = [json.loads(line) for line in (FIXTURES / "heldout.jsonl").read_text().splitlines()]
-    assert len(records) >= 30 and all(d["leak"] is None for r in records for d in r["band"])
+def figures(screen: LeakScreen, name: str) -> tuple[int, int, dict[str, list[bool]]]:
+    """(records, leak-free records with a flagged band distractor, per planted kind: found or not)."""
+    records = [json.loads(line) for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines()]
+    assert all(d["leak"] is None for r in records for d in r["band"])  # the band read as leak-free
     flagged_records = 0
     found: dict[str, list[bool]] = {}
     for r in records:
@@ -54,14 +55,47 @@ def test_held_out_records_leak_free_distractors_are_rarely_flagged_and_planted_l
         flagged_records += any(s(Passage(d["id"], d["title"], d["text"])) for d in r["band"])
         for d in r["planted"]:
             found.setdefault(d["leak"], []).append(s(Passage(d["id"], d["title"], d["text"])) is not None)
-    assert flagged_records <= 0.05 * len(records), flagged_records  # at most 1 in 20 (measured: 1 of 30)
+    return len(records), flagged_records, found
+
+
+def test_held_out_records_leak_free_distractors_are_rarely_flagged_and_planted_leaks_are_found(
+    screen: LeakScreen,
+) -> None:
+    records, flagged_records, found = figures(screen, "heldout")
+    assert records >= 30
+    assert flagged_records <= 0.05 * records, flagged_records  # at most 1 in 20 (measured: 1 of 30)
     for kind in ("number", "name", "date"):
         assert all(found[kind]), (kind, found[kind])
-    # Measured and not met: 3 of 7 paraphrases found. The 4 missed name the answer by a description
-    # ("the former British colony where he grew up" for Hong Kong, "an island off East Africa" for
-    # Zanzibar), which neither a key span nor a sentence similarity of 0.58 sees. This floor keeps
-    # the measured figure from falling; the README reports the shortfall.
-    assert sum(found["paraphrase"]) >= 3, found["paraphrase"]
+    # The statement check (issue 25, second pass) was tuned on this set too: it was held out for the
+    # key-span and meaning thresholds only. Measured: 6 of 7 paraphrases found (3 before it); the
+    # one missed names neither the subject nor the answer ("its star died in the former British colony
+    # where he grew up", from an article on Enter the Dragon, for where Bruce Lee died).
+    assert sum(found["paraphrase"]) >= 6, found["paraphrase"]
+
+
+def test_second_held_out_set_at_the_frozen_thresholds(screen: LeakScreen) -> None:
+    """tests/fixtures/leaks/heldout2.*: 22 records on articles neither other set uses, written after
+    `quality.leak_statement` was frozen, 13 of their 22 planted leaks paraphrases that describe the
+    answer without naming it. Measured at the frozen thresholds: no leak-free record flagged, 11 of 13
+    paraphrases found (4 without the statement check), every date and number, 4 of 5 names."""
+    records, flagged_records, found = figures(screen, "heldout2")
+    assert records >= 20 and len(found["paraphrase"]) >= 8
+    assert flagged_records <= 0.05 * records, flagged_records  # at most 1 in 20
+    assert all(found["date"]) and all(found["number"]), found
+    # Measured and not met: the two paraphrases missed score 0.37 and 0.21 against the statement ("the
+    # autumn rising in Budapest ... held out for barely two weeks"; "the settlement ... that grew into
+    # the Arctic island's seat of government" for Nuuk); the name missed ("Steven Spielberg filmed his
+    # shark thriller there") is a key span whose sentence holds none of the question's words. These
+    # floors keep the measured figures from falling; the README reports the shortfall.
+    assert sum(found["paraphrase"]) >= 11 and sum(found["name"]) >= 4, found
+    without = LeakScreen(
+        screen.checker,
+        similarity=screen.similarity,
+        gate_words=screen.gate_words,
+        frequency=screen.frequency,
+        rule=Quality(leak_statement=None).leak_rule(),  # `quality.leak_statement: null`: that check off
+    )
+    assert sum(figures(without, "heldout2")[2]["paraphrase"]) <= 4  # what the other checks find alone
 
 
 def holding(corpus: list[Passage], pattern: str) -> list[Passage]:
