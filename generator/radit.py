@@ -30,10 +30,10 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError
 
+from .aio import run_sync
 from .backends import Backend, ScoreRequest, lsr_scores
 from .config import Pricing
 from .display import Display, arun_with_display, run_with_display
-from .run import run_sync
 from .runs import Breaker, Checkpoint, LmFtRecord, LsrChunk, LsrRecord, RunDir, Stats, identity_hash, index_identity
 from .types import InstructionPair
 

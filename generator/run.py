@@ -9,7 +9,6 @@ code. Nothing here prints except the progress display the caller asked for.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from rich.console import Console
 
 from ragloom.errors import ConfigError
 
+from .aio import in_running_loop, run_sync
 from .backends import Backend, make_backend, spec_of
 from .config import RunConfig, load_config
 from .curation import open_decontaminator
@@ -343,23 +343,6 @@ def _records(result: RunResult) -> datasets.Dataset:
     return result.dataset()
 
 
-def _in_running_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def run_sync(coro: Any) -> Any:
-    """Run a coroutine to completion from sync code, also when an event loop is already running in
-    this thread (Jupyter): then it runs in a worker thread with its own loop."""
-    if not _in_running_loop():
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ragloom") as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
 def generate(
     config: RunConfig | dict[str, Any] | str | Path,
     *,
@@ -371,14 +354,14 @@ def generate(
     """`agenerate` for plain code and notebooks: blocks until the run is done."""
     kw = {"progress": progress, "overwrite": overwrite, "retry_failed": retry_failed, "report": report}
     cfg = as_config(config)
-    if cfg.execution.engine == "ray" and not _in_running_loop():
+    if cfg.execution.engine == "ray" and not in_running_loop():
         return _records(execute(cfg, **kw))
     return run_sync(agenerate(cfg, **kw))
 
 
 def execute(config: RunConfig | dict[str, Any] | str | Path, **kw: Any) -> RunResult:
     cfg = as_config(config)
-    if cfg.execution.engine == "ray" and not _in_running_loop():  # in this thread: Ctrl-C reaches the driver
+    if cfg.execution.engine == "ray" and not in_running_loop():  # in this thread: Ctrl-C reaches the driver
         from .ray_exec import ray_execute
 
         return ray_execute(cfg, **kw)

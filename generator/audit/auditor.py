@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..aio import run_sync
 from ..quality import (
     CheckContext,
     CheckItem,
@@ -29,7 +30,6 @@ from ..quality import (
     SpanFrequency,
     build_checks,
     parse_pair,
-    verdicts_now,
 )
 from ..runs import has_citations, has_quotes, strip_answer
 from ..types import Exemplar
@@ -155,7 +155,7 @@ class Auditor:
         cited = [
             CheckItem(r.question, r.answer, r.paradigm if r.has_roles else None, tuple(r.documents)) for r in batch
         ]
-        verdicts = iter(verdicts_now(self.paradigm, [i for i in items if i.sources]))
+        verdicts = iter(run_sync(self.paradigm.averdicts([i for i in items if i.sources])))
         found = [next(verdicts).figures if i.sources else None for i in items]
         self.screen.prefetch(
             [(r.answer, d) for r in batch if r.has_roles for d in r.with_role("distractor")],
@@ -165,7 +165,7 @@ class Auditor:
         for check in self.others:  # relevance and any later check: the same objects `generate` runs
             its = cited if check.name == "citations" else items
             applies = [k for k, i in enumerate(its) if check.applies(i.paradigm)]
-            outcomes: list[Outcome] = verdicts_now(check, [its[k] for k in applies])
+            outcomes: list[Outcome] = run_sync(check.averdicts([its[k] for k in applies]))
             for k, o in zip(applies, outcomes, strict=True):
                 out[k]["scores"][check.key or check.name] = o.figures
                 if not o.ok and o.code:

@@ -21,7 +21,6 @@ from .checks import (
     RecordCheck,
     build_checks,
     registered_codes,
-    verdicts_now,
 )
 from .citations import CitationCheck, CitationThresholds
 from .config import Quality, Validation
@@ -65,5 +64,4 @@ __all__ = [
     "open_scorer",
     "parse_pair",
     "registered_codes",
-    "verdicts_now",
 ]

@@ -14,8 +14,6 @@ again with the next attempt's seed, then fails with the code; an unfinished one 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import importlib
 from collections import Counter
 from collections.abc import Sequence
@@ -102,13 +100,3 @@ def check_class(where: str) -> Any:
 def registered_codes() -> tuple[str, ...]:
     """Every reason code the registered checks can give (audit's `--fail-on` accepts them)."""
     return tuple(dict.fromkeys(code for _, where in CHECKS for code in check_class(where).codes))
-
-
-def verdicts_now(check: RecordCheck, items: Sequence[CheckItem]) -> list[Outcome]:
-    """`averdicts` from sync code (audit), also when this thread already runs an event loop (Jupyter)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(check.averdicts(items))
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ragloom-check") as pool:
-        return pool.submit(asyncio.run, check.averdicts(items)).result()  # type: ignore[arg-type]

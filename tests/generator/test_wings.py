@@ -10,7 +10,7 @@ import pytest
 
 GENERATOR = Path(__file__).resolve().parents[2] / "generator"
 WINGS = sorted(p.name for p in GENERATOR.iterdir() if p.is_dir() and (p / "__init__.py").exists())
-LEAVES = {"types", "paradigms", "strict"}  # core modules a wing may read: they import nothing of the package
+LEAVES = {"types", "paradigms", "strict", "aio"}  # core modules a wing may read: they import nothing of the package
 # audit reads a run's sections through the run config's models; nothing imports audit but the CLI and API
 MAY_READ = {"audit": LEAVES | {"config"}}
 
