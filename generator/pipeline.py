@@ -262,7 +262,7 @@ class Pipeline:
         pair is asked again, then fails with the check's code; no verdict leaves the job unfinished
         (resumable; the check's breaker stops a run whose judge or scorer never answers)."""
         todo = [i for i in items if check.applies(i.job.paradigm)]
-        plain = self.cfg.answer_style != "plain" and check.name != "citations"  # other checks read the plain text
+        plain = self.cfg.answer_style != "plain" and not check.reads_markers
         outcomes = await check.averdicts(
             [
                 CheckItem(

@@ -163,7 +163,7 @@ class Auditor:
         )
         out = [self._one(r, v) for r, v in zip(batch, found, strict=True)]
         for check in self.others:  # relevance and any later check: the same objects `generate` runs
-            its = cited if check.name == "citations" else items
+            its = cited if check.reads_markers else items
             applies = [k for k, i in enumerate(its) if check.applies(i.paradigm)]
             outcomes: list[Outcome] = run_sync(check.averdicts([its[k] for k in applies]))
             for k, o in zip(applies, outcomes, strict=True):

@@ -49,6 +49,9 @@ class RecordCheck(Protocol):
     codes: tuple[str, ...]  # the reason codes it gives
     per_paradigm: frozenset[str]  # codes also counted per paradigm (`<code>_<paradigm>` in run.json)
     breaker: str  # which breaker counts its unfinished outcomes: "judge" or "scorer"
+    # True: it reads the answer as written, with its [n] citation / RAFT quote markers, and its sources
+    # numbered as the answer cites them; False: the answer's plain text (markers stripped)
+    reads_markers: bool
 
     def applies(self, paradigm: str | None) -> bool: ...
 

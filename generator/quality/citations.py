@@ -129,6 +129,7 @@ class CitationCheck:
     codes: tuple[str, ...] = CODES
     per_paradigm = frozenset(CODES)
     breaker = "judge"  # never unfinished: the encoder always answers
+    reads_markers = True
 
     def __init__(
         self, checker: ConformanceChecker, thresholds: CitationThresholds | None = None, *, style: str = "cited"

@@ -30,6 +30,7 @@ class ParadigmCheck:
     codes = ("paradigm_mismatch",)
     per_paradigm = frozenset({"paradigm_mismatch"})
     breaker = "judge"
+    reads_markers = False
 
     def __init__(
         self, q: Quality, checker: ConformanceChecker | None, backend: Backend | None, cache: JudgeCache | None

@@ -160,6 +160,7 @@ class NecessityCheck:
     codes = ("answerable_closed_book", "source_unused", "paradigm_mismatch")
     per_paradigm = frozenset({"paradigm_mismatch"})
     breaker = "scorer"
+    reads_markers = False
 
     def __init__(self, q: Quality, scorer: Backend) -> None:
         self.scorer, self.cfg = scorer, config_of(q)

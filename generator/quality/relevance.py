@@ -127,6 +127,7 @@ class RelevanceCheck:
     codes = CODES
     per_paradigm = frozenset({"off_topic"})
     breaker = "judge"
+    reads_markers = False
 
     def __init__(
         self,

@@ -115,6 +115,7 @@ class NoDigits:
     codes = ("answer_has_digits",)
     per_paradigm = frozenset({"answer_has_digits"})
     breaker = "judge"
+    reads_markers = False
 
     @classmethod
     def build(cls, q, ctx) -> NoDigits:
