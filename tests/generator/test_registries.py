@@ -161,3 +161,15 @@ def test_a_new_check_is_a_class_and_one_registry_line_and_audit_runs_it_too(
     assert main(["audit", str(data), "--index", str(wiki_index), "--json", "--fail-on", "answer_has_digits"]) == 1
     per = {r["id"]: r for r in jsonl(lines)}
     assert "answer_has_digits" in per["b"]["issues"] and "answer_has_digits" not in per["a"]["issues"]
+
+
+def test_every_registered_backends_keys_get_a_did_you_mean(tmp_path: Path, wiki_index: Path, capsys) -> None:
+    """The backend registry feeds config errors: a typo in the in-process llama_cpp scorer's section gets
+    the same one-line hint as the openai section (before the registry it got none: the tags were a hand
+    list of two)."""
+    scorer = {"type": "llama_cpp", "model_path": "m.gguf", "n_ctxx": 512}
+    cfg = run_config(tmp_path, wiki_index, "http://127.0.0.1:9/v1", 2, quality={"necessity_backend": scorer})
+    assert main(["generate", "--config", str(cfg), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown key 'quality.necessity_backend.n_ctxx'; did you mean 'quality.necessity_backend.n_ctx'?" in err
+    assert err.count("\n") == 0 and "Traceback" not in err
