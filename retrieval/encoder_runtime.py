@@ -2,8 +2,8 @@
 
 Tokenisation matches sentence-transformers: truncation at the model's `max_seq_length` (not the 128
 the packaged tokenizer.json carries), padding to the longest text of each batch, lower-casing where
-the model says so. Texts are sorted by length before batching (as sentence-transformers does) so
-that a batch pads little, and the embeddings come back in the caller's order.
+the model says so. Texts are batched by token length (`batching.length_batches`) so that a batch
+pads little, and the embeddings come back in the caller's order.
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from .batching import length_batches
 from .encoder_export import StLayout
+
+# short texts within this many tokens of a batch's longest stay in the batch (`length_batches`)
+TOKEN_SLACK = 8
 
 
 class FastTokenizer:
@@ -37,6 +41,7 @@ class FastTokenizer:
             pad_type_id=int(padding.get("pad_type_id", 0)),
             direction=str(padding.get("direction", "right")).lower(),
         )
+        self.left_padded = str(padding.get("direction", "right")).lower() == "left"
         self.lower = layout.do_lower_case
         self.names = tuple(names)
 
@@ -80,11 +85,17 @@ class ConvertedEncoder:
     ) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, self._dim), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        # tokenised once, padded to the longest of all; each batch of like length (`length_batches`)
+        # then takes its rows and only as many columns as its own longest text needs
+        features = self.preprocess(list(texts))
+        width = next(iter(features.values())).shape[1]
+        mask = features.get("attention_mask")
+        lengths = mask.sum(axis=1) if mask is not None else np.full(len(texts), width)
         out = np.empty((len(texts), self._dim), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            out[rows] = self._run(self.preprocess([texts[i] for i in rows]))
+        for rows in length_batches(lengths.tolist(), batch_size, slack=TOKEN_SLACK):
+            n = int(lengths[rows].max())
+            cols = slice(width - n, width) if self.tokenizer.left_padded else slice(0, n)
+            out[rows] = self._run({k: np.ascontiguousarray(v[rows, cols]) for k, v in features.items()})
         if normalize_embeddings:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out

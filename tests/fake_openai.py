@@ -99,24 +99,37 @@ def _documents(prompt: str) -> list[tuple[str, list[str]]]:
 def conforming_pair(prompt: str) -> dict[str, str]:
     """A pair whose documents state, support or do not help its answer as the paradigm asks, with
     answers of RAG-Instruct's length (about 80 words): what a good model returns, so the quality
-    gate's cost can be measured on replies that pass it (bench/generation.py G3)."""
+    gate's cost can be measured on replies that pass it (bench/generation.py G3). It passes the
+    reply checks too: the answer addresses the question (relevance), restates rather than copies its
+    document, and a multiple-choice exemplar gets a multiple-choice question."""
     paradigm = next((p for k, p in _PARADIGM_TASKS.items() if k in prompt), "single_doc_answer")
     docs = _documents(prompt) or [("this subject", ["It is a subject."])]
     t = docs[0][0]
-    question = f"Explain what is known about {t} and why it matters, in a few sentences."
     if paradigm == "useless_doc":
-        return {"question": f"How should one judge claims about {t} when sources disagree?", "answer": _GENERAL}
-    if paradigm.endswith("_answer"):  # the documents state it: their opening sentences, introduced
-        used = docs[:2] if paradigm == "multi_doc_answer" else docs[:1]
-        facts = " Also, ".join(" ".join(s[:3]) for _, s in used)  # not one run copied from a document
-        return {
-            "question": question,
-            "answer": f"Going by what the record says about it, {facts[0].lower()}{facts[1:]}",
+        pair = {
+            "question": f"How should one judge claims about {t} when sources disagree?",
+            "answer": f"Claims about {t} are judged like any disputed claim. {_GENERAL}",
         }
+        return _multiple_choice(prompt, pair)
+    used = docs[:2] if paradigm.startswith("multi") else docs[:1]
+    subject = " and ".join(title for title, _ in used)
+    question = f"Explain what is known about {subject} and why it matters, in a few sentences."
+    if paradigm.endswith("_answer"):  # the documents state it: their opening sentences, introduced
+        facts = " Also, ".join(" ".join(s[:3]) for _, s in used)  # not one run copied from a document
+        answer = f"Going by what the record says about it, {facts[0].lower()}{facts[1:]} That is what matters about {subject}."
+        return _multiple_choice(prompt, {"question": question, "answer": answer})
     # *_support: a few facts of each document, then reasoning the documents do not state
-    used = docs[:2] if paradigm == "multi_doc_support" else docs[:1]
     hints = " ".join(" ".join(s[0].split()[:8]).rstrip(",;") + "." for _, s in used)
-    return {"question": question, "answer": f"Start from the facts: {hints} {_GENERAL}"}
+    return _multiple_choice(prompt, {"question": question, "answer": f"Start from the facts: {hints} {_GENERAL}"})
+
+
+def _multiple_choice(prompt: str, pair: dict[str, str]) -> dict[str, str]:
+    """The pair as a multiple-choice one when the prompt's exemplar is (prompts/*/_macros.j2 says so):
+    four options in the question, the answer opening with the right letter."""
+    if "multiple choice" not in prompt:
+        return pair
+    options = " A) the first account B) the second account C) the third account D) none of them"
+    return {"question": pair["question"] + options, "answer": "A) " + pair["answer"]}
 
 
 def _paradigm(prompt: str) -> str:

@@ -248,7 +248,7 @@ def test_two_threads_hammering_one_encoder_get_the_results_of_one_thread(wiki_co
     # question-length texts, as the pipeline's source-selection and record threads send
     texts = [" ".join(json.loads(line)["text"].split()[:12]) for line in wiki_corpus.read_text().splitlines()[:48]]
     alone = Encoder().encode_queries(texts)
-    shared = Encoder()
+    shared = Encoder(cache_size=0)  # every call reaches the model (no vectors kept between calls)
     errors: list[BaseException] = []
     results: dict[tuple[int, int], object] = {}
 
