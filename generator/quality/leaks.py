@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -133,6 +133,16 @@ class LeakScreen:
             self._shares[span] = self.frequency.share(span)
         return self._shares[span]
 
+    def warm(self, spans: Iterable[str]) -> None:
+        """Count the spans `share` will be asked for, in one call."""
+        if self.frequency is None:
+            return
+        todo = [s for s in dict.fromkeys(spans) if s not in self._shares]
+        if len(self._shares) + len(todo) > 100_000:
+            self._shares.clear()
+        n = self.frequency.passages
+        self._shares.update((s, c / n if n else 0.0) for s, c in zip(todo, self.frequency.counts(todo), strict=True))
+
     def weight(self, word: str) -> float:
         """A word's weight in `coverage`: its inverse document frequency in the corpus (1 without one)."""
         if self.frequency is None:
@@ -155,6 +165,8 @@ class LeakScreen:
         words = {a: content_words(a) for a in answers}
         gated = [s for a, p in pairs for s in self.gated(words[a], p.text)]
         cands = {(p.title, p.text): p for _, p in pairs}.values()  # a record's Document is not hashable
+        short = self.checker.t.short_answer_words
+        self.warm(x for q, a in questions for x in (*key_spans(q, a, short_answer_words=short), *novel_words(a, q)))
         if self.rule.statement is None:
             self.checker.embed(sents + gated)
             return

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from itertools import pairwise
 from pathlib import Path
 
@@ -118,13 +118,23 @@ class SpanFrequency:
 
     def count(self, span: str) -> int:
         """Passages holding `span` (an upper bound: the smallest count of its features)."""
-        feats = span_features(span)
-        if not feats:
-            return 0
+        return self.counts([span])[0]
+
+    def counts(self, spans: Sequence[str]) -> list[int]:
+        """`count` of each span, their features hashed in one call (a call per span costs more than
+        the hashing: the leak screen asks for thousands of words per batch of records)."""
+        feats = [span_features(s) for s in spans]
+        flat = [f for fs in feats for f in fs]
+        if not flat:
+            return [0] * len(spans)
         width, depth = self.table.shape[1], self.table.shape[0]
-        rows = _rows(_hash(feats), width, depth)
+        rows = _rows(_hash(flat), width, depth)
         per_feature = np.min(np.stack([self.table[r][idx] for r, idx in enumerate(rows)]), axis=0)
-        return int(per_feature.min())
+        out, at = [], 0
+        for fs in feats:
+            out.append(int(per_feature[at : at + len(fs)].min()) if fs else 0)
+            at += len(fs)
+        return out
 
     def share(self, span: str) -> float:
         return self.count(span) / self.passages if self.passages else 0.0

@@ -29,6 +29,10 @@ def test_span_counts_match_a_count_by_hand_and_are_cached_by_corpus_fingerprint(
     ]:
         assert freq.count(span) == passages_holding(rows, pattern), span
     assert freq.count("united states") > 5 and freq.count("zzyzx quorble") == 0
+    # many spans at once (the leak screen's warm-up for a batch of records): the same counts by hand
+    spans = ["united states", "zzyzx quorble", "1889", "", "leonardo da vinci", "united states"]
+    patterns = [r"\bunited states\b", None, r"\b1889\b", None, r"\bleonardo da vinci\b", r"\bunited states\b"]
+    assert freq.counts(spans) == [passages_holding(rows, p) if p else 0 for p in patterns]
     assert freq.share("united states") == freq.count("united states") / 400
 
     fingerprint = json.loads((wiki_index / "manifest.json").read_text())["corpus"]["fingerprint"]
