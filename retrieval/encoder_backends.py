@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -125,10 +126,17 @@ def encoder_cache_dir() -> Path:
 
 
 def runtime_version(backend: str) -> str:
-    import torch
+    """The versions of the packages a conversion depends on, read from their metadata (importing torch
+    to ask would cost seconds on every load of a converted model that never runs torch)."""
+    names = ("torch", "openvino") if backend == "openvino" else ("torch", "onnxruntime", "onnx")
+    return ",".join(f"{n}={_version(n)}" for n in names)
 
-    names = ("openvino",) if backend == "openvino" else ("onnxruntime", "onnx")
-    return ",".join([f"torch={torch.__version__}"] + [f"{n}={importlib.import_module(n).__version__}" for n in names])
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
 
 
 def export_key(model_dir: Path, backend: str, precision: str, quantize: str | None) -> str:

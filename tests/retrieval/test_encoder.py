@@ -327,3 +327,17 @@ def test_int8_on_a_backend_measured_under_the_bar_is_refused_in_one_line(monkeyp
     ) as e:
         Encoder(EncoderSpec(backend="onnx", quantize="int8"))
     assert "\n" not in str(e.value)
+
+
+def test_a_converted_encoder_loads_without_importing_torch_or_sentence_transformers() -> None:
+    """Once converted, an openvino encoder needs only openvino and tokenizers: importing torch and
+    sentence-transformers cost 5 of the 5.3 s such a load took, in every run."""
+    Encoder(EncoderSpec(backend="openvino")).encode_queries(["convert it first"])  # into the test's cache
+    code = (
+        "import sys; from ragloom.retrieval import Encoder, EncoderSpec; "
+        "v = Encoder(EncoderSpec(backend='openvino')).encode_queries(['Where does the Nile rise?']); "
+        "print(v.shape, sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(1, 384) []"
