@@ -13,6 +13,10 @@ R4  encoder backends in one run: torch, openvino f32, openvino bf16, onnx fp32, 
     Wikidata descriptions (human-written, >= 4 words) plus the tests' hand-written queries
 R5  threads: openvino / onnx encode with a concurrent faiss search thread, with the runtimes'
     default threads and with ragloom's settings
+R6  `ragloom index build` of the quickstart's corpus (examples/prepare_wiki.py --order quickstart)
+    through the CLI, each backend in its own process as a user runs it (start-up, model load and
+    conversion cache read included; --rounds alternate the backends): seconds and the ratio to
+    torch's median, with top-10 overlap and known-answer recall@5 of each index against torch's
 """
 
 from __future__ import annotations
@@ -302,19 +306,91 @@ def bench_threads(tmp: Path, n: int) -> dict:
     return out
 
 
+def bench_cli_build(tmp: Path, n: int, names: tuple[str, ...], rounds: int) -> dict:
+    import importlib.util
+    import statistics
+    import subprocess
+
+    from ragloom.retrieval import Index
+
+    spec = importlib.util.spec_from_file_location("tidx", Path(__file__).parents[1] / "tests/retrieval/test_index.py")
+    assert spec and spec.loader
+    tidx = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tidx)
+    known: dict[str, str] = tidx.KNOWN_QUERIES
+    root = Path(__file__).resolve().parents[1]
+    corpus = tmp / "quickstart.jsonl"
+    subprocess.run(
+        [
+            sys.executable,
+            str(root / "examples/prepare_wiki.py"),
+            str(corpus),
+            "--order",
+            "quickstart",
+            "--limit",
+            str(n),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    os.environ.setdefault("RAGLOOM_CACHE_DIR", str(tmp / "cache"))
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds + 1):  # round 0 converts each model once (a user's first build); not timed
+        for name in names:
+            backend, quant, precision = PATHS[name]
+            args = ["--encoder-backend", backend, "--precision", precision] + (["--quantize", quant] if quant else [])
+            out = tmp / f"r6-{name}"
+            t = time.perf_counter()
+            cmd = [sys.executable, "-m", "ragloom", "index", "build", "--corpus", str(corpus), "--out", str(out)]
+            subprocess.run([*cmd, "--overwrite", *args], check=True, capture_output=True)
+            if r:
+                seconds[name].append(time.perf_counter() - t)
+    from conftest import wiki_summaries
+
+    res: dict = {"passages": n, "rounds": rounds}
+    # the known-answer queries whose article is in the corpus, and each article's Wikidata description
+    rows = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()]
+    ids = {r["id"] for r in rows}
+    described = {v["title"]: v.get("description") or "" for v in wiki_summaries().values()}
+    want = {q: a for q, a in known.items() if a in ids}
+    for r in rows:
+        d = described.get(r["title"], "")
+        if len(d.split()) >= 4:
+            want.setdefault(d, r["id"])
+    qs = list(want)
+    res["queries"] = len(qs)
+    top10 = {}
+    for name in names:
+        hits = Index(tmp / f"r6-{name}").search(qs, k=10)
+        top10[name] = [[h.passage.id for h in q] for q in hits]
+        med = statistics.median(seconds[name])
+        res[name] = {"seconds": [round(x, 1) for x in seconds[name]], "median_s": round(med, 1)}
+        found = [want[q] in top[:5] for q, top in zip(qs, top10[name])]
+        res[name]["known_recall_at_5"] = round(sum(found) / len(qs), 3)
+        if name != "torch" and "torch" in res:
+            res[name]["speedup_vs_torch"] = round(res["torch"]["median_s"] / med, 2)
+            overlaps = [len(set(a) & set(b)) / 10 for a, b in zip(top10[name], top10["torch"])]
+            res[name]["top10_overlap_vs_torch"] = round(float(np.mean(overlaps)), 3)
+        print("R6", name, json.dumps(res[name]), flush=True)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--passages", type=int, default=2000)
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--ivf-n", type=int, default=1_000_000, help="0 skips R3")
-    ap.add_argument("--only", choices=["r1", "r2", "r3", "r4", "r5"], action="append", help="run only these parts")
+    ap.add_argument(
+        "--only", choices=["r1", "r2", "r3", "r4", "r5", "r6"], action="append", help="run only these parts"
+    )
+    ap.add_argument("--rounds", type=int, default=2, help="R6: timed builds per backend")
     ap.add_argument("--backends", default=",".join(PATHS), help="R4: which encoder backends")
     ap.add_argument("--json", default="bench/results/retrieval.json")
     args = ap.parse_args()
     report: dict = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        only = set(args.only or ["r1", "r2", "r3", "r4", "r5"])
+        only = set(args.only or ["r1", "r2", "r3", "r4", "r5", "r6"])
         if only & {"r1", "r2"}:
             report["R1_build"] = bench_build(tmp, args.passages)
             print("R1 build", json.dumps(report["R1_build"]), flush=True)
@@ -328,6 +404,9 @@ def main() -> None:
             report["R4_backends"] = bench_backends(tmp, args.passages, tuple(args.backends.split(",")))
         if "r5" in only:
             report["R5_threads"] = bench_threads(tmp, min(args.passages, 200))
+        if "r6" in only:
+            names = tuple(b for b in args.backends.split(",") if b in ("torch", "openvino", "openvino-bf16"))
+            report["R6_cli_build"] = bench_cli_build(tmp, args.passages, names, args.rounds)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"report: {args.json}")
