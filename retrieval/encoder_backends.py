@@ -165,6 +165,7 @@ def local_model_dir(load_path: str, offline: bool) -> Path:
 def exported_model_dir(model_dir: Path, backend: str, precision: str, quantize: str | None) -> Path:
     """The cached conversion of `model_dir` for `backend`, made now if it is not there yet."""
     from .encoder_export import convert_onnx, convert_openvino, quantize_onnx_int8, read_layout
+    from .quiet import quiet_loading
 
     key = export_key(model_dir, backend, precision, quantize)
     target = encoder_cache_dir() / f"{model_dir.name or 'model'}-{backend}-{key}"
@@ -176,7 +177,9 @@ def exported_model_dir(model_dir: Path, backend: str, precision: str, quantize: 
     tmp.mkdir(parents=True)
     try:
         CONVERSIONS["count"] += 1
-        with warnings.catch_warnings():  # the tracers' notes on Python control flow say nothing to a user
+        # the tracers' notes on Python control flow say nothing to a user, nor does transformers'
+        # "`loss_type=None` was set in the config" log line while the model is traced
+        with warnings.catch_warnings(), quiet_loading():
             warnings.simplefilter("ignore")
             if backend == "openvino":
                 convert_openvino(layout, tmp / "model.xml")

@@ -58,3 +58,18 @@ def test_library_build_and_search_print_nothing(wiki_corpus: Path, tmp_path: Pat
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=USER_ENV)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and r.stderr == "", (r.stdout, r.stderr)
+
+
+def test_the_first_openvino_build_converts_the_encoder_without_a_word_of_the_tracers(
+    wiki_corpus: Path, tmp_path: Path
+) -> None:
+    """A fresh cache: the build converts the model (transformers traces it), and the user sees only
+    the progress and the result, as with torch."""
+    cmd = [sys.executable, "-m", "ragloom", "index", "build", "--corpus", str(wiki_corpus), "--limit", "20"]
+    cmd += ["--out", str(tmp_path / "idx"), "--encoder-backend", "openvino"]
+    env = USER_ENV | {"RAGLOOM_CACHE_DIR": str(tmp_path / "empty-cache")}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    shown = (r.stdout + r.stderr).splitlines()
+    assert list((tmp_path / "empty-cache" / "encoders").iterdir()), "no conversion happened"
+    assert all(LINE.match(x) for x in shown[:-1]) and shown[-1].startswith("built "), shown
