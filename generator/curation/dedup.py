@@ -103,7 +103,7 @@ class Deduper:
         self._perms: Any = None
         self._minhashes_of: dict[str, Any] = {}  # question -> MinHash: waiting candidates are probed again
         self.dim = dim
-        if cfg.minhash_threshold is not None:
+        if cfg.enabled and cfg.minhash_threshold is not None:  # off: no datasketch import (0.3 s)
             from datasketch import MinHashLSH
 
             self._lsh = MinHashLSH(threshold=cfg.minhash_threshold, num_perm=cfg.num_perm)
