@@ -21,7 +21,7 @@ from loopback import start_llama_server, stop
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 # jobs planned: enough for at least 10 accepted records from Gemma 3 270M (bench/quickstart.py, Q2)
-DEFAULT_COUNT = 40
+DEFAULT_COUNT = 48
 
 
 def run(*cmd: str) -> None:
