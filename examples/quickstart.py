@@ -1,4 +1,4 @@
-"""Offline quickstart: Wikipedia summaries -> index -> Gemma 3 270M on llama.cpp -> 25 examples -> messages export.
+"""Offline quickstart: Wikipedia summaries -> index -> Gemma 3 270M on llama.cpp -> 48 jobs -> messages export.
 
     make quickstart          (or: python examples/quickstart.py [--count 25] [--passages 2000] [--workdir quickstart])
 
