@@ -1,4 +1,4 @@
-"""Offline quickstart: Wikipedia summaries -> index -> Gemma 3 270M on llama.cpp -> 25 examples -> messages export.
+"""Offline quickstart: Wikipedia summaries -> index -> Gemma 3 270M on llama.cpp -> 48 jobs -> messages export.
 
     make quickstart          (or: python examples/quickstart.py [--count 25] [--passages 2000] [--workdir quickstart])
 
@@ -21,7 +21,7 @@ from loopback import start_llama_server, stop
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 # jobs planned: enough for at least 10 accepted records from Gemma 3 270M (bench/quickstart.py, Q2)
-DEFAULT_COUNT = 40
+DEFAULT_COUNT = 48
 
 
 def run(*cmd: str) -> None:
