@@ -127,21 +127,19 @@ class LeakScreen:
         """The share of the corpus's passages holding `span` (0 without a `SpanFrequency`)."""
         if self.frequency is None:
             return 0.0
-        if span not in self._shares:
-            if len(self._shares) > 100_000:
-                self._shares.clear()
-            self._shares[span] = self.frequency.share(span)
+        self.warm([span])
         return self._shares[span]
 
     def warm(self, spans: Iterable[str]) -> None:
-        """Count the spans `share` will be asked for, in one call."""
+        """Count the spans `share` will be asked for, in one call (remembered; at most 100,000 kept)."""
         if self.frequency is None:
             return
         todo = [s for s in dict.fromkeys(spans) if s not in self._shares]
+        if not todo:
+            return
         if len(self._shares) + len(todo) > 100_000:
             self._shares.clear()
-        n = self.frequency.passages
-        self._shares.update((s, c / n if n else 0.0) for s, c in zip(todo, self.frequency.counts(todo), strict=True))
+        self._shares.update(zip(todo, self.frequency.shares(todo), strict=True))
 
     def weight(self, word: str) -> float:
         """A word's weight in `coverage`: its inverse document frequency in the corpus (1 without one)."""

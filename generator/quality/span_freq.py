@@ -137,7 +137,11 @@ class SpanFrequency:
         return out
 
     def share(self, span: str) -> float:
-        return self.count(span) / self.passages if self.passages else 0.0
+        return self.shares([span])[0]
+
+    def shares(self, spans: Sequence[str]) -> list[float]:
+        """The fraction of passages holding each span (`counts` over the passage count)."""
+        return [c / self.passages if self.passages else 0.0 for c in self.counts(spans)]
 
 
 def _rows(hashes: np.ndarray, width: int, depth: int) -> list[np.ndarray]:
