@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from memory import MemorySampler, rss_mb
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from memory import MemorySampler, rss_mb  # noqa: E402
 
 
 def bench_build(tmp: Path, n: int) -> dict:
@@ -172,32 +173,39 @@ PATHS = {  # name -> (encoder_backend, quantize, precision)
 }
 
 
-def bench_backends(tmp: Path, n: int, names: tuple[str, ...] = tuple(PATHS)) -> dict:
+def parity_queries(rows: list[dict]) -> dict[str, str]:
+    """Query -> the passage id it should find: the tests' hand-written known-answer queries whose article
+    is in `rows`, then each article's own Wikidata description of 4+ words (human-written)."""
     import importlib.util
 
-    from conftest import wiki_summaries, write_wiki_jsonl
-    from ragloom.retrieval import CorpusSpec, EncoderSpec, Index, build_index
-    from ragloom.retrieval import encoder_backends as eb
-    from ragloom.retrieval.encoder import resolve_encoder
+    from conftest import wiki_summaries
 
-    spec = importlib.util.spec_from_file_location(
-        "test_index", Path(__file__).parents[1] / "tests/retrieval/test_index.py"
-    )
+    spec = importlib.util.spec_from_file_location("test_index", ROOT / "tests/retrieval/test_index.py")
     assert spec and spec.loader
     test_index = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(test_index)
-    known: dict[str, str] = test_index.KNOWN_QUERIES
+    ids = {r["id"] for r in rows}
+    queries = {q: a for q, a in test_index.KNOWN_QUERIES.items() if a in ids}
+    described = {v["title"]: v.get("description") or "" for v in wiki_summaries().values()}
+    for r in rows:
+        desc = described.get(r["title"], "")
+        if len(desc.split()) >= 4:
+            queries.setdefault(desc, r["id"])
+    return queries
+
+
+def bench_backends(tmp: Path, n: int, names: tuple[str, ...] = tuple(PATHS)) -> dict:
+
+    from conftest import write_wiki_jsonl
+    from ragloom.retrieval import CorpusSpec, EncoderSpec, Index, build_index
+    from ragloom.retrieval import encoder_backends as eb
+    from ragloom.retrieval.encoder import resolve_encoder
 
     os.environ.setdefault("RAGLOOM_CACHE_DIR", str(tmp / "cache"))
     # measure int8 even where ragloom refuses it: this figure is what the refusal rests on
     eb.INT8_OVERLAP = dict.fromkeys(eb.INT8_OVERLAP, 1.0)
     rows = write_wiki_jsonl(tmp / "r4.jsonl", n)
-    summaries = {v["title"]: v for v in wiki_summaries().values()}
-    queries = dict(known)
-    for r in rows:
-        desc = summaries.get(r["title"], {}).get("description") or ""
-        if len(desc.split()) >= 4 and desc not in queries:
-            queries[desc] = r["id"]
+    queries = parity_queries(rows)
     qs, want = list(queries), list(queries.values())
     out: dict = {"passages": len(rows), "queries": len(qs), "cpu_bf16": eb.cpu_has_bf16()}
     top10: dict[str, list[list[str]]] = {}
@@ -307,23 +315,16 @@ def bench_threads(tmp: Path, n: int) -> dict:
 
 
 def bench_cli_build(tmp: Path, n: int, names: tuple[str, ...], rounds: int) -> dict:
-    import importlib.util
     import statistics
     import subprocess
 
     from ragloom.retrieval import Index
 
-    spec = importlib.util.spec_from_file_location("tidx", Path(__file__).parents[1] / "tests/retrieval/test_index.py")
-    assert spec and spec.loader
-    tidx = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tidx)
-    known: dict[str, str] = tidx.KNOWN_QUERIES
-    root = Path(__file__).resolve().parents[1]
     corpus = tmp / "quickstart.jsonl"
     subprocess.run(
         [
             sys.executable,
-            str(root / "examples/prepare_wiki.py"),
+            str(ROOT / "examples/prepare_wiki.py"),
             str(corpus),
             "--order",
             "quickstart",
@@ -345,18 +346,8 @@ def bench_cli_build(tmp: Path, n: int, names: tuple[str, ...], rounds: int) -> d
             subprocess.run([*cmd, "--overwrite", *args], check=True, capture_output=True)
             if r:
                 seconds[name].append(time.perf_counter() - t)
-    from conftest import wiki_summaries
-
     res: dict = {"passages": n, "rounds": rounds}
-    # the known-answer queries whose article is in the corpus, and each article's Wikidata description
-    rows = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()]
-    ids = {r["id"] for r in rows}
-    described = {v["title"]: v.get("description") or "" for v in wiki_summaries().values()}
-    want = {q: a for q, a in known.items() if a in ids}
-    for r in rows:
-        d = described.get(r["title"], "")
-        if len(d.split()) >= 4:
-            want.setdefault(d, r["id"])
+    want = parity_queries([json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()])
     qs = list(want)
     res["queries"] = len(qs)
     top10 = {}
