@@ -271,11 +271,11 @@ def bench_threads(tmp: Path, n: int) -> dict:
 
             # only the precision is pinned (f32), else OpenVINO picks bf16 by itself where the CPU has it
             compiled = ov.Core().compile_model(str(path / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-            return lambda f: compiled(f)[0], [p.get_any_name() for p in compiled.inputs]
+            return lambda batches: [compiled(f)[0] for f in batches], [p.get_any_name() for p in compiled.inputs]
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(path / "model.onnx"), providers=["CPUExecutionProvider"])
-        return lambda f: sess.run(None, f)[0], [i.name for i in sess.get_inputs()]
+        return lambda batches: [sess.run(None, f)[0] for f in batches], [i.name for i in sess.get_inputs()]
 
     def ragloom_set(backend: str) -> tuple:
         path = eb.exported_model_dir(model_dir, backend, "f32", None)

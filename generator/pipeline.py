@@ -90,10 +90,13 @@ class Pipeline:
         on_progress: Callable[[], None] | None = None,
         scorer: Backend | None = None,
         decon: Decontaminator | None = None,
+        frequency: SpanFrequency | None = None,
     ) -> None:
         """`scorer`: the necessity scorer, opened and checked by the caller before anything is written
         (`necessity.open_scorer`: once per run in run.py, once per Ray worker), and closed by it.
-        `decon`: the run's eval sets, opened by the caller (`curation.open_decontaminator`)."""
+        `decon`: the run's eval sets, opened by the caller (`curation.open_decontaminator`).
+        `frequency`: the index's span counts for the leak screen when the caller has them (run.py reads
+        them while the encoder loads); else read here."""
         self.decon = decon
         if cfg.quality.necessity and scorer is None:
             raise ValueError("quality.necessity is on: pass the scorer from necessity.open_scorer")
@@ -119,7 +122,7 @@ class Pipeline:
                 checker,
                 similarity=q.leak_similarity,
                 gate_words=q.leak_gate_words,
-                frequency=SpanFrequency.for_index_dir(index.dir),
+                frequency=frequency or SpanFrequency.for_index_dir(index.dir),
                 rule=q.leak_rule(),
             )
         self.builder = RecordBuilder(cfg, index, templates, backend.describe(), screen)
@@ -164,7 +167,9 @@ class Pipeline:
         tasks += [
             asyncio.create_task(self._llm_worker(ready, accepted, prefetch)) for _ in range(self.backend.parallelism)
         ]
-        tasks.append(asyncio.create_task(self._finish(accepted)))
+        checked: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)  # one checked batch waits for the record stage
+        tasks.append(asyncio.create_task(self._check_stage(accepted, checked)))
+        tasks.append(asyncio.create_task(self._record_stage(checked)))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -337,12 +342,15 @@ class Pipeline:
             self._ready.put_nowait(_DONE)
             self._accepted.put_nowait(_DONE)
 
-    async def _finish(self, accepted: asyncio.Queue[Any]) -> None:
+    async def _check_stage(self, accepted: asyncio.Queue[Any], checked: asyncio.Queue[Any]) -> None:
+        """Take the accepted pairs in batches and run the quality checks over each; the record stage
+        gets the survivors. The two stages overlap: one batch's checks embed while the batch before
+        is decided, searched, screened and written, so the encoder does not wait on the Python work."""
         while True:
             batch = [await accepted.get()]
             # no waiting to fill the batch: that measured no gain, and Python 3.11's wait_for can
             # swallow the cancellation Ctrl-C sends
-            while not accepted.empty() and len(batch) < 64:
+            while not accepted.empty() and len(batch) < 1024:
                 batch.append(accepted.get_nowait())
             items = [b for b in batch if b is not _DONE and b is not _NUDGE]
             nudged = any(b is _NUDGE for b in batch)
@@ -351,6 +359,16 @@ class Pipeline:
             for check in self.checks:
                 if items:
                     items = await self._check(check, items)
+            done = any(b is _DONE for b in batch)
+            await checked.put((items, nudged, done))
+            if done:
+                return
+
+    async def _record_stage(self, checked: asyncio.Queue[Any]) -> None:
+        """Decide (curation), build (distractors, leak screen) and write the checked pairs, batch by
+        batch in the order the check stage passed them on."""
+        while True:
+            items, nudged, done = await checked.get()
             if items or (nudged and len(self.curator.gate)):
                 # records are built in the worker thread too: the event loop only writes them
                 decided = await asyncio.to_thread(self.curator.decide, items)
@@ -371,5 +389,5 @@ class Pipeline:
                 self.builder.counts.clear()
             if self.checkpoint.sync_due():
                 await asyncio.to_thread(self.checkpoint.sync)  # fsync off the event loop
-            if any(b is _DONE for b in batch):
+            if done:
                 return

@@ -29,7 +29,7 @@ from .knowledge import knowledge_filter
 from .pipeline import Pipeline, by_exemplar
 from .plan import hash_identity, make_plan, plan_hash, plan_identity, summarize
 from .publish import coverage_of_file
-from .quality import open_scorer
+from .quality import SpanFrequency, open_scorer
 from .ray_shards import Absorb, asked_again, cut_shards, drop_shard_failures, wait_for_redo
 from .runs import EXAMPLES, GENERATE, RunDir, Stats, index_identity
 from .source_plan import plan_sources
@@ -226,21 +226,26 @@ def close_run(
     return RunResult(out, stats, interrupted)
 
 
-async def _prepare(cfg: RunConfig, console: Console | None) -> tuple[Templates, Index, Backend]:
-    """Templates, index, backend: checked before anything is written. The encoder loads in a thread
-    while the backend is made and the server checked."""
+async def _prepare(cfg: RunConfig, console: Console | None) -> tuple[Templates, Index, Backend, SpanFrequency | None]:
+    """Templates, index, backend: checked before anything is written. The encoder loads, and the leak
+    screen's span counts are read, in threads while the backend is made and the server checked."""
     templates = run_templates(cfg)
     index = await asyncio.to_thread(open_index, cfg, console)
-    warm = asyncio.ensure_future(asyncio.to_thread(_load_encoder, index))
+    loop = asyncio.get_running_loop()
+    # run_in_executor starts the thread now; a to_thread task would wait for the loop's next turn,
+    # after make_backend's imports
+    encoder = loop.run_in_executor(None, _load_encoder, index)
+    counts = loop.run_in_executor(None, SpanFrequency.for_index_dir, index.dir) if cfg.quality.leak_screen else None
+    warm: list[asyncio.Future[Any]] = [encoder] if counts is None else [encoder, counts]
     try:
         backend = make_backend(cfg.backend)
         await backend.preflight()
     except BaseException:
         with contextlib.suppress(BaseException):
-            await warm
+            await asyncio.gather(*warm, return_exceptions=True)
         raise
-    await warm  # an encoder that cannot load raises here, in the caller's task, as a one-line error
-    return templates, index, backend
+    await encoder  # an encoder that cannot load raises here, in the caller's task, as a one-line error
+    return templates, index, backend, None if counts is None else await counts
 
 
 async def aexecute(
@@ -270,7 +275,7 @@ async def aexecute(
             console=console,
             summary_console=summary_console,
         )
-    templates, index, backend = await _prepare(cfg, console)
+    templates, index, backend, frequency = await _prepare(cfg, console)
     scorer, own_scorer = None, False
     rundir = RunDir(cfg.output)
     try:
@@ -300,7 +305,16 @@ async def aexecute(
         stats = Stats(planned=len(jobs), skipped_done=len(jobs) - len(todo))
         display = Display(stats, console, cfg.pricing, quiet=not progress, summary_console=summary_console)
         pipeline = Pipeline(
-            cfg, index, backend, templates, checkpoint, stats, on_progress=display.update, scorer=scorer, decon=decon
+            cfg,
+            index,
+            backend,
+            templates,
+            checkpoint,
+            stats,
+            on_progress=display.update,
+            scorer=scorer,
+            decon=decon,
+            frequency=frequency,
         )
         order = [j.id for j in by_exemplar(jobs)]  # the whole plan's: a resumed run decides in the same order
         interrupted = await arun_with_display(display, checkpoint, Path(cfg.output), pipeline.run(todo, order))

@@ -233,5 +233,5 @@ def load_model(
     run, names = openvino_runner(path, precision, n) if backend == "openvino" else onnx_runner(path, n)
     layout = read_layout(model_dir)
     tokenizer = FastTokenizer(layout, names)
-    dim = run(tokenizer(["a"])).shape[1]
+    dim = run([tokenizer(["a"])])[0].shape[1]
     return ConvertedEncoder(tokenizer, run, int(dim))

@@ -69,7 +69,8 @@ def _pad_token(d: Path) -> str | None:
 
 class ConvertedEncoder:
     """The part of SentenceTransformer's interface the Encoder uses: `preprocess`, `encode`,
-    `get_sentence_embedding_dimension`. `run(features) -> embeddings` is the OpenVINO/ORT call."""
+    `get_sentence_embedding_dimension`. `run(batches) -> embeddings of each` is the OpenVINO/ORT call:
+    it gets all of one call's batches at once, so a runtime with several streams keeps them all busy."""
 
     def __init__(self, tokenizer: FastTokenizer, run: Any, dim: int) -> None:
         self.tokenizer, self._run, self._dim = tokenizer, run, dim
@@ -91,42 +92,64 @@ class ConvertedEncoder:
         width = next(iter(features.values())).shape[1]
         mask = features.get("attention_mask")
         lengths = mask.sum(axis=1) if mask is not None else np.full(len(texts), width)
-        out = np.empty((len(texts), self._dim), dtype=np.float32)
-        for rows in length_batches(lengths.tolist(), batch_size, slack=TOKEN_SLACK):
+        groups = length_batches(lengths.tolist(), batch_size, slack=TOKEN_SLACK)
+        batches = []
+        for rows in groups:
             n = int(lengths[rows].max())
             cols = slice(width - n, width) if self.tokenizer.left_padded else slice(0, n)
-            out[rows] = self._run({k: np.ascontiguousarray(v[rows, cols]) for k, v in features.items()})
+            batches.append({k: np.ascontiguousarray(v[rows, cols]) for k, v in features.items()})
+        out = np.empty((len(texts), self._dim), dtype=np.float32)
+        for rows, vectors in zip(groups, self._run(batches), strict=True):
+            out[rows] = vectors
         if normalize_embeddings:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
 
 
 def openvino_runner(xml: Path, precision: str, threads: int) -> tuple[Any, list[str]]:
-    """A thread-safe run(features) over one compiled OpenVINO model (one infer request per thread)."""
+    """A thread-safe run(batches) over one compiled OpenVINO model.
+
+    Compiled for throughput: OpenVINO splits `threads` into streams (one per core on a small machine),
+    and each calling thread's batches go through its own `AsyncInferQueue`, one in flight per stream.
+    Measured on 2 cores against one 2-thread latency stream (bench/retrieval.py R4, bench/generation.py G3):
+    a stream runs on its own core, so a core the pipeline's Python takes for a while slows one stream
+    and not every batch (the threads of one parallel batch wait for the slowest)."""
     import openvino as ov
 
     core = ov.Core()
     config = {
         "INFERENCE_PRECISION_HINT": precision,
         "INFERENCE_NUM_THREADS": threads,
-        "PERFORMANCE_HINT": "LATENCY",
+        "PERFORMANCE_HINT": "THROUGHPUT",
     }
     compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
     names = [p.get_any_name() for p in compiled.inputs]
+    jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
     local = threading.local()
 
-    def run(features: dict[str, np.ndarray]) -> np.ndarray:
-        request = getattr(local, "request", None)
-        if request is None:
-            request = local.request = compiled.create_infer_request()
-        result = request.infer(features)
-        return np.asarray(result[compiled.outputs[0]], dtype=np.float32)
+    def run(batches: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        queue = getattr(local, "queue", None)
+        if queue is None:
+            queue = local.queue = ov.AsyncInferQueue(compiled, jobs)
+        out: list[np.ndarray | None] = [None] * len(batches)
+
+        def done(request: Any, i: int) -> None:
+            # copied: the request's output tensor is overwritten by its next batch
+            out[i] = np.array(request.get_output_tensor(0).data, dtype=np.float32)
+
+        queue.set_callback(done)
+        for i, features in enumerate(batches):
+            queue.start_async(features, userdata=i)
+        queue.wait_all()
+        if any(o is None for o in out):
+            raise RuntimeError("OpenVINO returned no embeddings for a batch")
+        return out  # type: ignore[return-value]
 
     return run, names
 
 
 def onnx_runner(path: Path, threads: int) -> tuple[Any, list[str]]:
-    """run(features) over an ONNX Runtime CPU session (sessions are thread-safe)."""
+    """run(batches) over an ONNX Runtime CPU session, one batch after another (sessions are thread-safe)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -136,7 +159,7 @@ def onnx_runner(path: Path, threads: int) -> tuple[Any, list[str]]:
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
 
-    def run(features: dict[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(session.run(None, features)[0], dtype=np.float32)
+    def run(batches: Sequence[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        return [np.asarray(session.run(None, f)[0], dtype=np.float32) for f in batches]
 
     return run, names

@@ -93,7 +93,9 @@ class ConformanceChecker:
 
     def embed(self, sentences: Sequence[str]) -> dict[str, np.ndarray]:
         """Vectors for `sentences`, the new ones in one encoder call."""
-        have = {s: self._cache[s] for s in sentences if s in self._cache}
+        # the check stage and the record stage's leak screen call this from two threads: a lookup that
+        # meets a cache another call just cleared embeds the sentence again
+        have = {s: v for s in sentences if (v := self._cache.get(s)) is not None}
         new = list(dict.fromkeys(s for s in sentences if s not in have))
         if new:
             fresh = dict(zip(new, self.encoder.encode_passages(new), strict=True))

@@ -40,7 +40,7 @@ from ragloom.retrieval import Passage
 
 from .conformance import ConformanceChecker
 from .span_freq import SpanFrequency
-from .spans import content_words, key_spans, novel_words, span_in, split_sentences
+from .spans import content_words, key_spans, novel_words, sentence_words, span_in, split_sentences
 
 LEAK_CHECKS = ("key_span", "meaning", "statement", "supports_answer")
 
@@ -127,8 +127,11 @@ class LeakScreen:
         """The share of the corpus's passages holding `span` (0 without a `SpanFrequency`)."""
         if self.frequency is None:
             return 0.0
-        self.warm([span])
-        return self._shares[span]
+        share = self._shares.get(span)
+        if share is None:
+            self.warm([span])
+            share = self._shares[span]
+        return share
 
     def warm(self, spans: Iterable[str]) -> None:
         """Count the spans `share` will be asked for, in one call (remembered; at most 100,000 kept)."""
@@ -151,7 +154,7 @@ class LeakScreen:
     def gated(self, answer_words: frozenset[str], text: str) -> list[str]:
         """The sentences of `text` that share enough content words with the answer to be embedded."""
         need = min(self.gate_words, max(1, len(answer_words)))
-        return [s for s in split_sentences(text) if len(content_words(s) & answer_words) >= need]
+        return [s for s, words in sentence_words(text) if len(words & answer_words) >= need]
 
     def prefetch(self, pairs: Sequence[tuple[str, Passage]], questions: Sequence[tuple[str, str]] = ()) -> None:
         """Embed, in one encoder call, the sentences of the answers of many (answer, candidate) pairs,
@@ -193,7 +196,8 @@ class _Screen:
         self.new = novel_words(answer, question)
         self.bar: float | None = None
         if paradigm is not None and paradigm.endswith("_answer") and sources and self.new:
-            weakest = min(coverage(self.new, p.text, owner.weight) for p in sources)
+            self.new_weight = {w: owner.weight(w) for w in self.new}  # `coverage`'s weights, read once
+            weakest = min(coverage(self.new, p.text, self.new_weight.__getitem__) for p in sources)
             self.bar = max(weakest, owner.checker.t.support_words)
 
     def evidence(self, candidate: Passage, *, full: bool = False) -> list[SpanEvidence]:
@@ -244,7 +248,7 @@ class _Screen:
         return bar is not None and self.statement_score(candidate) >= bar
 
     def supports_answer(self, candidate: Passage) -> bool:
-        return self.bar is not None and coverage(self.new, candidate.text, self.owner.weight) >= self.bar
+        return self.bar is not None and coverage(self.new, candidate.text, self.new_weight.__getitem__) >= self.bar
 
     def __call__(self, candidate: Passage) -> str | None:
         """The first check (in `LEAK_CHECKS` order) that fires on `candidate`, or None."""

@@ -84,7 +84,9 @@ class SpanFrequency:
 
     @classmethod
     def for_index_dir(cls, directory: str | Path) -> SpanFrequency:
-        """The counts of an index's passage store (titles and texts), computed once and cached."""
+        """The counts of an index's passage store (titles and texts), computed once and cached. The
+        hasher (pandas, 0.2 s to import) is loaded here too, not at the leak screen's first batch."""
+        _hash([""])
         directory = Path(directory)
         fingerprint = str(read_manifest(directory)["corpus"]["fingerprint"])
         name = f"span_freq-{fingerprint}.npz"

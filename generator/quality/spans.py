@@ -34,10 +34,23 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 def split_sentences(text: str, limit: int = 40) -> list[str]:
     """Sentences of `text` (at most `limit`, the rest joined into the last), blank ones dropped."""
+    return list(_sentences(text, limit))
+
+
+@functools.lru_cache(maxsize=16384)
+def _sentences(text: str, limit: int) -> tuple[str, ...]:
+    # cached: the leak screen and the paradigm check split the same passages for many records
     parts = [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
     if len(parts) > limit:
         parts = [*parts[: limit - 1], " ".join(parts[limit - 1 :])]
-    return parts
+    return tuple(parts)
+
+
+@functools.lru_cache(maxsize=8192)
+def sentence_words(text: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Each sentence of `text` (`split_sentences`) with its `content_words`. Cached: a passage comes
+    back in the rank bands of many questions, and the leak screen gates its sentences for each."""
+    return tuple((s, content_words(s)) for s in _sentences(text, 40))
 
 
 @functools.lru_cache(maxsize=16384)
@@ -51,15 +64,17 @@ def novel_words(answer: str, question: str) -> frozenset[str]:
     return content_words(answer) - content_words(question)
 
 
-def numbers(text: str) -> set[str]:
+@functools.lru_cache(maxsize=16384)
+def numbers(text: str) -> frozenset[str]:
     """Numbers of three or more digits (years, heights, counts), commas dropped: "8,849" -> "8849".
-    Shorter numbers ("3", "12") are too common to identify an answer."""
+    Shorter numbers ("3", "12") are too common to identify an answer. Cached: `span_in` reads the
+    numbers of every candidate distractor for each record whose answer holds one."""
     out = set()
     for m in _NUMBER.finditer(text):
         digits = m.group(0).rstrip(".,").replace(",", "")
         if sum(c.isdigit() for c in digits) >= 3:
             out.add(digits)
-    return out
+    return frozenset(out)
 
 
 def proper_names(text: str) -> set[str]:
@@ -88,7 +103,7 @@ def key_spans(question: str, answer: str, *, short_answer_words: int = 4) -> lis
     """The answer's key spans, normalised, minus those the question already names; the whole answer
     is one when it has at most `short_answer_words` words."""
     q_norm = f" {normalize_text(question)} "
-    spans = numbers(answer) - numbers(question)
+    spans = set(numbers(answer) - numbers(question))
     spans |= {n for n in proper_names(answer) if f" {n} " not in q_norm}
     option = correct_option(question, answer)
     if option:
