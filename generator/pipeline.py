@@ -173,9 +173,15 @@ class Pipeline:
         tasks += [
             asyncio.create_task(self._llm_worker(ready, accepted, prefetch)) for _ in range(self.backend.parallelism)
         ]
-        checked: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)  # one checked batch waits for the record stage
-        tasks.append(asyncio.create_task(self._check_stage(accepted, checked)))
-        tasks.append(asyncio.create_task(self._record_stage(checked)))
+        # one stage per check, then the record stage, each a batch behind the one before (a queue of one
+        # batch between them): one batch's relevance check embeds while the next batch's paradigm check
+        # embeds its sentences, and the encoder does not wait on any stage's Python work
+        inbox: asyncio.Queue[Any] = accepted
+        for n, check in enumerate(self.checks or [None]):
+            outbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+            tasks.append(asyncio.create_task(self._check_stage(check, inbox, outbox, first=n == 0)))
+            inbox = outbox
+        tasks.append(asyncio.create_task(self._record_stage(inbox)))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -348,31 +354,35 @@ class Pipeline:
             self._ready.put_nowait(_DONE)
             self._accepted.put_nowait(_DONE)
 
-    async def _check_stage(self, accepted: asyncio.Queue[Any], checked: asyncio.Queue[Any]) -> None:
-        """Take the accepted pairs in batches and run the quality checks over each; the record stage
-        gets the survivors. The two stages overlap: one batch's checks embed while the batch before
-        is decided, searched, screened and written, so the encoder does not wait on the Python work."""
+    async def _check_stage(
+        self, check: RecordCheck | None, inbox: asyncio.Queue[Any], outbox: asyncio.Queue[Any], *, first: bool
+    ) -> None:
+        """Run `check` (None: none is on) over each batch and pass the survivors on. The `first` stage
+        makes the batches: the accepted pairs that wait when it is ready for one (up to CHECK_BATCH)."""
         while True:
-            batch = [await accepted.get()]
-            # all that waits, up to CHECK_BATCH, and no waiting to fill the batch: that measured no gain,
-            # and Python 3.11's wait_for can swallow the cancellation Ctrl-C sends
-            while not accepted.empty() and len(batch) < CHECK_BATCH:
-                batch.append(accepted.get_nowait())
-            items = [b for b in batch if b is not _DONE and b is not _NUDGE]
-            nudged = any(b is _NUDGE for b in batch)
-            if nudged:
-                self._nudged = False  # taken: the next decision elsewhere may nudge again
-            for check in self.checks:
-                if items:
-                    items = await self._check(check, items)
-            done = any(b is _DONE for b in batch)
-            await checked.put((items, nudged, done))
+            items, nudged, done = await (self._take(inbox) if first else inbox.get())
+            if check is not None and items:
+                items = await self._check(check, items)
+            await outbox.put((items, nudged, done))
             if done:
                 return
 
+    async def _take(self, accepted: asyncio.Queue[Any]) -> tuple[list[Attempted], bool, bool]:
+        """(pairs, nudged, done): what waits in `accepted`, up to CHECK_BATCH, at least one item."""
+        batch = [await accepted.get()]
+        # no waiting to fill the batch: that measured no gain, and Python 3.11's wait_for can swallow the
+        # cancellation Ctrl-C sends
+        while not accepted.empty() and len(batch) < CHECK_BATCH:
+            batch.append(accepted.get_nowait())
+        nudged = any(b is _NUDGE for b in batch)
+        if nudged:
+            self._nudged = False  # taken: the next decision elsewhere may nudge again
+        items = [b for b in batch if b is not _DONE and b is not _NUDGE]
+        return items, nudged, any(b is _DONE for b in batch)
+
     async def _record_stage(self, checked: asyncio.Queue[Any]) -> None:
         """Decide (curation), build (distractors, leak screen) and write the checked pairs, batch by
-        batch in the order the check stage passed them on."""
+        batch in the order the check stages passed them on."""
         while True:
             items, nudged, done = await checked.get()
             if items or (nudged and len(self.curator.gate)):

@@ -130,12 +130,20 @@ def _similarity_at_least(a: str, b: str, threshold: float) -> bool:
     return m.real_quick_ratio() >= threshold and m.quick_ratio() >= threshold and m.ratio() >= threshold
 
 
-def _longest_common_run(a: list[str], b: list[str]) -> int:
-    """Length in words of the longest run of `a` that also occurs in `b`."""
-    if not a or not b:
-        return 0
-    m = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
-    return m.size
+class _CommonRuns:
+    """Longest runs of words shared with one document, its words indexed once for several texts."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.n = len(words)
+        self.matcher: SequenceMatcher[str] = SequenceMatcher(None, autojunk=False)
+        self.matcher.set_seq2(words)
+
+    def longest(self, a: list[str]) -> int:
+        """Length in words of the longest run of `a` that also occurs in the document."""
+        if not a or not self.n:
+            return 0
+        self.matcher.set_seq1(a)
+        return self.matcher.find_longest_match(0, len(a), 0, self.n).size
 
 
 # invisible characters with no meaning in text a model writes: zero-width space, word joiner, BOM, soft
@@ -189,11 +197,11 @@ def parse_pair(
     if nq == ex or _similarity_at_least(nq, ex, t.echo_similarity):
         return None, "instruction_echo"
     for doc in sources:
-        dw = normalize_text(doc.text).split()
-        run = _longest_common_run(qw, dw)
+        runs = _CommonRuns(normalize_text(doc.text).split())  # indexed once for the question and the answer
+        run = runs.longest(qw)
         if run >= t.copy_ngram or (len(qw) >= 8 and run >= 0.8 * len(qw)):
             return None, "question_copies_document"
-        if len(aw) >= 15 and _longest_common_run(aw, dw) >= t.answer_copy_fraction * len(aw):
+        if len(aw) >= 15 and runs.longest(aw) >= t.answer_copy_fraction * len(aw):
             return None, "answer_is_document"
     if exemplar.options:
         letters = set(_OPTION.findall(q))
