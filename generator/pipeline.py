@@ -82,6 +82,7 @@ def by_exemplar(jobs: Sequence[Job]) -> list[Job]:
 # call over more texts pads less and keeps every OpenVINO stream busy (bench G3 with the checks on, 2
 # cores, bf16: at most 64 gave 1.32x its floor; all that waits, 1.18-1.25x)
 CHECK_BATCH = 1024
+CHECK_BATCH_LAST = 64
 
 
 class Pipeline:
@@ -165,7 +166,7 @@ class Pipeline:
         ready: asyncio.Queue[Any] = _Ready()
         accepted: asyncio.Queue[Any] = asyncio.Queue(maxsize=4 * self.backend.parallelism * self.backend.batch_size)
         prefetch = asyncio.Semaphore(2 * self.backend.parallelism * self.backend.batch_size + 64)
-        self._remaining, self._nudged = len(jobs), False
+        self._remaining, self._nudged, self._asking = len(jobs), False, 0
         if not jobs:
             return
         self._ready, self._accepted = ready, accepted
@@ -233,7 +234,11 @@ class Pipeline:
                     prompts.append((job, prompt))
             if not prompts:
                 continue
-            results = await self.backend.chat([p.request for _, p in prompts])
+            self._asking += len(prompts)
+            try:
+                results = await self.backend.chat([p.request for _, p in prompts])
+            finally:
+                self._asking -= len(prompts)
             for (job, prompt), res in zip(prompts, results, strict=True):
                 await self._judge(job, prompt, res, accepted)
 
@@ -370,9 +375,12 @@ class Pipeline:
     async def _take(self, accepted: asyncio.Queue[Any]) -> tuple[list[Attempted], bool, bool]:
         """(pairs, nudged, done): what waits in `accepted`, up to CHECK_BATCH, at least one item."""
         batch = [await accepted.get()]
+        # once nothing is being asked, what waits is the run's last: in small batches, so that the first
+        # ones' rejected pairs are asked again while the rest are checked, not after all of them
+        limit = CHECK_BATCH if self._asking or not self._ready.empty() else CHECK_BATCH_LAST
         # no waiting to fill the batch: that measured no gain, and Python 3.11's wait_for can swallow the
         # cancellation Ctrl-C sends
-        while not accepted.empty() and len(batch) < CHECK_BATCH:
+        while not accepted.empty() and len(batch) < limit:
             batch.append(accepted.get_nowait())
         nudged = any(b is _NUDGE for b in batch)
         if nudged:

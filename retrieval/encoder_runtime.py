@@ -9,6 +9,7 @@ pads little, and the embeddings come back in the caller's order.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,12 +118,23 @@ def openvino_runner(xml: Path, precision: str, threads: int) -> tuple[Any, list[
     import openvino as ov
 
     core = ov.Core()
-    config = {
+    config: dict[str, Any] = {
         "INFERENCE_PRECISION_HINT": precision,
         "INFERENCE_NUM_THREADS": threads,
         "PERFORMANCE_HINT": "THROUGHPUT",
     }
-    compiled = core.compile_model(core.read_model(str(xml)), "CPU", config)
+    if os.access(xml.parent, os.W_OK):
+        # OpenVINO keeps the compiled model beside the conversion (keyed by model, settings and its
+        # version): a later load reads it instead of compiling again, 0.08 s against 0.17 s on 2 cores
+        config["CACHE_DIR"] = str(xml.parent / "compiled")
+    try:
+        compiled = core.compile_model(str(xml), "CPU", config)
+    except RuntimeError:
+        if "CACHE_DIR" not in config:
+            raise
+        # a cache it cannot write (a full disk) or read (a torn blob): compile as without one
+        config.pop("CACHE_DIR")
+        compiled = core.compile_model(str(xml), "CPU", config)
     names = [p.get_any_name() for p in compiled.inputs]
     jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
     local = threading.local()

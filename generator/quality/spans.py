@@ -59,6 +59,7 @@ def content_words(text: str) -> frozenset[str]:
     return frozenset(w for w in normalize_text(text).split() if len(w) > 2 and w not in STOPWORDS)
 
 
+@functools.lru_cache(maxsize=8192)
 def novel_words(answer: str, question: str) -> frozenset[str]:
     """The answer's content words that the question does not already contain."""
     return content_words(answer) - content_words(question)
@@ -102,6 +103,12 @@ def correct_option(question: str, answer: str) -> str | None:
 def key_spans(question: str, answer: str, *, short_answer_words: int = 4) -> list[str]:
     """The answer's key spans, normalised, minus those the question already names; the whole answer
     is one when it has at most `short_answer_words` words."""
+    return list(_key_spans(question, answer, short_answer_words))
+
+
+@functools.lru_cache(maxsize=8192)
+def _key_spans(question: str, answer: str, short_answer_words: int) -> tuple[str, ...]:
+    # cached: the paradigm check reads them once per source of a record, and the leak screen again
     q_norm = f" {normalize_text(question)} "
     spans = set(numbers(answer) - numbers(question))
     spans |= {n for n in proper_names(answer) if f" {n} " not in q_norm}
@@ -111,7 +118,7 @@ def key_spans(question: str, answer: str, *, short_answer_words: int = 4) -> lis
     whole = normalize_text(answer)
     if whole and len(whole.split()) <= short_answer_words and f" {whole} " not in q_norm:
         spans.add(whole)
-    return sorted(s for s in spans if s)
+    return tuple(sorted(s for s in spans if s))
 
 
 def span_in(span: str, text: str) -> bool:

@@ -118,6 +118,28 @@ def test_the_second_build_uses_the_cached_conversion(
     assert [p.name for p in (tmp_path / "cache" / "encoders").iterdir()] == [made.name]
 
 
+def test_openvino_keeps_its_compiled_model_and_a_torn_one_still_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled model is kept beside the conversion and read by later loads; a torn one (a
+    crash while it was written) is compiled again, with the same vectors."""
+    monkeypatch.setenv("RAGLOOM_CACHE_DIR", str(tmp_path / "cache"))
+    path = resolve_encoder("all-MiniLM-L6-v2")[1]
+    texts = ["Who painted the Mona Lisa portrait?", "Penicillin was discovered by Alexander Fleming in 1928."]
+    first = encoder_backends.load_model(path, "openvino", None, "cpu", True, "f32", 2).encode(texts)
+    (made,) = (tmp_path / "cache" / "encoders").iterdir()
+    (blob,) = (made / "compiled").glob("*.blob")
+    assert blob.stat().st_size > 10e6
+    stamp = blob.stat().st_mtime_ns
+    again = encoder_backends.load_model(path, "openvino", None, "cpu", True, "f32", 2).encode(texts)
+    assert blob.stat().st_mtime_ns == stamp  # read, not written again
+    np.testing.assert_array_equal(again, first)
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes()[:1000])
+    torn = encoder_backends.load_model(path, "openvino", None, "cpu", True, "f32", 2).encode(texts)
+    np.testing.assert_array_equal(torn, first)
+
+
 def test_the_converted_model_uses_the_models_own_pooling_and_normalisation(tmp_path: Path) -> None:
     """A copy of the model with CLS pooling and no Normalize module: the conversion follows its
     config, and gives what sentence-transformers gives for that same directory."""
