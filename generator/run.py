@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -227,30 +228,29 @@ def close_run(
 
 
 async def _prepare(cfg: RunConfig, console: Console | None) -> tuple[Templates, Index, Backend, SpanFrequency | None]:
-    """Templates, index, backend: checked before anything is written. The encoder loads in a thread while
-    the backend is made and the server checked; the leak screen's span counts are read beside it."""
+    """Templates, index, backend: checked before anything is written. The encoder loads, and the leak
+    screen's span counts are read, in threads while the backend is made and the server checked."""
     templates = run_templates(cfg)
     index = await asyncio.to_thread(open_index, cfg, console)
     loop = asyncio.get_running_loop()
     # run_in_executor starts the thread now; a to_thread task would wait for the loop's next turn,
     # after make_backend's imports
     encoder = loop.run_in_executor(None, _load_encoder, index)
+    stop = threading.Event()
+    counts = None
+    if cfg.quality.leak_screen:
+        counts = loop.run_in_executor(None, SpanFrequency.for_index_dir, index.dir, stop)
+    warm = [encoder] if counts is None else [encoder, counts]
     try:
         backend = make_backend(cfg.backend)
         await backend.preflight()
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            await encoder
-        raise
-    # started once the server answered: a refused key is reported at once, not after the first count of a
-    # large corpus (the counts are kept on disk; later runs read them in milliseconds)
-    counts = loop.run_in_executor(None, SpanFrequency.for_index_dir, index.dir) if cfg.quality.leak_screen else None
-    try:
         await encoder  # an encoder that cannot load raises here, in the caller's task, as a one-line error
     except BaseException:
-        if counts is not None:
-            with contextlib.suppress(BaseException):
-                await counts
+        # a refused key or a bad encoder is reported at once: the first count of a large corpus stops
+        # (it is made again, and kept on disk, by the next run that starts)
+        stop.set()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*warm, return_exceptions=True)
         raise
     return templates, index, backend, None if counts is None else await counts
 

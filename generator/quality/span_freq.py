@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -29,6 +30,10 @@ from .spans import numbers
 WIDTH = 1 << 21
 DEPTH = 2
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ragloom" / "span_freq"
+
+
+class CountStopped(Exception):
+    """`SpanFrequency.for_index_dir` was told to stop before it finished counting."""
 
 
 def _hash(features: list[str]) -> np.ndarray:
@@ -63,7 +68,10 @@ class SpanFrequency:
         self.table, self.passages = table, passages
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str], *, width: int = WIDTH, depth: int = DEPTH) -> SpanFrequency:
+    def from_texts(
+        cls, texts: Iterable[str], *, width: int = WIDTH, depth: int = DEPTH, stop: threading.Event | None = None
+    ) -> SpanFrequency:
+        """Count `texts`; raises `CountStopped` as soon as `stop` is set (a run that ends before it starts)."""
         table = np.zeros((depth, width), dtype=np.uint32)
         n = 0
         batch: list[str] = []
@@ -75,6 +83,8 @@ class SpanFrequency:
                 batch.clear()
 
         for text in texts:
+            if stop is not None and stop.is_set():
+                raise CountStopped
             n += 1
             batch.extend(text_features(text))
             if len(batch) >= 200_000:
@@ -83,9 +93,10 @@ class SpanFrequency:
         return cls(table, n)
 
     @classmethod
-    def for_index_dir(cls, directory: str | Path) -> SpanFrequency:
+    def for_index_dir(cls, directory: str | Path, stop: threading.Event | None = None) -> SpanFrequency:
         """The counts of an index's passage store (titles and texts), computed once and cached. The
-        hasher (pandas, 0.2 s to import) is loaded here too, not at the leak screen's first batch."""
+        hasher (pandas, 0.2 s to import) is loaded here too, not at the leak screen's first batch.
+        `stop`: counting ends with `CountStopped` once it is set, and nothing is written."""
         _hash([""])
         directory = Path(directory)
         fingerprint = str(read_manifest(directory)["corpus"]["fingerprint"])
@@ -99,7 +110,8 @@ class SpanFrequency:
                     pass  # a torn or foreign file: count again
         store = PassageStore(directory)
         freq = cls.from_texts(
-            f"{title}\n{text}" for _, titles, texts in store.iter_batches() for title, text in zip(titles, texts)
+            (f"{title}\n{text}" for _, titles, texts in store.iter_batches() for title, text in zip(titles, texts)),
+            stop=stop,
         )
         for path in (directory / name, CACHE_DIR / name):
             if freq.save(path):

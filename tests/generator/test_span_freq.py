@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import threading
 from pathlib import Path
 
+import pytest
+from ragloom.generator.quality import span_freq
 from ragloom.generator.quality.span_freq import SpanFrequency
 
 
@@ -42,3 +46,20 @@ def test_span_counts_match_a_count_by_hand_and_are_cached_by_corpus_fingerprint(
     again = SpanFrequency.for_index_dir(wiki_index)  # read back, not counted again
     assert cached.stat().st_mtime_ns == stamp and (again.table == freq.table).all()
     assert freq.table.nbytes <= 16 * 2**20  # bounded whatever the corpus size
+
+
+def test_a_stopped_count_ends_at_once_and_writes_nothing(
+    wiki_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose server refuses the key stops the first count of its corpus (run._prepare) rather
+    than wait for it: nothing half-counted is kept, and the next count is whole."""
+    monkeypatch.setattr(span_freq, "CACHE_DIR", tmp_path / "cache")
+    index = tmp_path / "idx"
+    shutil.copytree(wiki_index, index, ignore=shutil.ignore_patterns("span_freq-*"))
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(span_freq.CountStopped):
+        SpanFrequency.for_index_dir(index, stop)
+    assert not list(index.glob("span_freq-*")) and not (tmp_path / "cache").exists()
+    whole = SpanFrequency.for_index_dir(index, threading.Event())
+    assert whole.passages == 400 and len(list(index.glob("span_freq-*.npz"))) == 1
