@@ -195,8 +195,9 @@ class _Screen:
         self.statement_vec = vecs[said[0]] if said else None
         self.new = novel_words(answer, question)
         self.bar: float | None = None
+        self.new_weight: dict[str, float] = {}  # `coverage`'s weights of the new words, read once
         if paradigm is not None and paradigm.endswith("_answer") and sources and self.new:
-            self.new_weight = {w: owner.weight(w) for w in self.new}  # `coverage`'s weights, read once
+            self.new_weight = {w: owner.weight(w) for w in self.new}
             weakest = min(coverage(self.new, p.text, self.new_weight.__getitem__) for p in sources)
             self.bar = max(weakest, owner.checker.t.support_words)
 

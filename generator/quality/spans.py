@@ -30,9 +30,11 @@ _STOPWORD_TEXT = """a about above after again against all also am an and any are
     when where which while who whom why will with would you your yours one many much known called
     including however although though well became become used use first second new"""
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+# the most sentences a text is split into (the rest joined into the last)
+SENTENCE_LIMIT = 40
 
 
-def split_sentences(text: str, limit: int = 40) -> list[str]:
+def split_sentences(text: str, limit: int = SENTENCE_LIMIT) -> list[str]:
     """Sentences of `text` (at most `limit`, the rest joined into the last), blank ones dropped."""
     return list(_sentences(text, limit))
 
@@ -50,7 +52,7 @@ def _sentences(text: str, limit: int) -> tuple[str, ...]:
 def sentence_words(text: str) -> tuple[tuple[str, frozenset[str]], ...]:
     """Each sentence of `text` (`split_sentences`) with its `content_words`. Cached: a passage comes
     back in the rank bands of many questions, and the leak screen gates its sentences for each."""
-    return tuple((s, content_words(s)) for s in _sentences(text, 40))
+    return tuple((s, content_words(s)) for s in _sentences(text, SENTENCE_LIMIT))
 
 
 @functools.lru_cache(maxsize=16384)
