@@ -17,6 +17,10 @@ R6  `ragloom index build` of the quickstart's corpus (examples/prepare_wiki.py -
     through the CLI, each backend in its own process as a user runs it (start-up, model load and
     conversion cache read included; --rounds alternate the backends): seconds and the ratio to
     torch's median, with top-10 overlap and known-answer recall@5 of each index against torch's
+R7  the compute bound of R6: the quickstart corpus's tokens (the model's tokenizer, cut at its
+    max_seq_length), the encoder's floating-point work from the model's own config, the raw GEMM
+    peak of this CPU in f32 and bf16 (torch.mm, 2048x2048, all cores), and the GFLOP/s each path
+    reaches encoding that corpus in process: what any f32 path could gain over torch at most
 """
 
 from __future__ import annotations
@@ -314,13 +318,12 @@ def bench_threads(tmp: Path, n: int) -> dict:
     return out
 
 
-def bench_cli_build(tmp: Path, n: int, names: tuple[str, ...], rounds: int) -> dict:
-    import statistics
+def quickstart_corpus(tmp: Path, n: int) -> Path:
     import subprocess
 
-    from ragloom.retrieval import Index
-
     corpus = tmp / "quickstart.jsonl"
+    if corpus.exists():
+        return corpus
     subprocess.run(
         [
             sys.executable,
@@ -334,6 +337,16 @@ def bench_cli_build(tmp: Path, n: int, names: tuple[str, ...], rounds: int) -> d
         check=True,
         capture_output=True,
     )
+    return corpus
+
+
+def bench_cli_build(tmp: Path, n: int, names: tuple[str, ...], rounds: int) -> dict:
+    import statistics
+    import subprocess
+
+    from ragloom.retrieval import Index
+
+    corpus = quickstart_corpus(tmp, n)
     os.environ.setdefault("RAGLOOM_CACHE_DIR", str(tmp / "cache"))
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds + 1):  # round 0 converts each model once (a user's first build); not timed
@@ -366,13 +379,78 @@ def bench_cli_build(tmp: Path, n: int, names: tuple[str, ...], rounds: int) -> d
     return res
 
 
+def gemm_peak_gflops(dtype: str, size: int = 2048, repeats: int = 5) -> float:
+    """The raw engine's ceiling: the best of `repeats` square matmuls in torch on all cores."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    kind = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    a = torch.randn(size, size).to(kind)
+    b = torch.randn(size, size).to(kind)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * size**3 / best / 1e9
+
+
+def bench_compute_bound(tmp: Path, n: int, names: tuple[str, ...]) -> dict:
+    """R7: the floating-point work of encoding the quickstart corpus, against this CPU's GEMM peak."""
+    from ragloom.retrieval.encoder import Encoder, EncoderSpec, passage_text, resolve_encoder
+    from tokenizers import Tokenizer
+
+    os.environ.setdefault("RAGLOOM_CACHE_DIR", str(tmp / "cache"))
+    rows = [json.loads(line) for line in quickstart_corpus(tmp, n).read_text(encoding="utf-8").splitlines()]
+    texts = [passage_text(r["title"], r["text"]) for r in rows]
+    model_dir = Path(resolve_encoder("all-MiniLM-L6-v2")[1])
+    cfg = json.loads((model_dir / "config.json").read_text())
+    max_len = json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_len)
+    lengths = np.array([len(e.ids) for e in tok.encode_batch(texts)])
+    h, inter, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    # per layer: q, k, v, o projections (4 h^2 per token), the feed-forward (2 h i per token), and
+    # attention's scores and weighted sum (2 L^2 h); 2 flops per multiply-add
+    macs = layers * (lengths * (4 * h * h + 2 * h * inter) + 2 * lengths.astype(np.int64) ** 2 * h)
+    gflop = float(2 * macs.sum() / 1e9)
+    res: dict = {
+        "passages": len(texts),
+        "tokens_mean": round(float(lengths.mean()), 1),
+        "tokens_at_max": int((lengths >= max_len).sum()),
+        "gflop": round(gflop, 1),
+        "gemm_peak_gflops": {d: round(gemm_peak_gflops(d), 1) for d in ("f32", "bf16")},
+    }
+    for name in names:
+        backend, quant, precision = PATHS[name]
+        enc = Encoder(EncoderSpec(backend=backend, quantize=quant, precision=precision, device="cpu"), cache_size=0)
+        enc.encode_passages(texts[:64])  # load and warm up
+        t = time.perf_counter()
+        enc.encode_passages(texts)
+        s = time.perf_counter() - t
+        peak = res["gemm_peak_gflops"]["bf16" if precision == "bf16" else "f32"]
+        res[name] = {
+            "passages_per_s": round(len(texts) / s, 1),
+            "gflops": round(gflop / s, 1),
+            "share_of_peak": round(gflop / s / peak, 2),
+        }
+        print("R7", name, json.dumps(res[name]), flush=True)
+    if "torch" in res:
+        # no f32 path can run faster than the f32 GEMM peak: its best possible ratio to torch
+        res["f32_bound_vs_torch"] = round(res["gemm_peak_gflops"]["f32"] / res["torch"]["gflops"], 2)
+    print("R7", json.dumps({k: v for k, v in res.items() if k not in names}), flush=True)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--passages", type=int, default=2000)
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--ivf-n", type=int, default=1_000_000, help="0 skips R3")
     ap.add_argument(
-        "--only", choices=["r1", "r2", "r3", "r4", "r5", "r6"], action="append", help="run only these parts"
+        "--only", choices=["r1", "r2", "r3", "r4", "r5", "r6", "r7"], action="append", help="run only these parts"
     )
     ap.add_argument("--rounds", type=int, default=2, help="R6: timed builds per backend")
     ap.add_argument("--backends", default=",".join(PATHS), help="R4: which encoder backends")
@@ -381,7 +459,7 @@ def main() -> None:
     report: dict = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        only = set(args.only or ["r1", "r2", "r3", "r4", "r5", "r6"])
+        only = set(args.only or ["r1", "r2", "r3", "r4", "r5", "r6", "r7"])
         if only & {"r1", "r2"}:
             report["R1_build"] = bench_build(tmp, args.passages)
             print("R1 build", json.dumps(report["R1_build"]), flush=True)
@@ -398,6 +476,9 @@ def main() -> None:
         if "r6" in only:
             names = tuple(b for b in args.backends.split(",") if b in ("torch", "openvino", "openvino-bf16"))
             report["R6_cli_build"] = bench_cli_build(tmp, args.passages, names, args.rounds)
+        if "r7" in only:
+            names = tuple(b for b in args.backends.split(",") if b in ("torch", "openvino", "openvino-bf16"))
+            report["R7_compute_bound"] = bench_compute_bound(tmp, args.passages, names)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=2))
     print(f"report: {args.json}")
