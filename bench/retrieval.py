@@ -403,18 +403,18 @@ def gemm_peak_gflops(dtype: str, sizes: tuple[int, ...] = (1024, 2048, 3072, 409
 def bench_compute_bound(tmp: Path, n: int, names: tuple[str, ...]) -> dict:
     """R7: the floating-point work of encoding the quickstart corpus, against this CPU's GEMM peak."""
     from ragloom.retrieval.encoder import Encoder, EncoderSpec, passage_text, resolve_encoder
-    from tokenizers import Tokenizer
+    from ragloom.retrieval.encoder_export import read_layout
+    from ragloom.retrieval.encoder_runtime import FastTokenizer
 
     os.environ.setdefault("RAGLOOM_CACHE_DIR", str(tmp / "cache"))
     rows = [json.loads(line) for line in quickstart_corpus(tmp, n).read_text(encoding="utf-8").splitlines()]
     texts = [passage_text(r["title"], r["text"]) for r in rows]
-    model_dir = Path(resolve_encoder("all-MiniLM-L6-v2")[1])
-    cfg = json.loads((model_dir / "config.json").read_text())
-    max_len = json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_len)
-    lengths = np.array([len(e.ids) for e in tok.encode_batch(texts)])
+    # the converted encoder's own tokenizer (the model's length, case and special tokens): its tokens
+    # are what each path runs, padding aside
+    layout = read_layout(resolve_encoder("all-MiniLM-L6-v2")[1])
+    cfg = json.loads((layout.transformer_dir / "config.json").read_text())
+    max_len = layout.max_seq_length
+    lengths = FastTokenizer(layout, ["attention_mask"])(texts)["attention_mask"].sum(axis=1)
     h, inter, layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     # per layer: q, k, v, o projections (4 h^2 per token), the feed-forward (2 h i per token), and
     # attention's scores and weighted sum (2 L^2 h); 2 flops per multiply-add
