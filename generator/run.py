@@ -241,18 +241,23 @@ async def _prepare(cfg: RunConfig, console: Console | None) -> tuple[Templates, 
     if cfg.quality.leak_screen:
         counts = loop.run_in_executor(None, SpanFrequency.for_index_dir, index.dir, stop)
     warm = [encoder] if counts is None else [encoder, counts]
+    backend: Backend | None = None
     try:
         backend = make_backend(cfg.backend)
         await backend.preflight()
         await encoder  # an encoder that cannot load raises here, in the caller's task, as a one-line error
+        frequency = None if counts is None else await counts
     except BaseException:
         # a refused key or a bad encoder is reported at once: the first count of a large corpus stops
         # (it is made again, and kept on disk, by the next run that starts)
         stop.set()
         with contextlib.suppress(BaseException):
             await asyncio.gather(*warm, return_exceptions=True)
+        if backend is not None:  # what it holds (a session, an engine) is not left to the garbage collector
+            with contextlib.suppress(Exception):
+                await backend.aclose()
         raise
-    return templates, index, backend, None if counts is None else await counts
+    return templates, index, backend, frequency
 
 
 async def aexecute(

@@ -111,6 +111,35 @@ def test_401_fails_at_once_and_the_key_never_leaks(
     assert not (tmp_path / "out").exists()  # nothing written before the server accepted the key
 
 
+def test_a_run_that_stops_before_it_starts_closes_the_backend_it_made(
+    wiki_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused key stops the run in its preparation; the backend made for it (an HTTP session, an
+    in-process engine) is closed there, not left to the garbage collector of a library user's process."""
+    import ragloom.generator.run as run_module
+
+    made, closed = [], []
+    real = run_module.make_backend
+
+    def recording(cfg):
+        backend = real(cfg)
+        made.append(backend)
+        aclose = backend.aclose
+
+        async def counted() -> None:
+            closed.append(backend)
+            await aclose()
+
+        backend.aclose = counted
+        return backend
+
+    monkeypatch.setattr(run_module, "make_backend", recording)
+    with FakeServer(Faults(fixed_status=401)) as server:
+        cfg = run_config(tmp_path, wiki_index, server.base_url, 5)
+        assert main(["generate", "--config", str(cfg), "--quiet"]) == 2
+    assert len(made) == 1 and closed == made
+
+
 def test_exports_load_with_datasets_and_card_matches_records(wiki_index: Path, tmp_path: Path) -> None:
     import datasets
 
