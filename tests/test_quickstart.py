@@ -24,6 +24,7 @@ COUNT = 40
 PASSAGES = 2000
 # the newcomer check's bar: a few good rows from the small run, as the full quickstart keeps >= 10
 MIN_ACCEPTED = 3
+HANG = 1800
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -42,11 +43,13 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
-        out, err = proc.communicate(timeout=840)
+        # a guard against a hang, not a speed bar: a torch build of the same 2,000 passages took 35 s on one
+        # CI machine and 110 s on another (an AMD EPYC without AVX-512)
+        out, err = proc.communicate(timeout=HANG)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGTERM)
         out, err = proc.communicate()
-        pytest.fail(f"the quickstart did not finish in 840 s:\n{(out + err)[-3000:]}")
+        pytest.fail(f"the quickstart did not finish in {HANG} s:\n{(out + err)[-3000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err), work
 
 
