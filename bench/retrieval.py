@@ -271,7 +271,9 @@ def bench_threads(tmp: Path, n: int) -> dict:
     def runtime_default(backend: str) -> tuple:
         path = eb.exported_model_dir(model_dir, backend, "f32", None)
         if backend == "openvino":
-            import openvino as ov
+            from ragloom.retrieval.quiet import import_openvino
+
+            ov = import_openvino()
 
             # only the precision is pinned (f32), else OpenVINO picks bf16 by itself where the CPU has it
             compiled = ov.Core().compile_model(str(path / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})

@@ -23,6 +23,8 @@ from typing import Any
 
 from ragloom.errors import ConfigError, MissingDependencyError
 
+from .quiet import import_openvino
+
 BACKENDS = ("torch", "openvino", "onnx")
 QUANTIZE = ("int8",)
 PRECISIONS = ("f32", "bf16")
@@ -80,7 +82,7 @@ def require_backend(backend: str) -> None:
     modules, install = _NEEDS[backend]
     for module in modules:
         try:
-            importlib.import_module(module)
+            import_openvino() if module == "openvino" else importlib.import_module(module)
         except Exception as e:  # ImportError, or a broken install
             first = (str(e).splitlines() or [type(e).__name__])[0]
             raise MissingDependencyError(f"encoder_backend {backend} needs {module} ({first}): {install}") from None
@@ -90,8 +92,7 @@ def require_backend(backend: str) -> None:
 def cpu_has_bf16() -> bool:
     """True when OpenVINO's CPU plugin reports BF16 (avx512_bf16 or AMX), else /proc/cpuinfo says so."""
     try:
-        import openvino as ov
-
+        ov = import_openvino()
         return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except Exception:
         try:

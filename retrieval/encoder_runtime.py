@@ -115,7 +115,9 @@ def openvino_runner(xml: Path, precision: str, threads: int) -> tuple[Any, list[
     Measured on 2 cores against one 2-thread latency stream (bench/retrieval.py R4, bench/generation.py G3):
     a stream runs on its own core, so a core the pipeline's Python takes for a while slows one stream
     and not every batch (the threads of one parallel batch wait for the slowest)."""
-    import openvino as ov
+    from .quiet import import_openvino
+
+    ov = import_openvino()
 
     core = ov.Core()
     config: dict[str, Any] = {

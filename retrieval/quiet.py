@@ -1,4 +1,4 @@
-"""Model loading without the libraries' own output: the library prints nothing unless asked.
+"""Model loading without the libraries' own output: the library prints (and sends) nothing unless asked.
 
 transformers (>= 5) draws a "Loading weights" tqdm bar for every model it loads, and logs warnings
 about unused weights; sentence-transformers loads through it. `quiet_loading` turns both off around
@@ -7,8 +7,10 @@ it was."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 @contextmanager
@@ -24,3 +26,28 @@ def quiet_loading() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def import_openvino() -> Any:
+    """`import openvino` without its telemetry.
+
+    Unless CI=true or a consent file in ~/intel declines, importing openvino sends an event to Intel's
+    analytics (the `openvino_telemetry` package, Google Analytics 4), and so does every model
+    conversion; it writes a client id to ~/intel and leaves a thread pool of six running for the
+    sending. ragloom sends nothing anywhere: its first import of openvino is made with
+    `openvino_telemetry` hidden, so openvino binds its own stand-in (`openvino.tools.ovc.telemetry_stub`),
+    as it does where that package is not installed. The package is as it was right after, for the
+    user's own code. An openvino the user imported before ragloom is left as the user set it up."""
+    if "openvino" in sys.modules:
+        return sys.modules["openvino"]
+    missing = object()
+    telemetry = sys.modules.get("openvino_telemetry", missing)
+    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # its import raises ImportError
+    try:
+        import openvino
+    finally:
+        if telemetry is missing:
+            del sys.modules["openvino_telemetry"]
+        else:
+            sys.modules["openvino_telemetry"] = telemetry  # type: ignore[assignment]
+    return openvino
