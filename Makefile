@@ -60,10 +60,14 @@ lint: install-test
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy generator retrieval ragloom
 
-# the report tests drive Debian's chromium headless (never a downloaded browser)
+# the report tests drive Debian's chromium headless (never a downloaded browser). The newcomer check
+# (tests/test_quickstart.py: the quickstart in a process of its own, about 12 minutes) runs in a pytest
+# of its own too, as a newcomer's first run starts from nothing; tests/run_pytest.sh prints gdb's
+# backtraces if a pytest process itself crashes
 test: lint
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -rs
+	HF_HUB_OFFLINE=1 tests/run_pytest.sh $(PY) -m pytest -q -rs -m "not newcomer"
+	HF_HUB_OFFLINE=1 tests/run_pytest.sh $(PY) -m pytest -q -rs -m newcomer
 
 quickstart: install
 	HF_HUB_OFFLINE=1 $(PY) examples/quickstart.py
