@@ -38,7 +38,7 @@ def import_openvino() -> Any:
     `openvino_telemetry` hidden, so openvino binds its own stand-in (`openvino.tools.ovc.telemetry_stub`),
     as it does where that package is not installed. The package is as it was right after, for the
     user's own code. An openvino the user imported before ragloom is left as the user set it up."""
-    if "openvino" in sys.modules:
+    if sys.modules.get("openvino") is not None:
         return sys.modules["openvino"]
     missing = object()
     telemetry = sys.modules.get("openvino_telemetry", missing)
