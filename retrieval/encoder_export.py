@@ -10,11 +10,8 @@ with other modules (Dense, a router, images) are refused: use `encoder_backend: 
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import inspect
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,41 +165,17 @@ def convert_openvino(layout: StLayout, out_xml: Path) -> None:
     """openvino.convert_model on the pooled module, dynamic batch and length, saved in f32 (no fp16 compression)."""
     import torch
 
-    from .quiet import import_openvino
+    from .quiet import import_openvino, openvino_telemetry_off
 
     ov = import_openvino()
 
     module, names = pooled_module(layout)
-    with torch.no_grad(), _without_openvino_telemetry():
+    with torch.no_grad(), openvino_telemetry_off():
         shapes = [(n, ov.PartialShape([-1, -1]), ov.Type.i64) for n in names]
         model = ov.convert_model(module, example_input=_example(names), input=shapes)
     for out in model.outputs:
         out.get_tensor().set_names({"sentence_embedding"})
     ov.save_model(model, str(out_xml), compress_to_fp16=False)
-
-
-# the modules of openvino's converter that report to its telemetry package (bound as `tm`)
-_OVC_TELEMETRY_USERS = ("convert_impl", "telemetry_utils", "utils")
-
-
-@contextlib.contextmanager
-def _without_openvino_telemetry() -> Iterator[None]:
-    """A conversion sends nothing, also where the user imported openvino (with its telemetry) before
-    ragloom did (`quiet.import_openvino`): for its duration the converter's modules use OpenVINO's
-    own stand-in for a missing telemetry package."""
-    from openvino.tools.ovc import telemetry_stub
-
-    swapped = []
-    for name in _OVC_TELEMETRY_USERS:
-        module = importlib.import_module(f"openvino.tools.ovc.{name}")
-        if hasattr(module, "tm"):
-            swapped.append((module, module.tm))  # type: ignore[attr-defined]
-            setattr(module, "tm", telemetry_stub)  # noqa: B010
-    try:
-        yield
-    finally:
-        for module, tm in swapped:
-            setattr(module, "tm", tm)  # noqa: B010
 
 
 def convert_onnx(layout: StLayout, out_onnx: Path) -> None:

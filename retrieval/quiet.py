@@ -7,6 +7,7 @@ it was."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,3 +52,27 @@ def import_openvino() -> Any:
         else:
             sys.modules["openvino_telemetry"] = telemetry  # type: ignore[assignment]
     return openvino
+
+
+# the modules of openvino's converter that report to its telemetry package (bound as `tm`)
+_OVC_TELEMETRY_USERS = ("convert_impl", "telemetry_utils", "utils")
+
+
+@contextmanager
+def openvino_telemetry_off() -> Iterator[None]:
+    """A conversion sends nothing, also where the user imported openvino (with its telemetry) before
+    ragloom did (`import_openvino`): for its duration the converter's modules use OpenVINO's own
+    stand-in for a missing telemetry package."""
+    from openvino.tools.ovc import telemetry_stub
+
+    swapped = []
+    for name in _OVC_TELEMETRY_USERS:
+        module = importlib.import_module(f"openvino.tools.ovc.{name}")
+        if hasattr(module, "tm"):
+            swapped.append((module, module.tm))
+            setattr(module, "tm", telemetry_stub)  # noqa: B010
+    try:
+        yield
+    finally:
+        for module, tm in swapped:
+            setattr(module, "tm", tm)  # noqa: B010

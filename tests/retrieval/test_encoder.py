@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +37,17 @@ def export_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(export_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAGLOOM_CACHE_DIR", str(export_cache))
+
+
+@pytest.fixture
+def user_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """As on a user's machine: not a CI job (where OpenVINO's telemetry declines by itself), and a HOME
+    with no consent file in ~/intel."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    return home
 
 
 def _queries(wiki_corpus: Path, n: int = 60) -> list[str]:
@@ -108,15 +118,11 @@ def test_token_ids_equal_sentence_transformers_on_long_unicode_and_empty_texts()
 
 
 def test_the_second_build_uses_the_cached_conversion_and_the_conversion_sends_nothing(
-    wiki_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    wiki_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user_home: Path
 ) -> None:
     from openvino_telemetry.utils.sender import TelemetrySender
 
     monkeypatch.setenv("RAGLOOM_CACHE_DIR", str(tmp_path / "cache"))
-    # as on a user's machine: not a CI job (where OpenVINO declines by itself), no consent file in ~/intel
-    monkeypatch.delenv("CI", raising=False)
-    (tmp_path / "home").mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     sent: list[object] = []
     monkeypatch.setattr(TelemetrySender, "send", lambda self, backend, message: sent.append(message))
     spec = EncoderSpec(backend="openvino")
@@ -124,7 +130,7 @@ def test_the_second_build_uses_the_cached_conversion_and_the_conversion_sends_no
     build_index(CorpusSpec(str(wiki_corpus)), tmp_path / "a", encoder=spec, limit=20)
     assert CONVERSIONS["count"] == before + 1
     # openvino.convert_model reports to Intel's analytics and writes a client id to ~/intel by default
-    assert sent == [] and not (tmp_path / "home" / "intel").exists()
+    assert sent == [] and not (user_home / "intel").exists()
     (made,) = (tmp_path / "cache" / "encoders").iterdir()
     assert (made / "model.xml").is_file() and (made / "model.bin").stat().st_size > 80e6  # f32 weights, no fp16
     build_index(CorpusSpec(str(wiki_corpus)), tmp_path / "b", encoder=spec, limit=20)
@@ -367,7 +373,7 @@ def test_int8_on_a_backend_measured_under_the_bar_is_refused_in_one_line(monkeyp
 
 
 def test_a_converted_encoder_loads_without_importing_torch_or_sentence_transformers_and_sends_nothing(
-    tmp_path: Path,
+    user_home: Path,
 ) -> None:
     """Once converted, an openvino encoder needs only openvino and tokenizers: importing torch and
     sentence-transformers cost 5 of the 5.3 s such a load took, in every run."""
@@ -379,11 +385,7 @@ def test_a_converted_encoder_loads_without_importing_torch_or_sentence_transform
     )
     # what openvino's telemetry would send is kept here instead (importing openvino sends an event)
     spy = "from openvino_telemetry.utils.sender import TelemetrySender as S; S.send = lambda *a: print('SENT'); "
-    # as on a user's machine: not a CI job (where OpenVINO declines by itself), no consent file in ~/intel
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"HOME": str(home)}
-    out = subprocess.run([sys.executable, "-c", spy + code], capture_output=True, text=True, timeout=300, env=env)
+    out = subprocess.run([sys.executable, "-c", spy + code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(1, 384) []"
-    assert not (home / "intel").exists()  # no client id written either
+    assert not (user_home / "intel").exists()  # no client id written either
