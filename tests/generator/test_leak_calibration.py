@@ -6,7 +6,8 @@ per record, the distractors the rank band [200, 250) of a real index over 3,345 
 gave for its question (leak-free, read by hand), and distractors written to carry the answer,
 labelled by what carries it. Span shares come from the same passages (tests/leak_corpus.py).
 The statement check (`quality.leak_statement`) was tuned on both calibration.jsonl and heldout.jsonl;
-heldout2.jsonl was written after its threshold was frozen, on other articles.
+heldout2.jsonl was written after its threshold was frozen, on other articles, and heldout3.jsonl after
+that (session 15), on articles none of the others uses, with 11 broad questions and long answers.
 """
 
 from __future__ import annotations
@@ -96,6 +97,24 @@ def test_second_held_out_set_at_the_frozen_thresholds(screen: LeakScreen) -> Non
         rule=Quality(leak_statement=None).leak_rule(),  # `quality.leak_statement: null`: that check off
     )
     assert sum(figures(without, "heldout2")[2]["paraphrase"]) <= 4  # what the other checks find alone
+
+
+def test_third_held_out_set_with_broad_questions_and_long_answers(screen: LeakScreen) -> None:
+    """tests/fixtures/leaks/heldout3.*: 30 records on articles no other set uses, written after every
+    threshold was frozen and not scored while they were written. 11 are broad questions with long
+    answers ("What is known about The Night Watch?", "Describe Coco Chanel's career ..."): the shape
+    of every false alarm the statement check raised in a real `generate` run. Measured at the frozen
+    thresholds, statement check on: no leak-free record flagged (6 of them broad), every date and
+    name, 3 of 4 numbers, 7 of 8 paraphrases; without it 3 of 4 names and 5 of 8 paraphrases."""
+    records, flagged_records, found = figures(screen, "heldout3")
+    assert records >= 30 and len(found["paraphrase"]) >= 8
+    assert flagged_records <= 0.05 * records, flagged_records  # at most 1 in 20 (measured: 0 of 30)
+    assert all(found["date"]) and all(found["name"]), found
+    # Measured and not met: the number missed ("sandstones, some 75 to 71 million years old", for when
+    # Velociraptor lived) holds no key span, as two-digit numbers are not spans; the paraphrase missed
+    # (the couturiere "whose house went on to sell ... the world's most famous scent, No. 5", for Coco
+    # Chanel) scores 0.418 against the statement, under its 0.42. Floors at the measured figures.
+    assert sum(found["number"]) >= 3 and sum(found["paraphrase"]) >= 7, found
 
 
 def holding(corpus: list[Passage], pattern: str) -> list[Passage]:
