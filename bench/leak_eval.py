@@ -4,13 +4,15 @@
     python bench/leak_eval.py calibration --evidence   # every key span found: share, near, similarity
     python bench/leak_eval.py calibration heldout --scores [--no-statement]
     python bench/leak_eval.py calibration heldout heldout2 --scores --encoder DIR   # another encoder
+    python bench/leak_eval.py heldout4 --no-quantities   # before quantities were key spans
 
 The fixtures (bench/leak_fixture.py) hold, per record, the distractors the rank band gave for its
 question (labelled leak-free unless read as a leak) and planted distractors that carry the answer
 (labelled paraphrase, number, name, date). Span shares come from the fixtures' corpus (the same
 passages, titles and texts, as the index's store). `--old`: the rule before issue 25 (every key
 span found is a leak), for the before/after figures. `--no-statement`: the rule before the
-statement check (issue 25, second pass). `--scores`: the statement check's scores (leak-free highest,
+statement check (issue 25, second pass). `--no-quantities`: before one- and two-digit numbers with
+a magnitude ("71 million", "40 percent") were key spans. `--scores`: the statement check's scores (leak-free highest,
 leaks lowest), where its threshold `quality.leak_statement` was set. `--encoder`: the screen's
 checks embed with this sentence-transformers model (a name or a local directory) instead of the
 default all-MiniLM-L6-v2, to measure whether a larger encoder separates what MiniLM cannot (its
@@ -122,12 +124,16 @@ def evaluate(screen: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def make_screen(old: bool, no_statement: bool = False, encoder: str | None = None) -> Any:
+def make_screen(old: bool, no_statement: bool = False, encoder: str | None = None, no_quantities: bool = False) -> Any:
     from ragloom.generator.config import Quality
     from ragloom.generator.quality.conformance import ConformanceChecker
     from ragloom.generator.quality.leaks import STATEMENT, LeakRule, LeakScreen
     from ragloom.retrieval import Encoder, EncoderSpec
 
+    if no_quantities:  # before quantities ("71 million") were key spans
+        from ragloom.generator.quality import leaks
+
+        leaks.quantities = lambda text: frozenset()
     q = Quality(leak_statement=STATEMENT)  # the defaults (the frozen thresholds), the statement check opted in
     checker = ConformanceChecker(Encoder(EncoderSpec(name=encoder)) if encoder else Encoder(), q.thresholds())
     if old:  # before issue 25: any key span found is a leak; sentences vs the answer's sentences at 0.7
@@ -191,10 +197,11 @@ def main() -> None:
     ap.add_argument("--evidence", action="store_true")
     ap.add_argument("--no-statement", action="store_true", help="the rule before the statement check")
     ap.add_argument("--scores", action="store_true", help="the statement check's scores")
+    ap.add_argument("--no-quantities", action="store_true", help="the rule before quantities were key spans")
     ap.add_argument("--encoder", help="a sentence-transformers model (name or directory) for the checks")
     ap.add_argument("--json")
     args = ap.parse_args()
-    screen = make_screen(args.old, args.no_statement, args.encoder)
+    screen = make_screen(args.old, args.no_statement, args.encoder, args.no_quantities)
     out: dict[str, Any] = {name: evaluate(screen, load(name)) for name in args.sets}
     if args.scores:
         out["statement_scores"] = {name: statement_scores(screen, load(name)) for name in args.sets}

@@ -2,8 +2,9 @@
 
 `LeakScreen.screen_for(...)` gives the callable `sample_distractors(screen=...)` takes. It returns
 the name of the first check that fires on a candidate, or None:
-- "key_span": the candidate holds one of the answer's key spans (a number or date, a multi-word
-  proper name the question does not name, the correct option's text, the whole short answer) that is
+- "key_span": the candidate holds one of the answer's key spans (a number or date, a quantity such as
+  "71 million" or "40 percent", a multi-word proper name the question does not name, the correct
+  option's text, the whole short answer) that is
   *specific* and *tied* to the question there. Specific: at most `span_share` of the corpus's passages
   hold it (`SpanFrequency`; "United States" or a year of the 1880s is held by hundreds of unrelated
   passages and gives nothing away). Tied: the candidate's sentence holding it also holds
@@ -40,7 +41,7 @@ from ragloom.retrieval import Passage
 
 from .conformance import ConformanceChecker
 from .span_freq import SpanFrequency
-from .spans import content_words, key_spans, novel_words, sentence_words, span_in, split_sentences
+from .spans import content_words, key_spans, novel_words, quantities, sentence_words, span_in, split_sentences
 
 LEAK_CHECKS = ("key_span", "meaning", "statement", "supports_answer")
 
@@ -75,6 +76,14 @@ class SpanEvidence:
 
 
 _CLAUSE = re.compile(r",\s+(?:and|but|while|which|where|so|then)\s+|;\s+|:\s+")
+
+
+def screen_spans(question: str, answer: str, short_answer_words: int) -> tuple[str, ...]:
+    """The spans the "key_span" check looks for: the answer's key spans and its quantities ("71 million",
+    "40 percent"), minus those the question holds. Quantities are the leak screen's alone: the paradigm
+    check reads `key_spans`, whose thresholds were calibrated and measured without them."""
+    found = set(quantities(answer) - quantities(question))
+    return (*key_spans(question, answer, short_answer_words=short_answer_words), *sorted(found))
 
 
 def answer_parts(answer: str) -> list[str]:
@@ -167,7 +176,7 @@ class LeakScreen:
         gated = [s for a, p in pairs for s in self.gated(words[a], p.text)]
         cands = {(p.title, p.text): p for _, p in pairs}.values()  # a record's Document is not hashable
         short = self.checker.t.short_answer_words
-        self.warm(x for q, a in questions for x in (*key_spans(q, a, short_answer_words=short), *novel_words(a, q)))
+        self.warm(x for q, a in questions for x in (*screen_spans(q, a, short), *novel_words(a, q)))
         if self.rule.statement is None:
             self.checker.embed(sents + gated)
             return
@@ -186,7 +195,7 @@ class _Screen:
     ) -> None:
         self.owner = owner
         sents = answer_parts(answer)
-        self.spans = key_spans(question, answer, short_answer_words=owner.checker.t.short_answer_words)
+        self.spans = screen_spans(question, answer, owner.checker.t.short_answer_words)
         self.question_words = content_words(question)
         self.words = content_words(answer)
         said = [statement_of(question, answer)] if owner.rule.statement is not None else []

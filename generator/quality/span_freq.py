@@ -2,7 +2,7 @@
 
 A year or "United States" in a distractor is no evidence that it gives the answer away when hundreds
 of unrelated passages hold it too. `SpanFrequency` counts, for every word, every pair of adjacent
-words and every number (as `spans.numbers` reads them), the passages that hold it, in a count-min
+words, every number and every quantity (as `spans.numbers` and `spans.quantities` read them), the passages that hold it, in a count-min
 sketch: a fixed table (`depth` rows of `width` uint32 counters, 16 MiB by default) whatever the
 corpus size. A count is never below the true one; a collision can only make a span look more common.
 A span's count is the smallest count of its word pairs (its word, for one word; the number, for a
@@ -10,7 +10,7 @@ number): at least the passages that hold the whole span.
 
 `for_index_dir` counts an index's passage store once and keeps the table beside it, keyed by the
 corpus fingerprint (`span_freq-<fingerprint>.npz`; in ~/.cache/ragloom/span_freq when the index
-directory is read-only).
+directory is read-only). A table another version of the features (`FORMAT`) counted is counted again.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 from ragloom.retrieval import PassageStore, normalize_text, read_manifest
 
-from .spans import numbers
+from .spans import is_quantity, numbers, quantities
 
+# the features a table counts; a table saved before a change to them is counted again
+FORMAT = 2  # 2: quantities ("71 million") too
 WIDTH = 1 << 21
 DEPTH = 2
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ragloom" / "span_freq"
@@ -43,17 +45,18 @@ def _hash(features: list[str]) -> np.ndarray:
 
 
 def text_features(text: str) -> set[str]:
-    """The words, adjacent word pairs and numbers of `text` (what a span's count is read from)."""
+    """The words, adjacent word pairs, numbers and quantities of `text` (what a span's count is read from)."""
     words = normalize_text(text).split()
     out = set(words)
     out.update(f"{a} {b}" for a, b in pairwise(words))
     out.update(f"#{n}" for n in numbers(text))
+    out.update(f"#{q}" for q in quantities(text))
     return out
 
 
 def span_features(span: str) -> list[str]:
     """The features whose smallest count bounds `span`'s count (a normalised span from `key_spans`)."""
-    if span.replace(".", "").isdigit():
+    if span.replace(".", "").isdigit() or is_quantity(span):
         return [f"#{span}"]
     words = span.split()
     if len(words) == 1:
@@ -105,9 +108,10 @@ class SpanFrequency:
             if path.exists():
                 try:
                     with np.load(path) as z:
-                        return cls(z["table"], int(z["passages"]))
+                        if int(z["format"]) == FORMAT:
+                            return cls(z["table"], int(z["passages"]))
                 except (OSError, ValueError, KeyError):
-                    pass  # a torn or foreign file: count again
+                    pass  # a torn or foreign file, or one an older ragloom counted: count again
         store = PassageStore(directory)
         freq = cls.from_texts(
             (f"{title}\n{text}" for _, titles, texts in store.iter_batches() for title, text in zip(titles, texts)),
@@ -124,7 +128,7 @@ class SpanFrequency:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, table=self.table, passages=np.int64(self.passages))
+                np.savez(f, table=self.table, passages=np.int64(self.passages), format=np.int64(FORMAT))
             os.replace(tmp, path)
             return True
         except OSError:

@@ -14,6 +14,11 @@ from ragloom.retrieval import normalize_text
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[\"'(\[]?[A-Z0-9])")
 _NUMBER = re.compile(r"\d(?:[\d,.]*\d)?")
+# A one- or two-digit number a magnitude carries: "71 million", "1.5 billion", "40%", "40 per cent".
+_QUANTITY = re.compile(
+    r"(?<![\d.,])(\d{1,2}(?:\.\d+)?)(?:\s*|-)(million|billion|trillion|percent|per\s+cent|%)(?!\w)", re.IGNORECASE
+)
+_QUANTITY_SPAN = re.compile(r"\d{1,2}(?:\.\d+)? (?:million|billion|trillion|percent)")
 # Two or more capitalised words, allowing the lower-case particles inside names
 # ("Champ de Mars", "Leonardo da Vinci", "Bank of England").
 _PROPER = re.compile(
@@ -80,6 +85,23 @@ def numbers(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
+@functools.lru_cache(maxsize=16384)
+def quantities(text: str) -> frozenset[str]:
+    """One- or two-digit numbers a magnitude carries, as "71 million" or "40 percent" ("40%" and "40
+    per cent" read as "40 percent"). `numbers` leaves a number under three digits out; with its
+    magnitude ("75 to 71 million years ago", "40% of the vote") it is as specific as a long one."""
+    out = set()
+    for m in _QUANTITY.finditer(text):
+        unit = m.group(2).lower()
+        out.add(f"{m.group(1)} {'percent' if unit == '%' or unit.startswith('per') else unit}")
+    return frozenset(out)
+
+
+def is_quantity(span: str) -> bool:
+    """`span` is one of `quantities`' spans."""
+    return _QUANTITY_SPAN.fullmatch(span) is not None
+
+
 def proper_names(text: str) -> set[str]:
     """Multi-word proper names, normalised; a leading sentence-start word such as "The" is dropped."""
     out = set()
@@ -124,8 +146,11 @@ def _key_spans(question: str, answer: str, short_answer_words: int) -> tuple[str
 
 
 def span_in(span: str, text: str) -> bool:
-    """`span` (from `key_spans`) occurs in the raw `text`: a number as a number ("8849" matches
-    "8,849"), anything else as whole words of the normalised text."""
+    """`span` (from `key_spans` or `quantities`) occurs in the raw `text`: a number as a number ("8849"
+    matches "8,849"), a quantity as a quantity ("40 percent" matches "40%"), anything else as whole
+    words of the normalised text."""
     if span.replace(".", "").isdigit():
         return span in numbers(text)
+    if is_quantity(span):
+        return span in quantities(text)
     return f" {span} " in f" {normalize_text(text)} "

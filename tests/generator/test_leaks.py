@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from ragloom.generator.quality.conformance import ConformanceChecker
 from ragloom.generator.quality.leaks import LeakScreen
-from ragloom.generator.quality.spans import correct_option, key_spans
+from ragloom.generator.quality.spans import correct_option, key_spans, quantities, span_in
 from ragloom.retrieval import Encoder, Hit, Passage, sample_distractors
 
 EIFFEL = Passage(
@@ -75,6 +75,36 @@ def test_a_candidate_backing_the_answer_as_well_as_the_weakest_source_is_screene
     # the same candidate is not judged on support for a paradigm that does not state the answer
     loose = screen.screen_for(question=question, answer=answer, paradigm="multi_doc_support", sources=[NILE, amazon])
     assert loose(off_topic) is None
+
+
+def test_a_small_number_with_its_magnitude_is_a_key_span_of_the_screen(screen: LeakScreen) -> None:
+    """Numbers under three digits are not key spans ("3", "12" are in every passage), but with a
+    magnitude they are as specific as a long one: "37 million people" gives the answer away."""
+    question = "How many people live in the Tokyo metropolitan area?"
+    answer = "About 37 million people live there, which makes it the most populous metropolitan area in the world."
+    s = screen.screen_for(question=question, answer=answer)
+    kanto = Passage(
+        "k",
+        "Kanto region",
+        "The Kanto region is the most developed region of Japan. The metropolitan area of its capital alone is home "
+        "to some 37 million people.",
+    )
+    assert s(kanto) == "key_span"
+    box_office = Passage(
+        "b", "Ghost in the Shell (1995 film)", "The anime film grossed 37 million dollars at the box office worldwide."
+    )
+    assert s(box_office) is None  # the same quantity, nowhere near what was asked
+    # the forms writers use read as one quantity; a year before "million" is not one
+    assert quantities("some 75 to 71 million years old, 40% of the vote, 1.5 billion") == {
+        "71 million",
+        "40 percent",
+        "1.5 billion",
+    }
+    assert quantities("won 40 per cent in 1945 million-strong") == {"40 percent"}
+    assert span_in("40 percent", "it took 40% of the seats") and not span_in("40 percent", "it took 40 seats")
+    assert "71 million" not in key_spans(
+        "When did it live?", "About 75 to 71 million years ago."
+    )  # the paradigm check's
 
 
 def test_key_spans_are_numbers_names_the_correct_option_and_short_answers() -> None:

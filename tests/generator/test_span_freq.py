@@ -8,6 +8,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ragloom.generator.quality import span_freq
 from ragloom.generator.quality.span_freq import SpanFrequency
@@ -32,6 +33,12 @@ def test_span_counts_match_a_count_by_hand_and_are_cached_by_corpus_fingerprint(
         ("1889", r"\b1889\b"),
     ]:
         assert freq.count(span) == passages_holding(rows, pattern), span
+    # a quantity in any of its forms ("40%", "40 per cent", "40 percent")
+    for span, pattern in [
+        ("2.8 million", r"(?<![\d.,])2\.8(?:\s*|-)million\b"),
+        ("10 percent", r"(?<![\d.,])10(?:\s*%|\s*per\s*cent)"),
+    ]:
+        assert freq.count(span) == passages_holding(rows, pattern) > 0, span
     assert freq.count("united states") > 5 and freq.count("zzyzx quorble") == 0
     # many spans at once (the leak screen's warm-up for a batch of records): the same counts by hand
     spans = ["united states", "zzyzx quorble", "1889", "", "leonardo da vinci", "united states"]
@@ -45,6 +52,10 @@ def test_span_counts_match_a_count_by_hand_and_are_cached_by_corpus_fingerprint(
     stamp = cached.stat().st_mtime_ns
     again = SpanFrequency.for_index_dir(wiki_index)  # read back, not counted again
     assert cached.stat().st_mtime_ns == stamp and (again.table == freq.table).all()
+    # a table an older ragloom counted (no quantities, no format) is counted again, not trusted
+    np.savez(cached, table=np.zeros_like(freq.table), passages=np.int64(400))
+    recounted = SpanFrequency.for_index_dir(wiki_index)
+    assert (recounted.table == freq.table).all() and recounted.count("2.8 million") == freq.count("2.8 million") > 0
     assert freq.table.nbytes <= 16 * 2**20  # bounded whatever the corpus size
 
 
