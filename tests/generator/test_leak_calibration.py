@@ -7,7 +7,8 @@ gave for its question (leak-free, read by hand), and distractors written to carr
 labelled by what carries it. Span shares come from the same passages (tests/leak_corpus.py).
 The statement check (`quality.leak_statement`) was tuned on both calibration.jsonl and heldout.jsonl;
 heldout2.jsonl was written after its threshold was frozen, on other articles, and heldout3.jsonl after
-that (session 15), on articles none of the others uses, with 11 broad questions and long answers.
+that (session 15), on articles none of the others uses, with 11 broad questions and long answers;
+heldout4.jsonl after quantities became key spans (session 16), on articles none of the others uses.
 """
 
 from __future__ import annotations
@@ -105,16 +106,36 @@ def test_third_held_out_set_with_broad_questions_and_long_answers(screen: LeakSc
     answers ("What is known about The Night Watch?", "Describe Coco Chanel's career ..."): the shape
     of every false alarm the statement check raised in a real `generate` run. Measured at the frozen
     thresholds, statement check on: no leak-free record flagged (6 of them broad), every date and
-    name, 3 of 4 numbers, 7 of 8 paraphrases; without it 3 of 4 names and 5 of 8 paraphrases."""
+    name, 3 of 4 numbers, 7 of 8 paraphrases; without it 3 of 4 names and 5 of 8 paraphrases. The
+    number missed ("sandstones, some 75 to 71 million years old", for when Velociraptor lived) is
+    found since quantities are key spans (session 16; measured then on heldout4.jsonl)."""
     records, flagged_records, found = figures(screen, "heldout3")
     assert records >= 30 and len(found["paraphrase"]) >= 8
     assert flagged_records <= 0.05 * records, flagged_records  # at most 1 in 20 (measured: 0 of 30)
-    assert all(found["date"]) and all(found["name"]), found
-    # Measured and not met: the number missed ("sandstones, some 75 to 71 million years old", for when
-    # Velociraptor lived) holds no key span, as two-digit numbers are not spans; the paraphrase missed
-    # (the couturiere "whose house went on to sell ... the world's most famous scent, No. 5", for Coco
-    # Chanel) scores 0.418 against the statement, under its 0.42. Floors at the measured figures.
-    assert sum(found["number"]) >= 3 and sum(found["paraphrase"]) >= 7, found
+    assert all(found["date"]) and all(found["name"]) and all(found["number"]), found
+    # Measured and not met: the paraphrase missed (the couturiere "whose house went on to sell ... the
+    # world's most famous scent, No. 5", for Coco Chanel) scores 0.418 against the statement, under its
+    # 0.42. A floor at the measured figure.
+    assert sum(found["paraphrase"]) >= 7, found
+
+
+def test_fourth_held_out_set_after_quantities_became_key_spans(screen: LeakScreen) -> None:
+    """tests/fixtures/leaks/heldout4.*: 30 records on articles no other set uses, written blind (the
+    labeller did not run the screen) after quantities ("71 million", "40 percent") became key spans,
+    to measure that rule on data it was not made on: 3 of its 6 planted numbers are one- or two-digit
+    quantities, and 5 leak-free records' answers hold one. Measured at the frozen thresholds,
+    statement check on: no leak-free record flagged, every number and name, 3 of 4 dates, 7 of 8
+    paraphrases; without it 2 of 4 dates and 4 of 8 paraphrases."""
+    records, flagged_records, found = figures(screen, "heldout4")
+    assert records >= 30 and len(found["number"]) >= 6 and len(found["paraphrase"]) >= 8
+    assert flagged_records <= 0.05 * records, flagged_records  # at most 1 in 20 (measured: 0 of 30)
+    assert all(found["number"]) and all(found["name"]), found
+    # Measured and not met: the date missed ("inaugurated on 16 May 1770 with the festivities for the
+    # wedding of the Dauphin ... to a fourteen-year-old archduchess from Vienna", for whom and when
+    # Louis XVI married) ties 1770 to the question only through who the Dauphin was; the paraphrase
+    # missed (the Mid-Atlantic Ridge "helped revive an idea put forward decades earlier by a German polar
+    # meteorologist", for Wegener's continental drift) scores 0.283 against the statement. Floors.
+    assert sum(found["date"]) >= 3 and sum(found["paraphrase"]) >= 7, found
 
 
 def holding(corpus: list[Passage], pattern: str) -> list[Passage]:
