@@ -82,8 +82,8 @@ def screen_spans(question: str, answer: str, short_answer_words: int) -> tuple[s
     """The spans the "key_span" check looks for: the answer's key spans and its quantities ("71 million",
     "40 percent"), minus those the question holds. Quantities are the leak screen's alone: the paradigm
     check reads `key_spans`, whose thresholds were calibrated and measured without them."""
-    found = set(quantities(answer) - quantities(question))
-    return (*key_spans(question, answer, short_answer_words=short_answer_words), *sorted(found))
+    found = sorted(quantities(answer) - quantities(question))
+    return (*key_spans(question, answer, short_answer_words=short_answer_words), *found)
 
 
 def answer_parts(answer: str) -> list[str]:

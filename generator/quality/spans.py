@@ -14,11 +14,12 @@ from ragloom.retrieval import normalize_text
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[\"'(\[]?[A-Z0-9])")
 _NUMBER = re.compile(r"\d(?:[\d,.]*\d)?")
-# A one- or two-digit number a magnitude carries: "71 million", "1.5 billion", "40%", "40 per cent".
-_QUANTITY = re.compile(
-    r"(?<![\d.,])(\d{1,2}(?:\.\d+)?)(?:\s*|-)(million|billion|trillion|percent|per\s+cent|%)(?!\w)", re.IGNORECASE
-)
-_QUANTITY_SPAN = re.compile(r"\d{1,2}(?:\.\d+)? (?:million|billion|trillion|percent)")
+# A one- or two-digit number a magnitude carries: "71 million", "1.5 billion", "40%", "40 per cent";
+# `quantities` writes it as "71 million" or "40 percent" (_QUANTITY_SPAN).
+_SMALL_NUMBER = r"\d{1,2}(?:\.\d+)?"
+_MAGNITUDES = "million|billion|trillion|percent"
+_QUANTITY = re.compile(rf"(?<![\d.,])({_SMALL_NUMBER})(?:\s*|-)({_MAGNITUDES}|per\s+cent|%)(?!\w)", re.IGNORECASE)
+_QUANTITY_SPAN = re.compile(rf"{_SMALL_NUMBER} (?:{_MAGNITUDES})")
 # Two or more capitalised words, allowing the lower-case particles inside names
 # ("Champ de Mars", "Leonardo da Vinci", "Bank of England").
 _PROPER = re.compile(
