@@ -5,6 +5,8 @@
     python bench/leak_eval.py calibration heldout --scores [--no-statement]
     python bench/leak_eval.py calibration heldout heldout2 --scores --encoder DIR   # another encoder
     python bench/leak_eval.py heldout4 --no-quantities   # before quantities were key spans
+    python bench/leak_eval.py heldout5 --no-units        # quantities with a magnitude only, no unit
+    python bench/leak_eval.py heldout5 --no-tie-spans    # before two key spans in a sentence tied them
 
 The fixtures (bench/leak_fixture.py) hold, per record, the distractors the rank band gave for its
 question (labelled leak-free unless read as a leak) and planted distractors that carry the answer
@@ -12,7 +14,9 @@ question (labelled leak-free unless read as a leak) and planted distractors that
 passages, titles and texts, as the index's store). `--old`: the rule before issue 25 (every key
 span found is a leak), for the before/after figures. `--no-statement`: the rule before the
 statement check (issue 25, second pass). `--no-quantities`: before one- and two-digit numbers with
-a magnitude ("71 million", "40 percent") were key spans. `--scores`: the statement check's scores (leak-free highest,
+a magnitude ("71 million", "40 percent") were key spans. `--no-units`: before a unit carried one too
+("72 days", "42 kilometres"). `--no-tie-spans`: before a sentence holding two specific key spans
+of the answer tied them (`quality.leak_tie_spans: 0`). `--scores`: the statement check's scores (leak-free highest,
 leaks lowest), where its threshold `quality.leak_statement` was set. `--encoder`: the screen's
 checks embed with this sentence-transformers model (a name or a local directory) instead of the
 default all-MiniLM-L6-v2, to measure whether a larger encoder separates what MiniLM cannot (its
@@ -124,7 +128,14 @@ def evaluate(screen: Any, records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def make_screen(old: bool, no_statement: bool = False, encoder: str | None = None, no_quantities: bool = False) -> Any:
+def make_screen(
+    old: bool,
+    no_statement: bool = False,
+    encoder: str | None = None,
+    no_quantities: bool = False,
+    no_units: bool = False,
+    no_tie_spans: bool = False,
+) -> Any:
     from ragloom.generator.config import Quality
     from ragloom.generator.quality.conformance import ConformanceChecker
     from ragloom.generator.quality.leaks import STATEMENT, LeakRule, LeakScreen
@@ -134,6 +145,11 @@ def make_screen(old: bool, no_statement: bool = False, encoder: str | None = Non
         from ragloom.generator.quality import leaks
 
         leaks.quantities = lambda text: frozenset()
+    if no_units:  # before a unit ("72 days") carried a quantity: only magnitudes and percentages
+        from ragloom.generator.quality import leaks, spans
+
+        magnitudes = ("million", "billion", "trillion", "percent")
+        leaks.quantities = lambda text: frozenset(x for x in spans.quantities(text) if x.endswith(magnitudes))
     q = Quality(leak_statement=STATEMENT)  # the defaults (the frozen thresholds), the statement check opted in
     checker = ConformanceChecker(Encoder(EncoderSpec(name=encoder)) if encoder else Encoder(), q.thresholds())
     if old:  # before issue 25: any key span found is a leak; sentences vs the answer's sentences at 0.7
@@ -149,7 +165,11 @@ def make_screen(old: bool, no_statement: bool = False, encoder: str | None = Non
         similarity=q.leak_similarity,
         gate_words=q.leak_gate_words,
         frequency=corpus_frequency(),
-        rule=replace(q.leak_rule(), statement=2.0) if no_statement else q.leak_rule(),  # 2.0: never fires
+        rule=replace(
+            q.leak_rule(),
+            statement=2.0 if no_statement else q.leak_statement,  # 2.0: never fires
+            tie_spans=0 if no_tie_spans else q.leak_tie_spans,
+        ),
     )
 
 
@@ -198,10 +218,14 @@ def main() -> None:
     ap.add_argument("--no-statement", action="store_true", help="the rule before the statement check")
     ap.add_argument("--scores", action="store_true", help="the statement check's scores")
     ap.add_argument("--no-quantities", action="store_true", help="the rule before quantities were key spans")
+    ap.add_argument("--no-units", action="store_true", help="the rule before units carried quantities")
+    ap.add_argument("--no-tie-spans", action="store_true", help="quality.leak_tie_spans: 0")
     ap.add_argument("--encoder", help="a sentence-transformers model (name or directory) for the checks")
     ap.add_argument("--json")
     args = ap.parse_args()
-    screen = make_screen(args.old, args.no_statement, args.encoder, args.no_quantities)
+    screen = make_screen(
+        args.old, args.no_statement, args.encoder, args.no_quantities, args.no_units, args.no_tie_spans
+    )
     out: dict[str, Any] = {name: evaluate(screen, load(name)) for name in args.sets}
     if args.scores:
         out["statement_scores"] = {name: statement_scores(screen, load(name)) for name in args.sets}

@@ -5,6 +5,8 @@
     python bench/leak_fixture.py heldout2      # tests/fixtures/leaks/heldout2.yaml -> heldout2.jsonl
     python bench/leak_fixture.py heldout3      # tests/fixtures/leaks/heldout3.yaml -> heldout3.jsonl
     python bench/leak_fixture.py heldout4      # tests/fixtures/leaks/heldout4.yaml -> heldout4.jsonl
+    python bench/leak_fixture.py heldout5      # tests/fixtures/leaks/heldout5.yaml -> heldout5.jsonl
+    python bench/leak_fixture.py heldout6      # tests/fixtures/leaks/heldout6.yaml -> heldout6.jsonl
     python bench/leak_fixture.py show TITLE    # print a corpus passage (to write records from)
 
 The corpus is `leak_corpus()`: every third Wikipedia summary of `wiki_summaries()` (sorted by title,
@@ -107,7 +109,10 @@ def build(name: str, index_dir: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["calibration", "heldout", "heldout2", "heldout3", "heldout4", "show", "index"])
+    ap.add_argument(
+        "what",
+        choices=["calibration", "heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "show", "index"],
+    )
     ap.add_argument("titles", nargs="*")
     ap.add_argument("--index-dir", default=os.path.expanduser("~/.cache/ragloom/leak-fixture-index"))
     args = ap.parse_args()

@@ -59,6 +59,11 @@ class Quality(Strict):
     leak_tie_similarity: float = Field(
         _L.tie_similarity, ge=-1, le=1, description="... or where its sentence is this close to an answer sentence"
     )
+    leak_tie_spans: int = Field(
+        _L.tie_spans,
+        ge=0,
+        description="... or where its sentence holds this many specific key spans of the answer (0: off)",
+    )
     leak_statement: float | None = Field(
         _L.statement,
         ge=-1,
@@ -109,7 +114,13 @@ class Quality(Strict):
         return RelevanceThresholds(self.relevance_answer, self.relevance_statement, self.relevance_first_person)
 
     def leak_rule(self) -> LeakRule:
-        return LeakRule(self.leak_span_share, self.leak_tie_words, self.leak_tie_similarity, self.leak_statement)
+        return LeakRule(
+            span_share=self.leak_span_share,
+            tie_words=self.leak_tie_words,
+            tie_similarity=self.leak_tie_similarity,
+            tie_spans=self.leak_tie_spans,
+            statement=self.leak_statement,
+        )
 
 
 class Validation(Strict):

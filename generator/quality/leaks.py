@@ -9,7 +9,10 @@ the name of the first check that fires on a candidate, or None:
   hold it (`SpanFrequency`; "United States" or a year of the 1880s is held by hundreds of unrelated
   passages and gives nothing away). Tied: the candidate's sentence holding it also holds
   `tie_words` of the question's content words, or the encoder relates that sentence to an answer
-  sentence (cosine >= `tie_similarity`). Without a `SpanFrequency` every span counts as specific;
+  sentence (cosine >= `tie_similarity`), or the sentence holds `tie_spans` specific key spans of the
+  answer together (two of the answer's facts side by side are the answer, whatever words surround
+  them: "the North Atlantic Drift, the northern arm of the Gulf Stream" for why Europe's winters are
+  mild). Without a `SpanFrequency` every span counts as specific;
 - "meaning": a sentence of the candidate is at least `similarity` close (cosine, index encoder) to a
   sentence of the answer. Only sentences sharing `gate_words` content words with the answer are
   embedded: a sentence with fewer is not a paraphrase of it, and the encoder is the cost here;
@@ -53,6 +56,8 @@ class LeakRule:
     span_share: float = 0.01
     tie_words: int = 2
     tie_similarity: float = 0.5
+    # a sentence holding this many of the answer's specific key spans ties each of them (0: off)
+    tie_spans: int = 2
     # None: the statement check is off (and embeds nothing). Opt-in, at the calibrated STATEMENT: on
     # real generate runs its removals were ordinary distractors and it multiplies the screen's encode
     statement: float | None = None
@@ -64,15 +69,19 @@ STATEMENT = 0.42  # quality.leak_statement calibrated on the calibration and fir
 @dataclass(frozen=True, slots=True)
 class SpanEvidence:
     """One key span found in a candidate: how common it is and how closely the candidate ties it to
-    the question (`near`: question words in its sentence; `similarity`: that sentence vs the answer)."""
+    the question (`near`: question words in its sentence; `similarity`: that sentence vs the answer;
+    `together`: the most specific key spans of the answer one of its sentences holds, itself included)."""
 
     span: str
     share: float
     near: int
     similarity: float
+    together: int = 1
 
     def leaks(self, rule: LeakRule) -> bool:
-        return self.share <= rule.span_share and (self.near >= rule.tie_words or self.similarity >= rule.tie_similarity)
+        return self.share <= rule.span_share and (
+            self.near >= rule.tie_words or self.similarity >= rule.tie_similarity or 0 < rule.tie_spans <= self.together
+        )
 
 
 _CLAUSE = re.compile(r",\s+(?:and|but|while|which|where|so|then)\s+|;\s+|:\s+")
@@ -114,6 +123,12 @@ def coverage(new: frozenset[str], text: str, weight: Callable[[str], float] | No
         return 0.0
     w = weight or (lambda _: 1.0)
     return sum(w(x) for x in new & content_words(text)) / sum(w(x) for x in new)
+
+
+def _distinct(spans: list[str]) -> int:
+    """How many of `spans` are facts of their own: one inside another ("16.4" in "16.4 million") is
+    one fact."""
+    return sum(not any(a != b and a in b for b in spans) for a in spans)
 
 
 class LeakScreen:
@@ -220,19 +235,24 @@ class _Screen:
         if not found:
             return []
         sents = split_sentences(candidate.text) or [candidate.text]
+        rule = self.owner.rule
+        shares = {span: self.owner.share(span) for span in found}
+        specific = [span for span in found if shares[span] <= rule.span_share]
         out = []
         for span in found:
-            share = self.owner.share(span)
+            share = shares[span]
             where = [s for s in sents if span_in(span, s)]
             if candidate.title and span_in(span, candidate.title):
                 where = [f"{candidate.title}. {sents[0]}", *where]
             span_words = content_words(span)
             near = max((len((content_words(s) & self.question_words) - span_words) for s in where), default=0)
+            together = max((_distinct([x for x in specific if span_in(x, s)]) for s in where), default=0)
+            tied = near >= rule.tie_words or 0 < rule.tie_spans <= together
             sim = 0.0
-            if where and (full or (share <= self.owner.rule.span_share and near < self.owner.rule.tie_words)):
-                vecs = self.owner.checker.embed(where)  # only specific, untied-by-words spans cost an encode
+            if where and (full or (share <= rule.span_share and not tied)):
+                vecs = self.owner.checker.embed(where)  # only specific, untied spans cost an encode
                 sim = float((self.answer_vecs @ np.stack([vecs[s] for s in where]).T).max())
-            out.append(SpanEvidence(span, share, near, sim))
+            out.append(SpanEvidence(span, share, near, sim, together))
         return out
 
     def key_span(self, candidate: Passage) -> bool:

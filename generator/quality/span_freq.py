@@ -28,7 +28,7 @@ from ragloom.retrieval import PassageStore, normalize_text, read_manifest
 from .spans import is_quantity, numbers, quantities
 
 # the features a table counts; a table saved before a change to them is counted again
-FORMAT = 2  # 2: quantities ("71 million") too
+FORMAT = 3  # 2: quantities ("71 million") too; 3: with units ("72 days")
 WIDTH = 1 << 21
 DEPTH = 2
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ragloom" / "span_freq"

@@ -14,12 +14,31 @@ from ragloom.retrieval import normalize_text
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+(?=[\"'(\[]?[A-Z0-9])")
 _NUMBER = re.compile(r"\d(?:[\d,.]*\d)?")
-# A one- or two-digit number a magnitude carries: "71 million", "1.5 billion", "40%", "40 per cent";
-# `quantities` writes it as "71 million" or "40 percent" (_QUANTITY_SPAN).
+# A one- or two-digit number a magnitude or a unit carries: "71 million", "1.5 billion", "40%", "40 per
+# cent", "72 days", "a 66-year reign", "42 km"; `quantities` writes it as "71 million", "40 percent",
+# "72 days", "66 years" or "42 kilometres" (_QUANTITY_SPAN): each unit under one name (_UNITS).
 _SMALL_NUMBER = r"\d{1,2}(?:\.\d+)?"
 _MAGNITUDES = "million|billion|trillion|percent"
-_QUANTITY = re.compile(rf"(?<![\d.,])({_SMALL_NUMBER})(?:\s*|-)({_MAGNITUDES}|per\s+cent|%)(?!\w)", re.IGNORECASE)
-_QUANTITY_SPAN = re.compile(rf"{_SMALL_NUMBER} (?:{_MAGNITUDES})")
+_UNITS = {
+    "years": "years?",
+    "months": "months?",
+    "weeks": "weeks?",
+    "days": "days?",
+    "hours": "hours?",
+    "minutes": "minutes?",
+    "metres": "metres?|meters?",
+    "kilometres": "kilometres?|kilometers?|km",
+    "miles": "miles?",
+    "feet": "feet|foot|ft",
+    "kilograms": "kilograms?|kg",
+    "tonnes": "tonnes?|tons?",
+}
+_UNIT_OF = [(re.compile(rf"(?:{forms})", re.IGNORECASE), name) for name, forms in _UNITS.items()]
+_QUANTITY = re.compile(
+    rf"(?<![\d.,])({_SMALL_NUMBER})(?:\s*|-)({_MAGNITUDES}|per\s+cent|%|{'|'.join(_UNITS.values())})(?!\w)",
+    re.IGNORECASE,
+)
+_QUANTITY_SPAN = re.compile(rf"{_SMALL_NUMBER} (?:{_MAGNITUDES}|{'|'.join(_UNITS)})")
 # Two or more capitalised words, allowing the lower-case particles inside names
 # ("Champ de Mars", "Leonardo da Vinci", "Bank of England").
 _PROPER = re.compile(
@@ -88,13 +107,19 @@ def numbers(text: str) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=16384)
 def quantities(text: str) -> frozenset[str]:
-    """One- or two-digit numbers a magnitude carries, as "71 million" or "40 percent" ("40%" and "40
-    per cent" read as "40 percent"). `numbers` leaves a number under three digits out; with its
-    magnitude ("75 to 71 million years ago", "40% of the vote") it is as specific as a long one."""
+    """One- or two-digit numbers a magnitude or a unit carries, as "71 million", "40 percent" ("40%" and
+    "40 per cent" read the same), "72 days" or "42 kilometres" ("42 km", "a 42-kilometre race").
+    `numbers` leaves a number under three digits out; with its magnitude or unit ("75 to 71 million
+    years ago", "40% of the vote", "home in 72 days") it can be as specific as a long one (whether it
+    is, is the corpus's count to say)."""
     out = set()
     for m in _QUANTITY.finditer(text):
         unit = m.group(2).lower()
-        out.add(f"{m.group(1)} {'percent' if unit == '%' or unit.startswith('per') else unit}")
+        if unit == "%" or unit.startswith("per"):
+            unit = "percent"
+        elif unit not in ("million", "billion", "trillion"):
+            unit = next(name for pattern, name in _UNIT_OF if pattern.fullmatch(unit))
+        out.add(f"{m.group(1)} {unit}")
     return frozenset(out)
 
 

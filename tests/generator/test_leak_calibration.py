@@ -8,7 +8,11 @@ labelled by what carries it. Span shares come from the same passages (tests/leak
 The statement check (`quality.leak_statement`) was tuned on both calibration.jsonl and heldout.jsonl;
 heldout2.jsonl was written after its threshold was frozen, on other articles, and heldout3.jsonl after
 that (session 15), on articles none of the others uses, with 11 broad questions and long answers;
-heldout4.jsonl after quantities became key spans (session 16), on articles none of the others uses.
+heldout4.jsonl after quantities became key spans (session 16), on articles none of the others uses;
+heldout5.jsonl and heldout6.jsonl in session 17, each blind and on new articles: the rules of that
+session (a small number with a unit is a quantity; two key spans of the answer in one sentence tie
+each other) were made on the sets before heldout5 and on heldout5's one miss, so heldout6 is the
+held-out set for them.
 """
 
 from __future__ import annotations
@@ -136,6 +140,44 @@ def test_fourth_held_out_set_after_quantities_became_key_spans(screen: LeakScree
     # missed (the Mid-Atlantic Ridge "helped revive an idea put forward decades earlier by a German polar
     # meteorologist", for Wegener's continental drift) scores 0.283 against the statement. Floors.
     assert sum(found["date"]) >= 3 and sum(found["paraphrase"]) >= 7, found
+
+
+def test_fifth_held_out_set_written_before_units_and_the_span_tie(screen: LeakScreen) -> None:
+    """tests/fixtures/leaks/heldout5.*: 30 records on articles no other set uses, written blind before
+    small numbers with a unit ("66 years", "42 kilometres") were key spans; 3 of its 6 planted numbers
+    are such quantities and 5 leak-free answers hold one ("about 21 years", "33 metres"). Measured
+    before this session's rules, statement check on: no leak-free record flagged, every number and
+    name, 3 of 4 dates, 7 of 8 paraphrases. The missed paraphrase ("the North Atlantic Drift, the
+    northern arm of the Gulf Stream, bathes the islands in warm water carried from the Gulf of
+    Mexico", for why Europe's winters are mild) holds three of the answer's names and none of the
+    question's words: the span tie was made on it, and finds it, so this set is tuned on for that tie."""
+    records, flagged_records, found = figures(screen, "heldout5")
+    assert records >= 30 and len(found["number"]) >= 6 and len(found["paraphrase"]) >= 8
+    assert flagged_records <= 0.05 * records, flagged_records  # at most 1 in 20 (measured: 0 of 30)
+    assert all(found["number"]) and all(found["name"]) and all(found["paraphrase"]), found
+    # Measured and not met: the date missed ("As a girl of five she was painted in 1656 at the centre of
+    # the great group portrait of the royal household", from an article on Margaret Theresa of Spain,
+    # for when Las Meninas was painted) ties 1656 to the question only through knowing the painting.
+    assert sum(found["date"]) >= 3, found
+
+
+def test_sixth_held_out_set_for_units_and_the_span_tie(screen: LeakScreen) -> None:
+    """tests/fixtures/leaks/heldout6.*: 30 records on articles no other set uses, written blind by a
+    labeller not told of this session's rules, and scored only when finished: 3 of its 6 planted
+    numbers are small numbers with a unit ("48 years", "just over 7 days", "34 days"), 4 leaks sit in
+    side remarks of passages about far subjects, 5 leak-free answers hold a small quantity and 5 name
+    several people, places or works. Measured at the frozen thresholds, statement check on: no
+    leak-free record flagged, every date, name and number, 7 of 8 paraphrases; at the defaults (no
+    statement check) 4 of 8 paraphrases and still no leak-free record flagged."""
+    records, flagged_records, found = figures(screen, "heldout6")
+    assert records >= 30 and len(found["number"]) >= 6 and len(found["paraphrase"]) >= 8
+    assert flagged_records <= 0.05 * records, flagged_records  # at most 1 in 20 (measured: 0 of 30)
+    assert all(found["date"]) and all(found["name"]) and all(found["number"]), found
+    # Measured and not met: the paraphrase missed (Loja's cloud forests "were the original home of the
+    # fever tree, whose bark gave Europeans the bitter drug they took against malaria, and which still
+    # flavours a popular fizzy mixer", for why tonic water is bitter) names neither quinine nor tonic
+    # water: a reader must know what the fever tree gives. A floor at the measured figure.
+    assert sum(found["paraphrase"]) >= 7, found
 
 
 def holding(corpus: list[Passage], pattern: str) -> list[Passage]:

@@ -6,8 +6,9 @@ import random
 from collections import Counter
 
 import pytest
+from ragloom.generator.config import Quality
 from ragloom.generator.quality.conformance import ConformanceChecker
-from ragloom.generator.quality.leaks import LeakScreen
+from ragloom.generator.quality.leaks import LeakRule, LeakScreen
 from ragloom.generator.quality.spans import correct_option, key_spans, quantities, span_in
 from ragloom.retrieval import Encoder, Hit, Passage, sample_distractors
 
@@ -104,6 +105,66 @@ def test_a_small_number_with_its_magnitude_is_a_key_span_of_the_screen(screen: L
     assert span_in("40 percent", "it took 40% of the seats") and not span_in("40 percent", "it took 40 seats")
     # the paradigm check's key spans are as they were calibrated: no quantities
     assert "71 million" not in key_spans("When did it live?", "About 75 to 71 million years ago.")
+
+
+def test_a_small_number_with_its_unit_is_a_key_span_of_the_screen(screen: LeakScreen) -> None:
+    """A one- or two-digit number with a unit ("33 hours", "a 66-year reign", "42 km") is read as a
+    quantity too: the flight's duration, stated where the flight is named, gives the answer away."""
+    question = "How long did Charles Lindbergh's nonstop flight from New York to Paris take?"
+    answer = "Lindbergh landed at Le Bourget about 33 hours after taking off, the first solo crossing of the Atlantic."
+    s = screen.screen_for(question=question, answer=answer)
+    crossing = Passage(
+        "t",
+        "Transatlantic flight",
+        "Flights across the Atlantic Ocean became a goal of aviators after the First World War. The first solo "
+        "nonstop flight from New York to Paris kept its pilot in the air for some 33 hours.",
+    )
+    assert s(crossing) == "key_span"
+    race = Passage("r", "Ultramarathon", "Runners in the longest races can be on the course for 33 hours or more.")
+    assert s(race) is None  # the same quantity, nowhere near what was asked
+    assert quantities("a 66-year reign, just over 42 km, 72 Days, 30 tons, 7-day week, 12 ft") == {
+        "66 years",
+        "42 kilometres",
+        "72 days",
+        "30 tonnes",
+        "7 days",
+        "12 feet",
+    }
+    assert quantities("13 km\u00b2 in 1945 years") == set()  # an area's unit is not read; nor a year
+    assert span_in("42 kilometres", "a 42-kilometre course") and not span_in("42 kilometres", "42 miles")
+
+
+def test_two_key_spans_of_the_answer_in_one_sentence_tie_each_other(screen: LeakScreen) -> None:
+    """A sentence that holds two specific key spans of the answer ties them to it though it holds none
+    of the question's words and the encoder does not relate it to an answer sentence: the two facts
+    side by side are the answer. One of them alone, in the same kind of sentence, is not."""
+    question = "Why does almost no rain fall on the coast of Peru?"
+    answer = (
+        "Because of the Humboldt Current. This cold ocean current flows north from Antarctica along the west coast "
+        "of South America and chills the air above it, so that clouds seldom form and rain hardly ever falls; "
+        "further south the same effect makes the Atacama Desert the driest place on Earth."
+    )
+    anchoveta = Passage(
+        "f",
+        "Anchoveta",
+        "The Peruvian anchoveta is a small fish. It is caught in enormous numbers off the Atacama Desert coast, "
+        "where the Humboldt Current wells up.",
+    )
+    observatory = Passage(
+        "o",
+        "Paranal Observatory",
+        "Paranal Observatory is an astronomical observatory. Its telescopes stand on a mountain in the Atacama "
+        "Desert, chosen for its clear skies.",
+    )
+    s = screen.screen_for(question=question, answer=answer)
+    assert s(anchoveta) == "key_span"
+    assert {e.span: e.together for e in s.evidence(anchoveta)} == {"atacama desert": 2, "humboldt current": 2}
+    assert s(observatory) is None
+    # `quality.leak_tie_spans: 0` turns the tie off: then neither its words nor the encoder ties the two
+    off_rule = Quality(leak_tie_spans=0).leak_rule()
+    assert off_rule == LeakRule(tie_spans=0)  # the config key reaches the rule; the rest at its defaults
+    off = LeakScreen(screen.checker, rule=off_rule).screen_for(question=question, answer=answer)
+    assert off(anchoveta) is None
 
 
 def test_key_spans_are_numbers_names_the_correct_option_and_short_answers() -> None:

@@ -37,6 +37,9 @@ def test_span_counts_match_a_count_by_hand_and_are_cached_by_corpus_fingerprint(
     for span, pattern in [
         ("2.8 million", r"(?<![\d.,])2\.8(?:\s*|-)million\b"),
         ("10 percent", r"(?<![\d.,])10(?:\s*%|\s*per\s*cent)"),
+        # a small number with a unit: "17 years", "a 30-metre ..."
+        ("17 years", r"(?<![\d.,])17(?:\s*|-)years?\b"),
+        ("30 metres", r"(?<![\d.,])30(?:\s*|-)(?:metres?|meters?)\b"),
     ]:
         assert freq.count(span) == passages_holding(rows, pattern) > 0, span
     assert freq.count("united states") > 5 and freq.count("zzyzx quorble") == 0
@@ -56,6 +59,10 @@ def test_span_counts_match_a_count_by_hand_and_are_cached_by_corpus_fingerprint(
     np.savez(cached, table=np.zeros_like(freq.table), passages=np.int64(400))
     recounted = SpanFrequency.for_index_dir(wiki_index)
     assert (recounted.table == freq.table).all() and recounted.count("2.8 million") == freq.count("2.8 million") > 0
+    # and so is one counted before units carried quantities (format 2: no "17 years")
+    np.savez(cached, table=np.zeros_like(freq.table), passages=np.int64(400), format=np.int64(2))
+    recounted = SpanFrequency.for_index_dir(wiki_index)
+    assert (recounted.table == freq.table).all() and recounted.count("17 years") == freq.count("17 years") > 0
     assert freq.table.nbytes <= 16 * 2**20  # bounded whatever the corpus size
 
 
