@@ -233,10 +233,15 @@ def main() -> None:
         for name in args.sets:
             dump_evidence(screen, load(name))
     out["rule"] = "old: any key span" if args.old else f"{screen.rule}, similarity={screen.similarity}"
+    emit(out, args.json)
+
+
+def emit(out: dict[str, Any], path: str | None) -> None:
+    """Print the figures, and write them to `path` when one is given."""
     print(json.dumps(out, indent=2, ensure_ascii=False))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

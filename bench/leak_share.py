@@ -1,6 +1,7 @@
 """Share of rank-band candidates the leak screen removes in a `generate` run.
 
     python bench/leak_share.py [--count 200] [--json bench/results/leak_share.json] [--label after]
+    python bench/leak_share.py --set quality.leak_tie_spans=0 --label no-span-tie   # a rule off
 
 A real `ragloom generate` against tests/fake_openai.py (`--conforming 1`: pairs grounded in their
 documents, answers of RAG-Instruct's length, all five paradigms) over the index of
@@ -34,6 +35,7 @@ def main() -> None:
     ap.add_argument("--label", default="run")
     ap.add_argument("--index-dir", default=os.path.expanduser("~/.cache/ragloom/leak-fixture-index"))
     ap.add_argument("--json")
+    ap.add_argument("--set", action="append", default=[], help="a config override, e.g. quality.leak_tie_spans=0")
     args = ap.parse_args()
     from ragloom.generator.config import load_config
     from ragloom.generator.run import execute
@@ -53,6 +55,7 @@ def main() -> None:
                 "backend.api_key_env=null",
                 "quality.conformance=false",
                 "curation.dedup.enabled=false",
+                *args.set,
             ],
         )
         execute(cfg, progress=False, report=False)

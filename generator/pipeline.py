@@ -129,7 +129,7 @@ class Pipeline:
                 checker,
                 similarity=q.leak_similarity,
                 gate_words=q.leak_gate_words,
-                frequency=frequency or SpanFrequency.for_index_dir(index.dir),
+                frequency=frequency or SpanFrequency.for_index_dir(index.dir, store=index.store),
                 rule=q.leak_rule(),
             )
         self.builder = RecordBuilder(cfg, index, templates, backend.describe(), screen)

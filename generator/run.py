@@ -239,7 +239,7 @@ async def _prepare(cfg: RunConfig, console: Console | None) -> tuple[Templates, 
     stop = threading.Event()
     counts = None
     if cfg.quality.leak_screen:
-        counts = loop.run_in_executor(None, SpanFrequency.for_index_dir, index.dir, stop)
+        counts = loop.run_in_executor(None, SpanFrequency.for_index_dir, index.dir, stop, index.store)
     warm = [encoder] if counts is None else [encoder, counts]
     backend: Backend | None = None
     try:

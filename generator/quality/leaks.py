@@ -9,10 +9,11 @@ the name of the first check that fires on a candidate, or None:
   hold it (`SpanFrequency`; "United States" or a year of the 1880s is held by hundreds of unrelated
   passages and gives nothing away). Tied: the candidate's sentence holding it also holds
   `tie_words` of the question's content words, or the encoder relates that sentence to an answer
-  sentence (cosine >= `tie_similarity`), or the sentence holds `tie_spans` specific key spans of the
-  answer together (two of the answer's facts side by side are the answer, whatever words surround
-  them: "the North Atlantic Drift, the northern arm of the Gulf Stream" for why Europe's winters are
-  mild). Without a `SpanFrequency` every span counts as specific;
+  sentence (cosine >= `tie_similarity`), or the sentence holds `tie_spans` key spans of the answer
+  together, each rare (held by at most `tie_span_share` of the passages): two of the answer's facts side
+  by side are the answer, whatever words surround them ("the North Atlantic Drift, the northern arm of
+  the Gulf Stream" for why Europe's winters are mild; not "deputy prime minister ... 1946", two
+  commoner spans that many passages pair). Without a `SpanFrequency` every span counts as specific;
 - "meaning": a sentence of the candidate is at least `similarity` close (cosine, index encoder) to a
   sentence of the answer. Only sentences sharing `gate_words` content words with the answer are
   embedded: a sentence with fewer is not a paraphrase of it, and the encoder is the cost here;
@@ -56,8 +57,10 @@ class LeakRule:
     span_share: float = 0.01
     tie_words: int = 2
     tie_similarity: float = 0.5
-    # a sentence holding this many of the answer's specific key spans ties each of them (0: off)
+    # a sentence holding this many of the answer's key spans, each held by at most `tie_span_share` of
+    # the corpus's passages, ties each of them (0: off)
     tie_spans: int = 2
+    tie_span_share: float = 0.001
     # None: the statement check is off (and embeds nothing). Opt-in, at the calibrated STATEMENT: on
     # real generate runs its removals were ordinary distractors and it multiplies the screen's encode
     statement: float | None = None
@@ -70,7 +73,7 @@ STATEMENT = 0.42  # quality.leak_statement calibrated on the calibration and fir
 class SpanEvidence:
     """One key span found in a candidate: how common it is and how closely the candidate ties it to
     the question (`near`: question words in its sentence; `similarity`: that sentence vs the answer;
-    `together`: the most specific key spans of the answer one of its sentences holds, itself included)."""
+    `together`: the most rare key spans of the answer one of its sentences holds, itself included)."""
 
     span: str
     share: float
@@ -237,7 +240,7 @@ class _Screen:
         sents = split_sentences(candidate.text) or [candidate.text]
         rule = self.owner.rule
         shares = {span: self.owner.share(span) for span in found}
-        specific = [span for span in found if shares[span] <= rule.span_share]
+        rare = [span for span in found if shares[span] <= rule.tie_span_share]
         out = []
         for span in found:
             share = shares[span]
@@ -246,7 +249,7 @@ class _Screen:
                 where = [f"{candidate.title}. {sents[0]}", *where]
             span_words = content_words(span)
             near = max((len((content_words(s) & self.question_words) - span_words) for s in where), default=0)
-            together = max((_distinct([x for x in specific if span_in(x, s)]) for s in where), default=0)
+            together = max((_distinct([x for x in rare if span_in(x, s)]) for s in where), default=0)
             tied = near >= rule.tie_words or 0 < rule.tie_spans <= together
             sim = 0.0
             if where and (full or (share <= rule.span_share and not tied)):

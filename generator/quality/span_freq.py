@@ -96,10 +96,15 @@ class SpanFrequency:
         return cls(table, n)
 
     @classmethod
-    def for_index_dir(cls, directory: str | Path, stop: threading.Event | None = None) -> SpanFrequency:
+    def for_index_dir(
+        cls, directory: str | Path, stop: threading.Event | None = None, store: PassageStore | None = None
+    ) -> SpanFrequency:
         """The counts of an index's passage store (titles and texts), computed once and cached. The
         hasher (pandas, 0.2 s to import) is loaded here too, not at the leak screen's first batch.
-        `stop`: counting ends with `CountStopped` once it is set, and nothing is written."""
+        `stop`: counting ends with `CountStopped` once it is set, and nothing is written. `store`: the
+        index's store, already open (a run counts in a thread while the encoder imports transformers:
+        opening the store again there fingerprints it with datasets' pickler, which reads transformers
+        and fails on a half-imported one)."""
         _hash([""])
         directory = Path(directory)
         fingerprint = str(read_manifest(directory)["corpus"]["fingerprint"])
@@ -112,7 +117,7 @@ class SpanFrequency:
                             return cls(z["table"], int(z["passages"]))
                 except (OSError, ValueError, KeyError):
                     pass  # a torn or foreign file, or one an older ragloom counted: count again
-        store = PassageStore(directory)
+        store = store if store is not None else PassageStore(directory)
         freq = cls.from_texts(
             (f"{title}\n{text}" for _, titles, texts in store.iter_batches() for title, text in zip(titles, texts)),
             stop=stop,

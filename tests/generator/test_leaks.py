@@ -135,7 +135,7 @@ def test_a_small_number_with_its_unit_is_a_key_span_of_the_screen(screen: LeakSc
 
 
 def test_two_key_spans_of_the_answer_in_one_sentence_tie_each_other(screen: LeakScreen) -> None:
-    """A sentence that holds two specific key spans of the answer ties them to it though it holds none
+    """A sentence that holds two rare key spans of the answer ties them to it though it holds none
     of the question's words and the encoder does not relate it to an answer sentence: the two facts
     side by side are the answer. One of them alone, in the same kind of sentence, is not."""
     question = "Why does almost no rain fall on the coast of Peru?"

@@ -66,6 +66,30 @@ def test_span_counts_match_a_count_by_hand_and_are_cached_by_corpus_fingerprint(
     assert freq.table.nbytes <= 16 * 2**20  # bounded whatever the corpus size
 
 
+def test_a_run_counts_from_the_store_its_index_has_open(
+    wiki_corpus: Path, wiki_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run counts in a thread while the encoder imports transformers; opening the store a second time
+    there fingerprints it with datasets' pickler, which read a half-imported transformers and failed
+    (AttributeError: module 'transformers' has no attribute 'PreTrainedTokenizerBase', seen in a real
+    run). Given the index's open store, the count opens none and counts the same passages."""
+    from ragloom.retrieval import Index
+
+    index = tmp_path / "idx"
+    shutil.copytree(wiki_index, index, ignore=shutil.ignore_patterns("span_freq-*"))
+    monkeypatch.setattr(span_freq, "CACHE_DIR", tmp_path / "cache")
+    store = Index(index).store
+
+    def no_second_store(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the store was opened again")
+
+    monkeypatch.setattr(span_freq, "PassageStore", no_second_store)
+    freq = SpanFrequency.for_index_dir(index, store=store)
+    rows = [json.loads(line) for line in wiki_corpus.read_text().splitlines()]
+    assert freq.passages == len(store) == len(rows) == 400
+    assert freq.count("united states") == passages_holding(rows, r"\bunited states\b") > 5
+
+
 def test_a_stopped_count_ends_at_once_and_writes_nothing(
     wiki_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
