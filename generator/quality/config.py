@@ -62,7 +62,8 @@ class Quality(Strict):
     leak_tie_spans: int = Field(
         _L.tie_spans,
         ge=0,
-        description="... or where its sentence holds this many specific key spans of the answer (0: off)",
+        description="... or where its sentence holds this many key spans of the answer held by at most 0.1% of "
+        "the passages (0: off)",
     )
     leak_statement: float | None = Field(
         _L.statement,
