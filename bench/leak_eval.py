@@ -15,7 +15,7 @@ passages, titles and texts, as the index's store). `--old`: the rule before issu
 span found is a leak), for the before/after figures. `--no-statement`: the rule before the
 statement check (issue 25, second pass). `--no-quantities`: before one- and two-digit numbers with
 a magnitude ("71 million", "40 percent") were key spans. `--no-units`: before a unit carried one too
-("72 days", "42 kilometres"). `--no-tie-spans`: before a sentence holding two specific key spans
+("72 days", "42 kilometres"). `--no-tie-spans`: before a sentence holding two rare key spans
 of the answer tied them (`quality.leak_tie_spans: 0`). `--scores`: the statement check's scores (leak-free highest,
 leaks lowest), where its threshold `quality.leak_statement` was set. `--encoder`: the screen's
 checks embed with this sentence-transformers model (a name or a local directory) instead of the
@@ -148,8 +148,9 @@ def make_screen(
     if no_units:  # before a unit ("72 days") carried a quantity: only magnitudes and percentages
         from ragloom.generator.quality import leaks, spans
 
-        magnitudes = ("million", "billion", "trillion", "percent")
-        leaks.quantities = lambda text: frozenset(x for x in spans.quantities(text) if x.endswith(magnitudes))
+        leaks.quantities = lambda text: frozenset(
+            x for x in spans.quantities(text) if x.split(" ", 1)[1] not in spans._UNITS
+        )
     q = Quality(leak_statement=STATEMENT)  # the defaults (the frozen thresholds), the statement check opted in
     checker = ConformanceChecker(Encoder(EncoderSpec(name=encoder)) if encoder else Encoder(), q.thresholds())
     if old:  # before issue 25: any key span found is a leak; sentences vs the answer's sentences at 0.7

@@ -62,8 +62,8 @@ class Quality(Strict):
     leak_tie_spans: int = Field(
         _L.tie_spans,
         ge=0,
-        description="... or where its sentence holds this many key spans of the answer held by at most 0.1% of "
-        "the passages (0: off)",
+        description=f"... or where its sentence holds this many key spans of the answer held by at most "
+        f"{_L.tie_span_share:.1%} of the passages (0: off)",
     )
     leak_statement: float | None = Field(
         _L.statement,
